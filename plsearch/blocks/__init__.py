@@ -1,0 +1,19 @@
+"""Built-in blocks. Importing this package registers them (see ``plsearch.registry``)."""
+
+from plsearch.blocks.base import Block, conv_nd, conv_transpose_nd, norm_nd
+from plsearch.blocks.conv import ConvBNReLU, PLConv
+from plsearch.blocks.residual import ResidualUnit
+from plsearch.blocks.up import Head, UpConvT2Half, UpConvT3
+
+__all__ = [
+    "Block",
+    "PLConv",
+    "ConvBNReLU",
+    "ResidualUnit",
+    "UpConvT3",
+    "UpConvT2Half",
+    "Head",
+    "conv_nd",
+    "conv_transpose_nd",
+    "norm_nd",
+]

@@ -1,0 +1,58 @@
+"""The paper's conv unit (BiO-Net order: conv with bias, ReLU, BN) and the common conv-BN-ReLU."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plsearch.blocks.base import Block, conv_nd, norm_nd
+from plsearch.registry import register_block
+
+
+@register_block("plconv")
+class PLConv(Block):
+    """3x3 conv (bias) -> ReLU -> BN, as PL-Net/BiO-Net; needed to reproduce the paper's counts."""
+
+    def __init__(self, cin: int, cout: int, dims: int) -> None:
+        super().__init__(cin, cout, dims)
+        self.conv = conv_nd(dims)(cin, cout, 3, padding=1, bias=True)
+        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")  # Keras he_normal
+        nn.init.zeros_(self.conv.bias)
+
+    def make_state(self) -> nn.Module:
+        return norm_nd(self.dims)(self.cout)
+
+    def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        return state(F.relu(self.conv(x), inplace=True))
+
+    @staticmethod
+    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
+        return cin * cout * 3**dims + cout, 2 * cout
+
+    @staticmethod
+    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
+        return out_voxels * cin * cout * 3**dims + 2 * out_voxels * cout
+
+
+@register_block("convbnrelu")
+class ConvBNReLU(Block):
+    """3x3 conv (no bias) -> BN -> ReLU: the classic U-Net's unit in most PyTorch code."""
+
+    def __init__(self, cin: int, cout: int, dims: int) -> None:
+        super().__init__(cin, cout, dims)
+        self.conv = conv_nd(dims)(cin, cout, 3, padding=1, bias=False)
+
+    def make_state(self) -> nn.Module:
+        return norm_nd(self.dims)(self.cout)
+
+    def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        return F.relu(state(self.conv(x)), inplace=True)
+
+    @staticmethod
+    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
+        return cin * cout * 3**dims, 2 * cout
+
+    @staticmethod
+    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
+        return out_voxels * cin * cout * 3**dims + 2 * out_voxels * cout

@@ -1,0 +1,50 @@
+"""A pre-projection residual unit (ResNet basic block with a 1x1 projection when widths differ)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plsearch.blocks.base import Block, conv_nd, norm_nd
+from plsearch.registry import register_block
+
+
+@register_block("residual")
+class ResidualUnit(Block):
+    """conv-BN-ReLU-conv-BN plus identity (or 1x1 conv-BN) shortcut, then ReLU.
+
+    Twice the convs of ``plconv`` per unit: a deeper unit at the same wiring, for the search.
+    """
+
+    def __init__(self, cin: int, cout: int, dims: int) -> None:
+        super().__init__(cin, cout, dims)
+        conv = conv_nd(dims)
+        self.conv1 = conv(cin, cout, 3, padding=1, bias=False)
+        self.conv2 = conv(cout, cout, 3, padding=1, bias=False)
+        self.proj = conv(cin, cout, 1, bias=False) if cin != cout else None
+
+    def make_state(self) -> nn.Module:
+        norm = norm_nd(self.dims)
+        n = 3 if self.proj is not None else 2
+        return nn.ModuleList([norm(self.cout) for _ in range(n)])
+
+    def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        y = F.relu(state[0](self.conv1(x)), inplace=True)
+        y = state[1](self.conv2(y))
+        skip = x if self.proj is None else state[2](self.proj(x))
+        return F.relu(y + skip)
+
+    @staticmethod
+    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
+        k = 3**dims
+        shared = cin * cout * k + cout * cout * k + (cin * cout if cin != cout else 0)
+        return shared, 2 * cout * (3 if cin != cout else 2)
+
+    @staticmethod
+    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
+        k = 3**dims
+        m = out_voxels * (cin * cout * k + cout * cout * k) + 2 * 2 * out_voxels * cout
+        if cin != cout:
+            m += out_voxels * cin * cout + 2 * out_voxels * cout
+        return m

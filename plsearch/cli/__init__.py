@@ -1,0 +1,76 @@
+"""Command-line front ends. Only this package parses arguments and prints.
+
+Every CLI turns bad input into one line on stderr (``error: <problem>; <fix>``) and exit code 2,
+through ``run_cli``; the library underneath raises typed exceptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user-facing problem: the message names the problem and the fix."""
+
+
+def fail(message: str) -> int:
+    """Print one error line and return the usage exit code."""
+    line = " ".join(str(message).split())  # one line, whatever the exception text held
+    print(f"error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_cli(body: Callable[[], int | None], user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``body``; map expected user errors to one line + exit 2, Ctrl-C to exit 130."""
+    from plsearch.config import ConfigError
+
+    expected = (CLIError, ConfigError, ValueError, FileNotFoundError, NotADirectoryError,
+                PermissionError, IsADirectoryError) + tuple(user_errors)
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except expected as e:  # noqa: B014
+        return fail(str(e) or type(e).__name__)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def parse_device(text: str | None):
+    """``auto`` -> cuda if available else cpu; an unknown or absent device is a CLIError."""
+    import torch
+
+    if text in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"device {text!r} is not a torch device; use cpu, cuda, cuda:0 or auto") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise CLIError(f"device {text!r} is not available on this machine; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"device {text!r} is not supported; use cpu, cuda[:N] or auto")
+    return dev
+
+
+def argv_or_sys(argv: Sequence[str] | None) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``error: ...; see --help``) via ``CLIError``.
+
+    Parse inside ``run_cli`` so that the error becomes exit code 2 like every other bad input.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CLIError(f"{message}; see {self.prog} --help")

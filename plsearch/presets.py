@@ -1,0 +1,48 @@
+"""Named configurations of the one progressive-learning graph: PL-Net, PL-Net-dagger, BiO-Net, U-Net."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plsearch.config import ModelConfig, from_dict, to_dict
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's network (R1 reconstruction): 2 stages (depth 4, 5), n=2 progressive IPL, Ocs 1.
+    "plnet": {},
+    # PL-Net-dagger: the same at Ocs 0.5 (3.77 M in the paper).
+    "plnet-small": {"ocs": 0.5},
+    # BiO-Net's official code at t=3 with INT: one stage, every pass runs both convs of a block,
+    # stem + pool, levels from 1/2 resolution, a last up-sampling and a 2-conv post block.
+    "bionet": {
+        "stages": 1, "steps": 2, "ipl": "recurrent", "iterations": 3, "plan": "bionet",
+        "integrate": True,
+    },
+    # The classic U-Net as most PyTorch code writes it: 64..1024 channels, conv-BN-ReLU pairs,
+    # 2x2 transposed convs halving the width, concatenated skips, no BSC, no stem.
+    "unet": {
+        "base_width": 64, "stages": 1, "steps": 2, "ipl": "stacked", "bsc": False, "stem": 0,
+        "transition": "none", "up": "convt2_half", "block": "convbnrelu",
+    },
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``."""
+    return sorted(_PRESETS)
+
+
+def preset_config(name: str, **overrides: Any) -> ModelConfig:
+    """The ``ModelConfig`` of preset ``name`` with ``overrides`` applied (validated)."""
+    if name not in _PRESETS:
+        raise ValueError(f"model={name!r} is not a preset; choose one of {list_models()}")
+    data = to_dict(ModelConfig())
+    data.update(_PRESETS[name])
+    data.update(overrides)
+    return from_dict(ModelConfig, data)
+
+
+def create_model(name: str = "plnet", **overrides: Any):
+    """Build preset ``name`` (see ``list_models()``), e.g. ``create_model("plnet", ocs=0.5)``."""
+    from plsearch.model import PLNet
+
+    return PLNet.from_config(preset_config(name, **overrides))

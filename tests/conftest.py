@@ -1,0 +1,37 @@
+"""Shared test helpers: where the real data sets live, and how their absence is reported.
+
+Tests that need ``../shared/data`` skip with a reason when it is absent; with
+``PLSEARCH_REQUIRE_DATA=1`` (set by ``.ci/run``) the absence is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("PLSEARCH_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def shared_data(name: str) -> Path:
+    """Path of ``../shared/data/<name>``; skip (or fail under PLSEARCH_REQUIRE_DATA=1) if absent."""
+    path = data_root() / name
+    if not (path / "images").is_dir():
+        msg = f"data set {name!r} not found at {path} (set PLSEARCH_DATA_DIR to the folder holding it)"
+        if os.environ.get("PLSEARCH_REQUIRE_DATA") == "1":
+            pytest.fail(msg + "; PLSEARCH_REQUIRE_DATA=1 makes this a failure")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Two cores: keep torch from oversubscribing when pytest runs things in one process.
+    torch.set_num_threads(2)
+    yield
