@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="skip latency and memory measurement")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--summary", action="store_true", help="also print a torchinfo layer summary")
+    p.add_argument("--draw", metavar="PNG", help="also draw the wiring (levels x passes x stages) to this PNG")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     return p
 
@@ -94,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             width = max(len(k) for k, _ in rows)
             for k, v in rows:
                 print(f"{k:<{width}}  {v}")
+        if args.draw:
+            from plsearch.draw import draw_wiring
+
+            print(f"wiring drawn to {draw_wiring(model.wiring, args.draw)}")
         if args.summary:
             import torchinfo
 
