@@ -35,3 +35,11 @@ def _few_threads():
     # Two cores: keep torch from oversubscribing when pytest runs things in one process.
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    # Tests never write into the user's ~/.cache/plsearch; one shared cache per test session.
+    if "PLSEARCH_CACHE_DIR" not in os.environ:
+        os.environ["PLSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("plsearch-cache"))
+    yield
