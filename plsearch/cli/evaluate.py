@@ -1,0 +1,53 @@
+"""``python -m plsearch.evaluate``: metrics of a checkpoint on a split, plus best/worst overlays.
+
+Writes OUT/metrics.json (figures and per-image Dice) and OUT/best_worst.png; OUT defaults to
+``eval_<split>`` next to the checkpoint. Without ``--data`` the run's own data folder is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m plsearch.evaluate", description="Evaluate a trained checkpoint.")
+    p.add_argument("--checkpoint", required=True, help="RUN/best.pt (or last.pt) of a training run")
+    p.add_argument("--data", help="data folder (default: the folder the run trained on)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="the run's split of the folder, or all of its images [test]")
+    p.add_argument("--out", help="output folder [eval_<split> next to the checkpoint]")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--count", type=int, default=4, help="best and worst images to draw [4]")
+    p.add_argument("--verbose", action="store_true", help="log at INFO level")
+    return p
+
+
+def _evaluate(argv: Sequence[str] | None) -> int:
+    from plsearch.cli.train import format_metrics
+    from plsearch.evaluate import evaluate_checkpoint
+    from plsearch.train import resolve_device
+
+    args = build_parser().parse_args(argv_or_sys(argv))
+    setup_logging(args.verbose)
+    device = resolve_device(args.device)
+    if args.data is not None and not Path(args.data).is_dir():
+        raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
+    result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, out_dir=out, device=device,
+                                 batch_size=args.batch_size, k=args.count)
+    print(format_metrics(result, f"{args.split} metrics of {args.checkpoint}:"))
+    print(f"wrote {result['metrics_json']} and {result['overlays']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 with one ``error:`` line for bad input)."""
+    return run_cli(lambda: _evaluate(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
