@@ -1,0 +1,43 @@
+"""``python -m plsearch.report``: redraw a search's tables and plots from its storage (no training).
+
+    python -m plsearch.report --out results/ipl_epl                       # reads results/ipl_epl/study.db
+    python -m plsearch.report --study ipl_epl --storage sqlite:///x.db --out report/
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m plsearch.report", description="Redraw a search's Pareto table and plots.")
+    p.add_argument("--out", help="folder to write (and, without --storage, the one holding study.db)")
+    p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://...) or PATH.log journal")
+    p.add_argument("--study", help="study name (optional when the storage holds one study)")
+    p.add_argument("--verbose", action="store_true", help="log at INFO level")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def body() -> int:
+        from plsearch.report import load_study, write_report
+        from plsearch.search.records import pareto_markdown
+
+        args = build_parser().parse_args(argv_or_sys(argv))
+        setup_logging(args.verbose)
+        if args.out is None and args.storage is None:
+            from plsearch.cli import CLIError
+
+            raise CLIError("nothing to report on; pass --out DIR (a search's output folder) or --storage URL")
+        study = load_study(args.storage, args.study, args.out)
+        out = args.out or f"results/{study.study_name}"
+        records, rows, plots = write_report(study, out)
+        print(f"study {study.study_name}: {len(records)} finished trial(s); Pareto front:")
+        print(pareto_markdown(rows), end="")
+        for name, where in plots.items():
+            print(f"{name}: {where}")
+        return 0
+
+    return run_cli(body)

@@ -1,0 +1,133 @@
+"""Search report from storage alone: records, Pareto tables/configs and PNG plots, no training.
+
+``python -m plsearch.report --out results/ipl_epl`` redraws everything from ``results/ipl_epl/study.db``;
+``--study NAME --storage URL --out DIR`` reads any Optuna storage. Plots (in DIR):
+``pareto.png`` (val Dice vs MACs and vs params, log x, with the preset references from
+``references.json``), ``history.png``, ``hypervolume.png`` (multi-objective) and
+``importances.png`` (skipped with a note below 4 trained trials).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+MIN_TRIALS_FOR_IMPORTANCE = 4
+
+
+class ReportError(ValueError):
+    """The storage or study to report on does not exist."""
+
+
+def load_study(storage: str | None = None, study_name: str | None = None, out_dir: str | Path | None = None) -> Any:
+    """Open a study read-only-ish: ``storage`` URL (default ``<out>/study.db``) and ``study_name``
+    (optional when the storage holds exactly one study)."""
+    import optuna
+
+    from plsearch.search.runner import make_storage
+
+    if storage is None:
+        if out_dir is None:
+            raise ReportError("nothing to report on; pass --out DIR (holding study.db) or --storage URL --study NAME")
+        db = Path(out_dir) / "study.db"
+        if not db.is_file():
+            raise ReportError(f"{db} does not exist; pass the --out folder of a search or --storage URL")
+    store = make_storage(storage, Path(out_dir or "."))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    if study_name is None:
+        if len(names) != 1:
+            raise ReportError(f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                              "pick one with --study NAME")
+        study_name = names[0]
+    if study_name not in names:
+        raise ReportError(f"study {study_name!r} is not in the storage; choose one of {', '.join(names) or '(none)'}")
+    return optuna.load_study(study_name=study_name, storage=store)
+
+
+def _constraints(space: Mapping[str, Any]) -> dict[str, float]:
+    """The space's budgets as numbers (the stored raw YAML may hold ``6.0e7`` as a string)."""
+    out = {}
+    for k, v in (space.get("constraints") or {}).items() if isinstance(space.get("constraints"), Mapping) else ():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _importances(study: Any, records: list[dict]) -> dict[str, float] | str:
+    """fANOVA importances for val Dice over the trained trials, or a note saying why not."""
+    import optuna
+
+    from plsearch.plots import trained
+
+    good = trained(records)
+    if len(good) < MIN_TRIALS_FOR_IMPORTANCE:
+        return f"importances skipped: {len(good)} trained trial(s), need {MIN_TRIALS_FOR_IMPORTANCE}"
+    numbers = {r["number"] for r in good}
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
+    varying = {k for k in trials[0].params if len({repr(t.params.get(k)) for t in trials}) > 1}
+    if not varying:
+        return "importances skipped: no parameter varies across the trained trials"
+    tmp = optuna.create_study(direction="maximize")
+    for t in trials:
+        tmp.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                value=float(t.user_attrs["metrics"]["val_dice"])))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(tmp, params=sorted(varying)))
+    except (ValueError, RuntimeError) as e:
+        return f"importances skipped: {e}"
+
+
+def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] | None = None) -> dict[str, str]:
+    """Write the PNGs into ``out_dir``; returns ``{name: path or 'skipped: why'}``."""
+    from plsearch import plots
+    from plsearch.search.records import pareto_front, study_metric_names, study_records
+    from plsearch.search.references import load_references
+
+    out = Path(out_dir)
+    refs = references if references is not None else load_references(out)
+    records = study_records(study)
+    objectives = list(zip(study_metric_names(study), [d.name.lower() for d in study.directions]))
+    cons = _constraints(study.user_attrs.get("plsearch:space") or {})
+    front = [r["number"] for r in pareto_front(records, objectives)]
+    result: dict[str, str] = {}
+    title = f"{study.study_name}: validation Dice against size"
+    result["pareto"] = str(plots.plot_pareto(records, out / "pareto.png", references=refs, constraints=cons,
+                                             pareto_numbers=front, title=title))
+    result["history"] = str(plots.plot_history(records, out / "history.png",
+                                               title=f"{study.study_name}: optimization history"))
+    if len(objectives) > 1:
+        hv = plots.hypervolume_history(records, objectives, cons)
+        result["hypervolume"] = str(plots.plot_hypervolume(
+            hv, out / "hypervolume.png", title=f"{study.study_name}: hypervolume of {', '.join(n for n, _ in objectives)}"))
+    else:
+        result["hypervolume"] = "skipped: single-objective study"
+    imp = _importances(study, records)
+    if isinstance(imp, str):
+        result["importances"] = imp
+        (out / "importances.png").unlink(missing_ok=True)
+    else:
+        result["importances"] = str(plots.plot_importances(imp, out / "importances.png",
+                                                           title=f"{study.study_name}: parameter importances"))
+    return result
+
+
+def write_report(study: Any, out_dir: str | Path) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """Records + Pareto files + plots; returns (records, pareto rows, plots)."""
+    from plsearch.search.records import write_outputs
+
+    records, rows = write_outputs(study, out_dir)
+    return records, rows, draw_plots(study, out_dir)
+
+
+if __name__ == "__main__":
+    from plsearch.cli.report import main
+
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""The trial objective: sampled params -> RunConfig -> profile -> (constraints) -> fit -> metric values.
+
+Outcomes, as recorded in storage (user attr ``fail_reason`` says why a trial did not train normally):
+
+- invalid combination (``ConfigError``, e.g. ``bsc`` with ``transition: none``): COMPLETE but
+  infeasible (constraint ``valid`` = 1), not trained;
+- over a budget in ``constraints:``: COMPLETE but infeasible (``<metric>`` > 0), not trained;
+- non-finite loss (``NonFiniteLossError``): COMPLETE but infeasible (``valid`` = 1): the config
+  does not train at this learning rate, which the sampler should learn to avoid;
+- out of memory: FAIL (a property of the device, not of the config);
+- pruned: PRUNED, with the per-epoch ``val_dice_curve``.
+Infeasible trials report Dice/IoU 0 and the sizes they were measured at (inf where unknown), and
+never enter the Pareto front.
+
+Custom metrics: ``@register_metric("name", "maximize")`` on ``f(ctx: MetricContext) -> float``, or
+``metric: "package.module:function"`` in ``objectives:`` (direction from ``f.direction`` or given).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from plsearch.config import ConfigError, DataConfig, RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plsearch.search.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+BUILTIN_METRICS = {"val_dice": "maximize", "val_iou": "maximize", "params": "minimize", "macs": "minimize",
+                   "latency_ms": "minimize"}
+_REGISTERED: dict[str, "Metric"] = {}
+_DATA: dict[tuple[DataConfig, int], dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    direction: str | None
+    fn: Callable[["MetricContext"], float] | None = None
+
+
+@dataclass
+class MetricContext:
+    """What a custom metric sees after training: the trained ``model`` (best weights, eval mode),
+    the resolved ``config``, the data ``splits`` (``SegmentationData``), the ``FitResult``, and the
+    built-in ``metrics`` and ``profile`` dicts computed so far."""
+
+    model: Any
+    config: RunConfig
+    splits: Mapping[str, Any]
+    fit: Any
+    metrics: dict[str, float]
+    profile: dict[str, float | None]
+
+
+def register_metric(name: str, direction: str) -> Callable[[Callable], Callable]:
+    """Decorator: make ``f(ctx: MetricContext) -> float`` usable as ``objectives: [name]``."""
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction={direction!r} must be maximize or minimize")
+    if name in BUILTIN_METRICS:
+        raise ValueError(f"metric {name!r} is built in; choose another name")
+
+    def deco(fn: Callable) -> Callable:
+        _REGISTERED[name] = Metric(name, direction, fn)
+        return fn
+
+    return deco
+
+
+def resolve_metric(name: str) -> Metric:
+    """A built-in, registered, or ``module:function`` metric; ValueError naming what is allowed."""
+    if name in BUILTIN_METRICS:
+        return Metric(name, BUILTIN_METRICS[name])
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"metric {name!r} cannot be imported ({e}); give an importable module:function") from None
+        return Metric(name, getattr(fn, "direction", None), fn)
+    allowed = ", ".join([*BUILTIN_METRICS, *_REGISTERED])
+    raise ValueError(f"unknown metric {name!r}; choose one of {allowed}, or a module:function / register_metric")
+
+
+def load_data(cfg: DataConfig, num_classes: int = 1) -> dict[str, Any]:
+    """``plsearch.data.load_splits`` cached per process: trials of one fidelity share one copy."""
+    key = (cfg, num_classes)
+    if key not in _DATA:
+        from plsearch.data import load_splits
+
+        _DATA.clear()  # one fidelity at a time; keeps memory flat
+        _DATA[key] = load_splits(cfg, num_classes=num_classes)
+    return _DATA[key]
+
+
+@dataclass
+class Outcome:
+    """How a trial ended: ``state`` "complete" | "pruned" | "fail"; ``values`` for complete ones."""
+
+    state: str
+    values: list[float] | None = None
+    feasible: bool = True
+    reason: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, (RuntimeError, MemoryError)) and ("out of memory" in str(e) or "can't allocate" in str(e)))
+
+
+class Objective:
+    """Runs one trial of ``space``. ``extra`` holds CLI overrides (``{"data.root": ..., "train.device": ...}``).
+
+    Call it with an Optuna ``Trial``; it returns an ``Outcome`` and records user attrs on the trial.
+    ``KeyboardInterrupt`` propagates (the runner handles it).
+    """
+
+    def __init__(self, space: "SearchSpace", extra: Mapping[str, Any] | None = None) -> None:
+        self.space = space
+        self.extra = dict(extra or {})
+        self.metrics = [resolve_metric(o.name) for o in space.objectives]
+
+    def worst(self, prof: Mapping[str, Any]) -> list[float]:
+        """Objective values of an infeasible trial: 0 Dice/IoU, measured sizes, else the worst value."""
+        out = []
+        for o in self.space.objectives:
+            if o.name in ("val_dice", "val_iou"):
+                out.append(0.0)
+            elif prof.get(o.name) is not None:
+                out.append(float(prof[o.name]))
+            else:
+                out.append(-math.inf if o.direction == "maximize" else math.inf)
+        return out
+
+    def config(self, params: Mapping[str, Any]) -> RunConfig:
+        """The resolved RunConfig (in_channels follows the data). Raises ConfigError if invalid."""
+        cfg = self.space.build(params, self.extra)
+        splits = load_data(cfg.data, cfg.model.num_classes)
+        channels = splits["train"].channels
+        if cfg.model.in_channels != channels:
+            cfg = self.space.build(params, {**self.extra, "model.in_channels": channels})
+        return cfg
+
+    def measure(self, cfg: RunConfig) -> dict[str, Any]:
+        """params and MACs analytically (milliseconds); latency on the built model if asked."""
+        from plsearch.wiring import estimate
+
+        est = estimate(cfg.model, cfg.data.image_size)
+        prof: dict[str, Any] = {"params": int(est.params), "macs": int(est.macs), "latency_ms": None}
+        if self.space.latency:
+            import plsearch
+            from plsearch.model import PLNet
+            from plsearch.train import resolve_device
+
+            p = plsearch.profile(PLNet.from_config(cfg.model), cfg.data.image_size, memory=False,
+                                 device=resolve_device(cfg.train.device))
+            prof["latency_ms"] = p.latency_ms
+        return prof
+
+    def constraints(self, prof: Mapping[str, Any] | None, valid: bool) -> dict[str, float]:
+        """Optuna constraint values (<= 0 feasible); the same keys on every trial, in the same order."""
+        out = {"valid": 0.0 if valid else 1.0}
+        for name, limit in self.space.constraints:
+            value = None if prof is None else prof.get(name)
+            out[name] = 1.0 if value is None else (float(value) - limit) / limit
+        return out
+
+    def __call__(self, trial: Any) -> Outcome:
+        from plsearch.search.pruning import make_epoch_callback
+
+        params = self.space.sample(trial)
+        try:
+            cfg = self.config(params)
+            prof = self.measure(cfg)
+        except ConfigError as e:
+            return self._infeasible(trial, None, f"invalid config: {e}")
+        trial.set_user_attr("config", cfg.to_dict())
+        trial.set_user_attr("profile", prof)
+        trial.set_user_attr("seed", cfg.train.seed)
+        cons = self.constraints(prof, True)
+        over = [f"{k} {prof[k]:.4g} > {lim:.4g}" for k, lim in self.space.constraints if cons[k] > 0]
+        if over:
+            return self._infeasible(trial, prof, "over budget: " + ", ".join(over), valid=True)
+        dup = _duplicate_of(trial, cfg.to_dict())
+        if dup is not None:
+            trial.set_user_attr("duplicate_of", dup.number)
+            for key in ("metrics", "val_dice_curve"):
+                if key in dup.user_attrs:
+                    trial.set_user_attr(key, dup.user_attrs[key])
+            trial.set_user_attr("feasible", True)
+            self._set_constraints(trial, prof, True)
+            return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
+        return self._train(trial, cfg, prof, make_epoch_callback(trial, self.space, prof, cfg.train.epochs))
+
+    def _set_constraints(self, trial: Any, prof: Mapping[str, Any] | None, valid: bool) -> None:
+        for name, value in self.constraints(prof, valid).items():
+            trial.set_constraint(name, value)
+
+    def _infeasible(self, trial: Any, prof: Mapping[str, Any] | None, reason: str, valid: bool = False) -> Outcome:
+        self._set_constraints(trial, prof, valid)
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("feasible", False)
+        return Outcome("complete", self.worst(prof or {}), feasible=False, reason=reason)
+
+    def _train(self, trial: Any, cfg: RunConfig, prof: dict[str, Any], callback: Callable) -> Outcome:
+        import optuna
+        import torch
+
+        from plsearch.train import NonFiniteLossError
+
+        try:
+            metrics = train_and_score(cfg, prof, self.metrics, on_epoch_end=callback)
+        except optuna.TrialPruned as e:
+            self._set_constraints(trial, prof, True)
+            trial.set_user_attr("fail_reason", f"pruned: {e}")
+            return Outcome("pruned", reason=f"pruned: {e}")
+        except NonFiniteLossError as e:
+            return self._infeasible(trial, prof, f"non-finite loss: {e}")
+        except (RuntimeError, MemoryError) as e:
+            if not _is_oom(e):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            reason = f"out of memory: {str(e).splitlines()[0][:200]}"
+            trial.set_user_attr("fail_reason", reason)
+            return Outcome("fail", reason=reason)
+        trial.set_user_attr("metrics", metrics)
+        values = [float(metrics[m.name]) if m.name in metrics else float(prof[m.name]) for m in self.metrics]
+        if any(math.isnan(v) for v in values):
+            return self._infeasible(trial, prof, f"objective values {values} contain NaN")
+        trial.set_user_attr("feasible", True)
+        self._set_constraints(trial, prof, True)
+        return Outcome("complete", values)
+
+
+def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[Metric] = (),
+                    on_epoch_end: Callable[[int, dict], Any] | None = None) -> dict[str, Any]:
+    """Build ``cfg.model``, ``fit`` it on the cached data, and return the metrics dict.
+
+    Keys: ``val_dice`` (best epoch), ``val_iou`` (same epoch), ``best_epoch``, ``epochs_run``,
+    ``train_seconds``, plus one per custom metric in ``metrics``.
+    """
+    from plsearch.model import PLNet
+    from plsearch.train import fit
+
+    import torch
+
+    splits = load_data(cfg.data, cfg.model.num_classes)
+    torch.manual_seed(cfg.train.seed)  # initial weights are part of the trial's seed
+    model = PLNet.from_config(cfg.model)
+    t0 = time.perf_counter()
+    result = fit(model, splits["train"], splits["val"], cfg.train, num_classes=cfg.model.num_classes,
+                 run_config=cfg, on_epoch_end=on_epoch_end)
+    best = next((r for r in result.history if r["epoch"] == result.best_epoch), result.history[-1])
+    out = {"val_dice": float(result.best_val_dice), "val_iou": float(best.get("val_iou", math.nan)),
+           "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+           "train_seconds": round(time.perf_counter() - t0, 3)}
+    ctx = MetricContext(model.eval(), cfg, splits, result, out, dict(prof))
+    for m in metrics:
+        if m.fn is not None:
+            out[m.name] = float(m.fn(ctx))
+    return out
+
+
+def _duplicate_of(trial: Any, config: dict) -> Any:
+    """A finished, trained trial with the same resolved config (its values are reused, not retrained)."""
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("config") == config and t.user_attrs.get("feasible") and "metrics" in t.user_attrs:
+            return t
+    return None

@@ -1,0 +1,322 @@
+"""Parsing helpers for search-space files: config paths, values, axes and sections.
+
+Every problem raises ``SearchSpaceError`` with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from plsearch.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _coerce
+from plsearch.search.objective import resolve_metric
+
+SECTIONS = ("name", "description", "imports", "objectives", "constraints", "fidelity", "sampler", "seed", "pruning",
+            "n_trials", "timeout", "references", "profile")
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
+DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")
+_GROUPS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+class SearchSpaceError(ValueError):
+    """A search-space file is invalid; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One searched config path and its Optuna distribution (``kind``: int, float or categorical)."""
+
+    path: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def distribution(self) -> Any:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        if self.kind == "float":
+            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        return CategoricalDistribution(self.choices)
+
+    def corners(self) -> tuple[Any, ...]:
+        """The extreme values: (low, high) or (first choice, last choice)."""
+        return (self.choices[0], self.choices[-1]) if self.kind == "categorical" else (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    direction: str  # "maximize" | "minimize"
+
+
+@dataclass(frozen=True)
+class Pruning:
+    enabled: bool = True
+    n_startup_trials: int = 3
+    n_warmup_epochs: int = 1
+    min_delta: float = 0.0
+
+
+def _field_type(path: str) -> Any:
+    group, _, key = path.partition(".")
+    if group not in _GROUPS or not key:
+        raise SearchSpaceError(
+            f"unknown key {path!r}; a search axis is a dotted RunConfig path starting with model., data. or "
+            f"train.; sections are: {', '.join(SECTIONS)}")
+    names = [f.name for f in fields(_GROUPS[group])]
+    if key not in names:
+        raise SearchSpaceError(f"unknown config path {path!r}; valid {group}. keys: {', '.join(names)}")
+    return typing.get_type_hints(_GROUPS[group])[key]
+
+
+def _num(v: Any) -> Any:
+    """PyYAML reads ``1e-4`` and ``6.0e7`` (no dot or no exponent sign) as strings: accept them as numbers."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _check_value(path: str, value: Any) -> Any:
+    """Type-check one value for ``path`` and reject values its field forbids on its own."""
+    tp = _field_type(path)
+    if tp in (int, float) or tp == (float | None):
+        value = _num(value)
+    try:
+        value = _coerce(path, tp, value)
+        RunConfig.from_dict(_set(RunConfig().to_dict(), path, value))
+    except ConfigError as e:
+        key = path.split(".", 1)[1]
+        msg = str(e)
+        if msg.startswith(path) or (msg.startswith(f"{key}=") and ("out of range" in msg or "not allowed" in msg)):
+            raise SearchSpaceError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    return value.tolist() if hasattr(value, "tolist") else (list(value) if isinstance(value, tuple) else value)
+
+
+def _set(data: dict, path: str, value: Any) -> dict:
+    group, key = path.split(".", 1)
+    data[group][key] = value
+    return data
+
+
+def _number(path: str, name: str, v: Any) -> float:
+    v = _num(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SearchSpaceError(f"{path}: {name}={v!r} must be a number")
+    return v
+
+
+def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
+    """A YAML value -> an Axis (searched) or ``(path, value)`` (fixed)."""
+    tp = _field_type(path)
+    if isinstance(spec, list):
+        spec = {"choices": spec}
+    if not isinstance(spec, Mapping):
+        return path, _check_value(path, spec)
+    allowed = {"low", "high", "step", "log", "choices", "value"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise SearchSpaceError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
+                               "low/high (+ step or log), choices, or value")
+    if "value" in spec:
+        if len(spec) > 1:
+            raise SearchSpaceError(f"{path}: 'value' fixes the path and cannot be combined with other keys")
+        return path, _check_value(path, spec["value"])
+    if "choices" in spec:
+        if set(spec) != {"choices"}:
+            raise SearchSpaceError(f"{path}: 'choices' cannot be combined with low/high/step/log")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise SearchSpaceError(f"{path}: choices must be a non-empty list, got {choices!r}")
+        for c in choices:
+            if c is not None and not isinstance(c, (bool, int, float, str)):
+                raise SearchSpaceError(f"{path}: choice {c!r} is not a scalar; Optuna choices must be "
+                                       "null, bool, int, float or str (fix list values with {value: [...]})")
+        if len({(type(c), c) for c in choices}) != len(choices):
+            raise SearchSpaceError(f"{path}: choices {choices!r} repeat a value; list each once")
+        return Axis(path, "categorical", choices=tuple(_check_value(path, c) for c in choices))
+    if "low" not in spec or "high" not in spec:
+        raise SearchSpaceError(f"{path}: a range needs both low and high (got {sorted(spec)}); "
+                               "or use choices: [...] or a fixed value")
+    is_int = tp is int
+    if not is_int and tp is not float:
+        raise SearchSpaceError(f"{path}: a low/high range needs a number field, {path} is {tp}; use choices: [...]")
+    low, high = _number(path, "low", spec["low"]), _number(path, "high", spec["high"])
+    if is_int and isinstance(low, float) and low.is_integer() and isinstance(high, float) and high.is_integer():
+        low, high = int(low), int(high)
+    step, log = spec.get("step"), spec.get("log", False)
+    if not isinstance(log, bool):
+        raise SearchSpaceError(f"{path}: log={log!r} must be true or false")
+    if is_int and (float(low) != int(low) or float(high) != int(high)):
+        raise SearchSpaceError(f"{path} is an integer field; low={low!r} and high={high!r} must be integers")
+    if low > high:
+        raise SearchSpaceError(f"{path}: inverted range low={low} > high={high}; swap them")
+    if low == high:
+        raise SearchSpaceError(f"{path}: empty range low == high == {low}; give a fixed value instead "
+                               f"({path}: {low})")
+    if step is not None:
+        step = _number(path, "step", step)
+        if log:
+            raise SearchSpaceError(f"{path}: step and log cannot be combined (Optuna forbids it); drop one")
+        if step <= 0 or (is_int and float(step) != int(step)):
+            raise SearchSpaceError(f"{path}: step={step!r} must be a positive {'integer' if is_int else 'number'}")
+        n = (high - low) / step
+        if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+            raise SearchSpaceError(f"{path}: step={step} does not divide high - low = {high - low}; choose a "
+                                   "step that does or move high")
+    if log and low <= 0:
+        raise SearchSpaceError(f"{path}: log=true needs low > 0, got low={low}")
+    for v in (low, high):
+        _check_value(path, int(v) if is_int else float(v))
+    if is_int:
+        return Axis(path, "int", int(low), int(high), int(step) if step is not None else None, log)
+    return Axis(path, "float", float(low), float(high), float(step) if step is not None else None, log)
+
+
+def _parse_objectives(spec: Any) -> tuple[MetricSpec, ...]:
+    if isinstance(spec, str):
+        spec = [spec]
+    if not isinstance(spec, list) or not spec:
+        raise SearchSpaceError(f"objectives must be a non-empty list (e.g. [val_dice, macs]), got {spec!r}")
+    out: list[MetricSpec] = []
+    for item in spec:
+        direction = None
+        if isinstance(item, Mapping):
+            extra = sorted(set(item) - {"metric", "direction"})
+            if extra or "metric" not in item:
+                raise SearchSpaceError(f"objectives: entry {dict(item)!r} must be a metric name or "
+                                       "{metric: NAME, direction: maximize|minimize}")
+            name, direction = item["metric"], item.get("direction")
+        else:
+            name = item
+        if not isinstance(name, str):
+            raise SearchSpaceError(f"objectives: metric {name!r} must be a string")
+        try:
+            metric = resolve_metric(name)
+        except ValueError as e:
+            raise SearchSpaceError(f"objectives: {e}") from None
+        direction = direction or metric.direction
+        if direction not in ("maximize", "minimize"):
+            raise SearchSpaceError(f"objectives: {name} needs direction maximize or minimize, got {direction!r}")
+        if any(o.name == name for o in out):
+            raise SearchSpaceError(f"objectives: {name} is listed twice; list each metric once")
+        out.append(MetricSpec(name, direction))
+    return tuple(out)
+
+
+def _parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    options: dict[str, Any] = {}
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        spec = options.pop("name", "tpe")
+    if spec not in SAMPLERS:
+        raise SearchSpaceError(f"sampler={spec!r} is not known; choose one of {', '.join(SAMPLERS)}")
+    allowed = sorted(set(inspect.signature(sampler_class(spec)).parameters) - {"self", "seed", "constraints_func"})
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise SearchSpaceError(f"sampler {spec}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    return spec, tuple(sorted(options.items()))
+
+
+def sampler_class(name: str) -> type:
+    import optuna
+
+    return {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+            "random": optuna.samplers.RandomSampler, "gp": optuna.samplers.GPSampler}[name]
+
+
+def _int(key: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise SearchSpaceError(f"{key}={v!r} must be an integer >= {lo}")
+    return v
+
+
+
+
+def _parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
+    cons = cons or {}
+    if not isinstance(cons, Mapping):
+        raise SearchSpaceError(f"constraints must be a mapping such as {{params: 2.0e+6, macs: 1.0e+8}}, got {cons!r}")
+    out = []
+    for k, v in cons.items():
+        v = _num(v)
+        if k not in CONSTRAINT_METRICS:
+            raise SearchSpaceError(f"constraints: unknown metric {k!r}; allowed: {', '.join(CONSTRAINT_METRICS)} "
+                                   "(upper bounds checked before training)")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise SearchSpaceError(f"constraints.{k}={v!r} must be a positive number (the maximum)")
+        out.append((k, float(v)))
+    return tuple(out)
+
+
+def _parse_pruning(pr: Any) -> Pruning:
+    if isinstance(pr, bool):
+        return Pruning(enabled=pr)
+    if not isinstance(pr, Mapping):
+        raise SearchSpaceError(f"pruning={pr!r} must be true, false or a mapping")
+    valid = [f.name for f in fields(Pruning)]
+    if set(pr) - set(valid):
+        raise SearchSpaceError(f"pruning: unknown key(s) {', '.join(sorted(map(str, set(pr) - set(valid))))}; "
+                               f"valid: {', '.join(valid)}")
+    enabled = pr.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SearchSpaceError(f"pruning.enabled={enabled!r} must be true or false")
+    return Pruning(enabled, _int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
+                   _int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
+                   float(_number("pruning", "min_delta", pr.get("min_delta", 0.0))))
+
+
+def _parse_references(refs: Any) -> tuple[str, ...]:
+    from plsearch.presets import list_models
+
+    refs = [] if refs is False or refs is None else refs
+    if not isinstance(refs, list) or any(r not in list_models() for r in refs):
+        raise SearchSpaceError(f"references={refs!r} must be a list of presets from {list_models()} (or false)")
+    return tuple(refs)
+
+
+def run_imports(entries: Any, base_dir: Path | None) -> None:
+    """Import the space's plug-ins (``imports:``) so their blocks and metrics register before validation.
+
+    An entry is a module name (``mypkg.blocks``) or a ``.py`` file relative to the space file.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    entries = [entries] if isinstance(entries, str) else (entries or [])
+    if not isinstance(entries, list):
+        raise SearchSpaceError(f"imports={entries!r} must be a list of module names or .py files")
+    for entry in entries:
+        if not isinstance(entry, str) or not entry:
+            raise SearchSpaceError(f"imports: {entry!r} must be a module name or a .py file")
+        if not entry.endswith(".py"):
+            try:
+                importlib.import_module(entry)
+            except ImportError as e:
+                raise SearchSpaceError(f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH") from None
+            continue
+        path = (Path(base_dir or ".") / entry).resolve()
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main and Path(main).resolve() == path:
+            continue  # the running script itself: its blocks are registered already
+        name = f"plsearch_plugin_{path.stem}"
+        if name in sys.modules:
+            continue
+        if not path.is_file():
+            raise SearchSpaceError(f"imports: {path} does not exist; give a .py path relative to the space file")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)

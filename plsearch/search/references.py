@@ -1,0 +1,97 @@
+"""Reference points: the presets (plnet, plnet-small, bionet, unet) trained at the search's fidelity.
+
+A preset keeps its own shape but takes the space's data/train values and a width scaled like the
+space's: ``base_width = preset base_width * space base_width / 32`` (PL-Net's 32), so PL-Net at a
+CPU fidelity of base width 8 is compared with U-Net at 16. Results are cached in
+``<out>/references.json`` under a hash of the resolved config, so a resumed search does not retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from plsearch.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plsearch.search.space import SearchSpace
+
+log = logging.getLogger(__name__)
+FILE = "references.json"
+
+
+def reference_config(space: "SearchSpace", name: str, extra: Mapping[str, Any] | None = None) -> RunConfig:
+    """Preset ``name`` at the space's fidelity (fixed data/train values, scaled width)."""
+    from plsearch.presets import preset_config
+    from plsearch.search.objective import load_data
+
+    d = RunConfig().to_dict()
+    for path, value in (*space.fixed, *(extra or {}).items()):
+        group, key = path.split(".", 1)
+        d[group][key] = value
+    data, train = from_dict(DataConfig, d["data"]), from_dict(TrainConfig, d["train"])
+    m = d["model"]
+    scale = m["base_width"] / ModelConfig().base_width
+    preset = preset_config(name)
+    channels = load_data(data, m["num_classes"])["train"].channels
+    model = preset_config(name, base_width=max(1, round(preset.base_width * scale)), in_channels=channels,
+                          num_classes=m["num_classes"], spatial_dims=m["spatial_dims"])
+    return RunConfig(model=model, data=data, train=train)
+
+
+def config_key(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_references(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(out_dir) / FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log.warning("ignoring unreadable %s; references will be retrained", path)
+        return {}
+
+
+def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[str, Any] | None = None,
+                     on_reference: Callable[[str, dict[str, Any], bool], None] | None = None) -> dict[str, dict]:
+    """Train (or load from the cache) each of ``space.references``; returns ``{name: record}``.
+
+    A record holds ``config``, ``key``, ``profile`` (params, macs), ``metrics`` (val_dice, ...),
+    ``seconds`` and ``fail_reason`` (None unless training failed). ``on_reference(name, record, cached)``
+    is called after each one.
+    """
+    from plsearch.search.objective import Objective, train_and_score
+
+    out = Path(out_dir)
+    cache = load_references(out)
+    result: dict[str, dict] = {}
+    measure = Objective(space, extra).measure
+    for name in space.references:
+        cfg = reference_config(space, name, extra)
+        key = config_key(cfg)
+        if cache.get(name, {}).get("key") == key:
+            result[name] = cache[name]
+            if on_reference:
+                on_reference(name, cache[name], True)
+            continue
+        t0 = time.perf_counter()
+        prof = measure(cfg)
+        rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
+                               "metrics": None, "fail_reason": None}
+        try:
+            rec["metrics"] = train_and_score(cfg, prof)
+        except (RuntimeError, MemoryError, ValueError) as e:  # NonFiniteLossError, OOM: keep going
+            rec["fail_reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        rec["seconds"] = round(time.perf_counter() - t0, 3)
+        result[name] = cache[name] = rec
+        out.mkdir(parents=True, exist_ok=True)
+        (out / FILE).write_text(json.dumps(cache, indent=1))
+        if on_reference:
+            on_reference(name, rec, False)
+    return result
