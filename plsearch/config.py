@@ -177,6 +177,7 @@ IplMode = typing.Literal["progressive", "stacked", "recurrent"]
 Transition = typing.Literal["conv", "none"]
 UpMode = typing.Literal["convt3", "convt2_half"]
 Fusion = typing.Literal["sum", "last"]
+BscInit = typing.Literal["zero", "he"]
 Switch = Union[bool, tuple[bool, ...]]
 
 
@@ -186,6 +187,11 @@ class ModelConfig:
 
     Defaults are PL-Net as the paper describes it (R1 reconstruction): two stages of depth 4 and 5,
     n=2 progressive IPL steps, Ocs 1.0, Table 1's resolution plan, BiO-Net's 3-conv stem.
+
+    Two training-time choices the paper leaves open: ``norm_momentum`` 0.99 is BiO-Net's Keras
+    ``momentum=0.01`` in PyTorch's convention (running statistics follow recent batches), and
+    ``bsc_init='zero'`` starts every backward skip's weights at zero, so the passes chained by BSC
+    do not multiply gradients at initialisation (``'he'`` is BiO-Net's he-normal everywhere).
     """
 
     in_channels: int = 3
@@ -208,6 +214,8 @@ class ModelConfig:
     block: str = "plconv"
     integrate: bool = False
     fusion: Fusion = "sum"
+    norm_momentum: float = 0.99
+    bsc_init: BscInit = "zero"
 
     def __post_init__(self) -> None:
         check_range("in_channels", self.in_channels, 1)
@@ -225,6 +233,8 @@ class ModelConfig:
         check_choice("up", self.up, typing.get_args(UpMode))
         check_choice("fusion", self.fusion, typing.get_args(Fusion))
         check_range("stem", self.stem, 0, 8)
+        check_range("norm_momentum", self.norm_momentum, 0.0, 1.0)
+        check_choice("bsc_init", self.bsc_init, typing.get_args(BscInit))
         if self.ipl == "recurrent":
             check_range("iterations", self.iterations, 1, 8)
         elif self.iterations != 0:
@@ -363,6 +373,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 16
     num_threads: int = 0
+    compile: bool = False  # torch.compile the train step (plsearch.speed.compile_model); pays on long GPU runs
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1)

@@ -7,11 +7,15 @@ One class serves PL-Net, PL-Net-dagger, BiO-Net and U-Net: they are configuratio
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from plsearch.config import ModelConfig, from_dict
 from plsearch.wiring import Op, Wiring, build_wiring, layer_class, padded_size
@@ -32,6 +36,49 @@ def _last_uses(ops: tuple[Op, ...], keep: tuple[str, ...]) -> list[tuple[str, ..
         if name not in keep:
             drops[i].append(name)
     return [tuple(d) for d in drops]
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of ops of one (stage, pass): the unit of activation checkpointing."""
+
+    ops: tuple[Op, ...]
+    drops: tuple[tuple[str, ...], ...]
+    inputs: tuple[str, ...]  # tensors it reads from before it
+    outputs: tuple[str, ...]  # tensors it makes that later ops (or the model's outputs) read
+    release: tuple[str, ...]  # tensors no later segment reads (dropped after this one)
+
+
+def _segments(ops: tuple[Op, ...], outs: tuple[str, ...]) -> tuple[_Segment, ...]:
+    groups: list[list[Op]] = []
+    for op in ops:
+        if groups and (groups[-1][-1].stage, groups[-1][-1].pass_) == (op.stage, op.pass_):
+            groups[-1].append(op)
+        else:
+            groups.append([op])
+    segments = []
+    for i, group in enumerate(groups):
+        made = {op.output for op in group}
+        later = set(outs).union(*(op.inputs for g in groups[i + 1:] for op in g))
+        inputs = dict.fromkeys(n for op in group for n in op.inputs if n not in made)
+        outputs = tuple(op.output for op in group if op.output in later)
+        release = tuple(n for n in inputs if n not in later)
+        segments.append(_Segment(tuple(group), tuple(_last_uses(tuple(group), outputs)), tuple(inputs), outputs,
+                                 release))
+    return tuple(segments)
+
+
+@contextlib.contextmanager
+def _restored_norm_stats(norms: list[nn.Module]) -> Iterator[None]:
+    """Recomputation under checkpointing: the same ops run again, then running stats are put back."""
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, bufs in zip(norms, saved):
+                for k, v in m.named_buffers(recurse=False):
+                    v.copy_(bufs[k])
 
 
 class PLNet(nn.Module):
@@ -67,11 +114,22 @@ class PLNet(nn.Module):
         self.states = nn.ModuleDict(
             {_key(op.state): self.layers[_key(op.layer)].make_state() for op in self.wiring.ops if op.state}
         )
+        for module in self.states.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = cfg.norm_momentum
+        if cfg.bsc_init == "zero":
+            widths = cfg.widths
+            for op in self.wiring.ops:  # BSC comes first in [b_l, x_l] (eq. 2)
+                if op.kind == "block" and len(op.inputs) == 2 and op.edges[0] in ("bsc", "self"):
+                    self.layers[_key(op.layer)].zero_input_channels(slice(0, widths[op.level]))
         self._plans = {}
         for training in (True, False):
             ops = self.wiring.needed_ops(training)
             outs = self.wiring.outputs(training)
             self._plans[training] = (ops, _last_uses(ops, outs), outs)
+        self._segments = _segments(*self._plans[True][::2])
+        self._checkpointing = False
+        self.fused: nn.ModuleDict | None = None  # set only on copies made by fuse_for_inference()
 
     @classmethod
     def from_config(cls, config: ModelConfig | Mapping[str, Any]) -> "PLNet":
@@ -112,21 +170,93 @@ class PLNet(nn.Module):
             x = F.pad(x, pad)
         ops, drops, outs = self._plans[all_stages]
         env: dict[str, torch.Tensor] = {"input": x}
-        pool = F.max_pool2d if self._config.spatial_dims == 2 else F.max_pool3d
-        for op, drop in zip(ops, drops):
-            xs = [env[name] for name in op.inputs]
-            h = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
-            if op.kind == "pool":
-                env[op.output] = pool(h, 2)
-            else:
-                state = self.states[_key(op.state)] if op.state else None
-                env[op.output] = self.layers[_key(op.layer)](h, state)
-            for name in drop:
-                del env[name]
+        if self._checkpointing and self.training and torch.is_grad_enabled():
+            for seg in self._segments:
+                norms = [m for op in seg.ops if op.state for m in self.states[_key(op.state)].modules()
+                         if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+                ys = checkpoint(self._exec_segment, seg, *(env[n] for n in seg.inputs), use_reentrant=False,
+                                context_fn=lambda norms=norms: (contextlib.nullcontext(), _restored_norm_stats(norms)))
+                env.update(zip(seg.outputs, ys))
+                for name in seg.release:
+                    del env[name]
+        else:
+            self._exec(ops, drops, env)
         crop = (slice(None), slice(None)) + tuple(slice(0, n) for n in size)
         return [env[name][crop] for name in outs]
 
+    def _exec(self, ops: tuple[Op, ...], drops: list[tuple[str, ...]] | tuple[tuple[str, ...], ...],
+              env: dict[str, torch.Tensor]) -> None:
+        """Run ``ops`` in order on the tensors in ``env``, freeing each tensor after its last use."""
+        pool = F.max_pool2d if self._config.spatial_dims == 2 else F.max_pool3d
+        fused = self.fused
+        for op, drop in zip(ops, drops):
+            xs = [env[name] for name in op.inputs]
+            key = _key(op.state)
+            if fused is not None and key in fused:
+                # folded norms; a self-concatenation [x, x] runs as one conv on x with summed weights
+                env[op.output] = fused[key](xs[0] if "self" in op.edges else torch.cat(xs, dim=1))
+            elif self.training and "self" in op.edges:
+                # [x, x] (eq. 2, first pass): one conv on x with summed weight halves, exact, half
+                # the MACs. Training only, so that eval-mode MACs (fvcore, profile) count the paper's graph.
+                env[op.output] = self.layers[_key(op.layer)].forward_self_concat(xs[0], self.states[key])
+            else:
+                h = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+                if op.kind == "pool":
+                    env[op.output] = pool(h, 2)
+                else:
+                    state = self.states[key] if op.state else None
+                    env[op.output] = self.layers[_key(op.layer)](h, state)
+            for name in drop:
+                del env[name]
+
+    def _exec_segment(self, seg: _Segment, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        env = dict(zip(seg.inputs, xs))
+        self._exec(seg.ops, seg.drops, env)
+        return tuple(env[name] for name in seg.outputs)
+
+    def set_checkpointing(self, enabled: bool = True) -> "PLNet":
+        """Recompute each (stage, pass) segment's activations in backward instead of storing them.
+
+        Trades about one extra forward per training step for memory (``torch.utils.checkpoint``,
+        non-reentrant); BatchNorm running statistics are updated once, as without it. Training
+        mode only; eval is unaffected. Returns ``self``.
+        """
+        self._checkpointing = bool(enabled)
+        return self
+
+    @property
+    def checkpointing(self) -> bool:
+        return self._checkpointing
+
+    def fuse_for_inference(self) -> "PLNet":
+        """A copy for inference with every application's eval BatchNorm folded into its conv.
+
+        Exact up to float rounding: conv -> BN -> ReLU folds as usual; the paper's conv -> ReLU -> BN
+        becomes one conv and one clamp (``a * relu(z) + b = max(a * z + b, b)`` for ``a >= 0``);
+        a self-concatenation ``[x, x]`` (first pass, eq. 2) runs as one conv on ``x`` with summed
+        weight halves (half its MACs). Folded weights are per application, so the copy holds more
+        weights than the model. The copy is eval-only: calling it in training mode raises.
+        """
+        new = copy.deepcopy(self).eval()
+        fused = {}
+        for op in new.wiring.needed_ops(training=False):
+            if op.kind == "pool" or not op.state:
+                continue
+            layer, state = new.layers[_key(op.layer)], new.states[_key(op.state)]
+            module = layer.fuse(state, self_concat="self" in op.edges)
+            if module is None and "self" in op.edges:
+                module = layer.fuse(state)
+                module = None if module is None else nn.Sequential(_SelfConcat(), module)
+            if module is not None:
+                fused[_key(op.state)] = module
+        new.fused = nn.ModuleDict(fused)
+        new.requires_grad_(False)
+        return new
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.fused is not None and self.training:
+            raise RuntimeError("this copy was made by fuse_for_inference() and runs in eval mode only; "
+                               "train the original model")
         if self.training:
             return self._run(x, all_stages=True)
         logits = self._run(x, all_stages=False)
@@ -140,3 +270,8 @@ class PLNet(nn.Module):
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid for one class, softmax over classes otherwise (eq. 5 applied to fused logits)."""
         return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+class _SelfConcat(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], dim=1)

@@ -77,9 +77,9 @@ def predict_files(
         chunk = files[start : start + batch_size]
         arrays, sizes = [], []
         for f in chunk:
+            a = read_image(f, image_size, channels)  # first: an unreadable file is a DataError naming it
             with Image.open(f) as im:
                 sizes.append((im.height, im.width))
-            a = read_image(f, image_size, channels)
             arrays.append(apply_grey_world(a) if grey_world else a)
         x = to_input(torch.from_numpy(np.stack(arrays))).to(device)
         logits = model(x).float()

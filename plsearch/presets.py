@@ -21,7 +21,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # 2x2 transposed convs halving the width, concatenated skips, no BSC, no stem.
     "unet": {
         "base_width": 64, "stages": 1, "steps": 2, "ipl": "stacked", "bsc": False, "stem": 0,
-        "transition": "none", "up": "convt2_half", "block": "convbnrelu",
+        "transition": "none", "up": "convt2_half", "block": "convbnrelu", "norm_momentum": 0.1,
     },
 }
 

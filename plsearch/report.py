@@ -27,17 +27,24 @@ def load_study(storage: str | None = None, study_name: str | None = None, out_di
     (optional when the storage holds exactly one study)."""
     import optuna
 
-    from plsearch.search.runner import make_storage
+    from plsearch.search.storage import StorageError, describe_error, open_storage, parse_storage
 
     if storage is None:
         if out_dir is None:
             raise ReportError("nothing to report on; pass --out DIR (holding study.db) or --storage URL --study NAME")
-        db = Path(out_dir) / "study.db"
-        if not db.is_file():
+        db, journal = Path(out_dir) / "study.db", Path(out_dir) / "study.journal"
+        if not db.is_file() and not journal.is_file():
             raise ReportError(f"{db} does not exist; pass the --out folder of a search or --storage URL")
-    store = make_storage(storage, Path(out_dir or "."))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+        storage = str(journal) if journal.is_file() else f"sqlite:///{db.resolve()}"
+    spec = parse_storage(storage, Path(out_dir or "."))
+    try:
+        store = open_storage(spec, create=False)  # a report never creates a storage
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    except StorageError:
+        raise
+    except Exception as e:  # SQLAlchemy errors of an existing but broken database
+        raise ReportError(describe_error(spec, e)) from None
     if study_name is None:
         if len(names) != 1:
             raise ReportError(f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}); "

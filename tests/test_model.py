@@ -126,3 +126,17 @@ def test_multiclass_softmax_probabilities_sum_to_one():
     with torch.no_grad():
         p = PLNet.probabilities(m(torch.randn(2, 3, 32, 32)))
     assert torch.allclose(p.sum(1), torch.ones(2, 32, 32), atol=1e-5)
+
+
+def test_bsc_weights_start_at_zero_and_norms_follow_keras_momentum():
+    m = small()
+    c = m.config.widths
+    w = m.layers["L1_conv1"].conv.weight  # input [b_1 (BSC), x_1]
+    assert torch.count_nonzero(w[:, : c[1]]) == 0 and torch.count_nonzero(w[:, c[1]:]) > 0
+    assert all(bn.momentum == 0.99 for bn in m.states.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    he = small(bsc_init="he")
+    assert torch.count_nonzero(he.layers["L1_conv1"].conv.weight[:, : c[1]]) > 0
+    # The zero branch still learns: its weights get a gradient (the BSC input is not zero).
+    m.train()
+    sum(o.mean() for o in m(torch.randn(2, 3, 32, 32))).backward()
+    assert w.grad[:, : c[1]].abs().sum() > 0

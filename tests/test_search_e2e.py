@@ -127,6 +127,7 @@ def test_ctrl_c_requeues_the_running_trial(two_trials, tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(objective, "train_and_score", interrupted)
+    monkeypatch.setattr(objective, "_duplicate_of", lambda trial, config: None)  # train even a repeated config
     space = load_space(TINY)
     with pytest.raises(KeyboardInterrupt):
         run_search(space, out_dir=out, n_trials=3, references=False, plots=False)

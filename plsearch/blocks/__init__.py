@@ -1,6 +1,6 @@
 """Built-in blocks. Importing this package registers them (see ``plsearch.registry``)."""
 
-from plsearch.blocks.base import Block, conv_nd, conv_transpose_nd, norm_nd
+from plsearch.blocks.base import Block, FusedConv, conv_nd, conv_transpose_nd, fold_conv_bn, norm_nd
 from plsearch.blocks.conv import ConvBNReLU, PLConv
 from plsearch.blocks.residual import ResidualUnit
 from plsearch.blocks.up import Head, UpConvT2Half, UpConvT3
@@ -13,6 +13,8 @@ __all__ = [
     "UpConvT3",
     "UpConvT2Half",
     "Head",
+    "FusedConv",
+    "fold_conv_bn",
     "conv_nd",
     "conv_transpose_nd",
     "norm_nd",

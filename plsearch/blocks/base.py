@@ -12,6 +12,7 @@ without building torch modules; a test holds them equal to the built model and t
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,6 +26,89 @@ def conv_transpose_nd(dims: int) -> type[nn.Module]:
 
 def norm_nd(dims: int) -> type[nn.Module]:
     return {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
+
+
+def bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as ``y = a * x + b``: per-channel ``(a, b)``, each ``(c,)``."""
+    a = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        a = a * bn.weight
+    b = -bn.running_mean * a
+    if bn.bias is not None:
+        b = b + bn.bias
+    return a.detach(), b.detach()
+
+
+def conv_fn(dims: int):
+    return {2: F.conv2d, 3: F.conv3d}[dims]
+
+
+def fold_halves(weight: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Weights for the self-concatenation ``conv([x, x])``: ``W1 * x + W2 * x = (W1 + W2) * x``."""
+    first, second = weight.chunk(2, dim=dim)
+    return first + second
+
+
+class FusedConv(nn.Module):
+    """One application of a conv unit with its eval BatchNorm folded in (inference only).
+
+    ``post`` says what follows the folded conv: ``"none"``, ``"relu"``, or ``"clamp"``, the folded
+    form of conv -> ReLU -> BN with scale ``a`` and shift ``b``: for ``a >= 0``,
+    ``a * relu(z) + b = max(a * z + b, b)``, so the BN becomes the conv's weights and bias plus a
+    per-channel lower bound (one elementwise pass instead of two). Channels with ``a < 0`` use
+    ``min`` instead (``sign`` = -1).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, dims: int, post: str = "none",
+                 lower: torch.Tensor | None = None, sign: torch.Tensor | None = None, transposed: bool = False,
+                 **conv_kwargs: object) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        shape = (1, -1) + (1,) * dims
+        self.register_buffer("lower", None if lower is None else lower.detach().reshape(shape).clone())
+        mixed = sign is not None and bool((sign < 0).any())
+        self.register_buffer("sign", sign.detach().reshape(shape).clone() if mixed else None)
+        self.post, self.dims, self.transposed, self.conv_kwargs = post, dims, transposed, conv_kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            conv = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[self.dims]
+        else:
+            conv = conv_fn(self.dims)
+        z = conv(x, self.weight, self.bias, **self.conv_kwargs)
+        if self.post == "relu":
+            return z.relu_()
+        if self.post == "clamp":
+            if self.sign is None:
+                return z.clamp_min_(self.lower)  # max(a z + b, b): ReLU and BN in one pass
+            return torch.maximum(z * self.sign, self.lower * self.sign).mul_(self.sign)
+        return z
+
+
+def fold_conv_bn(conv: nn.Module, bn: nn.Module | None, *, dims: int, post: str, self_concat: bool = False,
+                 transposed: bool = False) -> FusedConv:
+    """Fold an eval BatchNorm into ``conv`` (out-channel scale and shift) for inference.
+
+    ``post="relu"`` means conv -> BN -> ReLU (BN folds straight in); ``post="clamp"`` means
+    conv -> ReLU -> BN (see ``FusedConv``); ``bn=None`` folds nothing. ``self_concat``: the conv
+    is applied to ``[x, x]``; the fused unit takes ``x`` alone (half the input channels).
+    """
+    w = conv.weight.detach()
+    bias = conv.bias.detach() if conv.bias is not None else None
+    if self_concat:
+        w = fold_halves(w, dim=0 if transposed else 1)
+    lower = sign = None
+    if bn is not None:
+        a, b = bn_affine(bn)
+        scale_shape = (1, -1) if transposed else (-1, 1)
+        w = w * a.reshape(scale_shape + (1,) * dims)
+        bias = b if bias is None else bias * a + b
+        if post == "clamp":
+            lower, sign = b, torch.where(a < 0, -1.0, 1.0)
+    names = ("stride", "padding", "dilation", "groups") + (("output_padding",) if transposed else ())
+    kwargs = {k: getattr(conv, k) for k in names}
+    return FusedConv(w, bias, dims=dims, post=post, lower=lower, sign=sign, transposed=transposed, **kwargs)
 
 
 class Block(nn.Module):
@@ -42,6 +126,29 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def input_convs(self) -> list[nn.Module]:
+        """The convs that read the block's input (their input channels follow the concatenation)."""
+        return [self.conv]
+
+    @torch.no_grad()
+    def zero_input_channels(self, channels: slice) -> None:
+        """Zero the weights that read input ``channels``: a branch that starts silent (BSC init)."""
+        for conv in self.input_convs():
+            conv.weight[:, channels] = 0
+
+    def forward_self_concat(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        """``self(cat([x, x], 1), state)``; blocks with one conv on the input override it to run
+        that conv once on ``x`` with summed weight halves (exact; half its MACs, no concat copy)."""
+        return self(torch.cat([x, x], dim=1), state)
+
+    def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module | None:
+        """An inference-only module equal to ``self(x, state)`` in eval mode, norms folded in.
+
+        ``self_concat``: the application's input is ``[x, x]``; the returned module takes ``x``.
+        ``None`` (the default) means the block has nothing to fold: apply it unfused.
+        """
+        return None
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, conv_nd, norm_nd
+from plsearch.blocks.base import Block, conv_fn, conv_nd, fold_conv_bn, fold_halves, norm_nd
 from plsearch.registry import register_block
 
 
@@ -25,6 +25,14 @@ class PLConv(Block):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return state(F.relu(self.conv(x), inplace=True))
+
+    def forward_self_concat(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        z = conv_fn(self.dims)(x, fold_halves(self.conv.weight), self.conv.bias, padding=1)
+        return state(F.relu(z, inplace=True))
+
+    def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
+        # BN after ReLU: a * relu(z) + b = max(a * z + b, b) for a >= 0 (exact; see FusedConv)
+        return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat)
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
@@ -48,6 +56,12 @@ class ConvBNReLU(Block):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return F.relu(state(self.conv(x)), inplace=True)
+
+    def forward_self_concat(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
+        return F.relu(state(conv_fn(self.dims)(x, fold_halves(self.conv.weight), None, padding=1)), inplace=True)
+
+    def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
+        return fold_conv_bn(self.conv, state, dims=self.dims, post="relu", self_concat=self_concat)
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:

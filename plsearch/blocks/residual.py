@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, conv_nd, norm_nd
+from plsearch.blocks.base import Block, FusedConv, conv_nd, fold_conv_bn, norm_nd
 from plsearch.registry import register_block
 
 
@@ -24,6 +24,9 @@ class ResidualUnit(Block):
         self.conv2 = conv(cout, cout, 3, padding=1, bias=False)
         self.proj = conv(cin, cout, 1, bias=False) if cin != cout else None
 
+    def input_convs(self) -> list[nn.Module]:
+        return [self.conv1] + ([self.proj] if self.proj is not None else [])
+
     def make_state(self) -> nn.Module:
         norm = norm_nd(self.dims)
         n = 3 if self.proj is not None else 2
@@ -34,6 +37,15 @@ class ResidualUnit(Block):
         y = state[1](self.conv2(y))
         skip = x if self.proj is None else state[2](self.proj(x))
         return F.relu(y + skip)
+
+    def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module | None:
+        d = self.dims
+        if self_concat and self.proj is None:
+            return None  # identity skip of [x, x]: leave it unfused
+        proj = None if self.proj is None else fold_conv_bn(self.proj, state[2], dims=d, post="none",
+                                                            self_concat=self_concat)
+        return _FusedResidual(fold_conv_bn(self.conv1, state[0], dims=d, post="relu", self_concat=self_concat),
+                              fold_conv_bn(self.conv2, state[1], dims=d, post="none"), proj)
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
@@ -48,3 +60,15 @@ class ResidualUnit(Block):
         if cin != cout:
             m += out_voxels * cin * cout + 2 * out_voxels * cout
         return m
+
+
+class _FusedResidual(nn.Module):
+    """A ``ResidualUnit`` application with its norms folded into the convs (inference only)."""
+
+    def __init__(self, conv1: FusedConv, conv2: FusedConv, proj: FusedConv | None) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.proj = conv1, conv2, proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return F.relu_(y + (x if self.proj is None else self.proj(x)))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, conv_nd, conv_transpose_nd, norm_nd
+from plsearch.blocks.base import Block, conv_nd, conv_transpose_nd, fold_conv_bn, norm_nd
 
 
 class UpConvT3(Block):
@@ -23,6 +23,10 @@ class UpConvT3(Block):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return state(F.relu(self.conv(x), inplace=True))
+
+    def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
+        return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat,
+                            transposed=True)
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:

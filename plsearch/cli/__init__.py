@@ -20,7 +20,9 @@ class CLIError(Exception):
 
 def fail(message: str) -> int:
     """Print one error line and return the usage exit code."""
-    line = " ".join(str(message).split())  # one line, whatever the exception text held
+    from plsearch.search.storage import redact
+
+    line = redact(" ".join(str(message).split()))  # one line, whatever the exception text held; no passwords
     print(f"error: {line}", file=sys.stderr)
     return EXIT_USAGE
 
@@ -34,15 +36,31 @@ def run_cli(body: Callable[[], int | None], user_errors: tuple[type[BaseExceptio
     try:
         return int(body() or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except expected as e:  # noqa: B014
         return fail(str(e) or type(e).__name__)
 
 
+class _Redact(logging.Filter):
+    """Hide passwords of storage URLs in every log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from plsearch.search.storage import redact
+
+        text = record.getMessage()
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redact) for f in handler.filters):
+            handler.addFilter(_Redact())
 
 
 def parse_device(text: str | None):
@@ -60,6 +78,15 @@ def parse_device(text: str | None):
     if dev.type not in ("cpu", "cuda", "mps"):
         raise CLIError(f"device {text!r} is not supported; use cpu, cuda[:N] or auto")
     return dev
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Each named option, when given, must be a positive number (``--batch-size 0`` is a CLIError)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag} must be positive, got {value}; pass e.g. {flag} 1")
 
 
 def argv_or_sys(argv: Sequence[str] | None) -> list[str]:

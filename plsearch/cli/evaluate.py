@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
+from plsearch.cli import Parser, argv_or_sys, check_positive, run_cli, setup_logging
 
 
 def build_parser() -> Parser:
@@ -33,6 +33,7 @@ def _evaluate(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
+    check_positive(args, "batch_size", "count")
     device = resolve_device(args.device)
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")

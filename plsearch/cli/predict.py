@@ -5,9 +5,10 @@ Masks are 0/255 for binary models and class indices for multi-class ones, at eac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
-from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
 
 
 def build_parser() -> Parser:
@@ -28,6 +29,9 @@ def _predict(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
+    check_positive(args, "batch_size", "image_size")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out} is a file; pass a folder for the mask PNGs")
     device = resolve_device(args.device)
     result = predict_checkpoint(args.checkpoint, args.input, args.out, device=device, image_size=args.image_size,
                                 batch_size=args.batch_size)

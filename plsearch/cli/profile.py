@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Sequence
 
-from plsearch.cli import CLIError, argv_or_sys, parse_device, run_cli
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, parse_device, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m plsearch.profile", description=__doc__)
+    p = Parser(prog="python -m plsearch.profile", description=__doc__)
     p.add_argument("--model", default="plnet", help="preset name (see --list) [plnet]")
     p.add_argument("--config", help="YAML file holding a ModelConfig (e.g. a search's pareto/trial_N.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -41,6 +42,9 @@ def _model(args: argparse.Namespace):
             raise CLIError(f"--set {item!r} is not KEY=VALUE; write e.g. --set ocs=0.5")
         overrides[key.strip().removeprefix("model.")] = parse_scalar(val.strip())
     if args.config:
+        if not Path(args.config).is_file():
+            raise CLIError(f"--config {args.config} is not a file; pass a YAML file holding a ModelConfig "
+                           "(e.g. a search's pareto/trial_N.yaml)")
         try:
             with open(args.config) as f:
                 data = yaml.safe_load(f) or {}
@@ -57,12 +61,12 @@ def _model(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv_or_sys(argv))
-
     def body() -> int:
         from plsearch.presets import list_models
         from plsearch.profile import profile
 
+        args = build_parser().parse_args(argv_or_sys(argv))
+        check_positive(args, "batch_size", "repeats")
         if args.list:
             print("\n".join(list_models()))
             return 0

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
@@ -14,7 +15,8 @@ from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
 def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.report", description="Redraw a search's Pareto table and plots.")
     p.add_argument("--out", help="folder to write (and, without --storage, the one holding study.db)")
-    p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://...) or PATH.log journal")
+    p.add_argument("--storage", help="Optuna storage: PATH.journal, sqlite:///PATH.db or postgresql://... "
+                   "[$PLSEARCH_STORAGE when --out is not given]")
     p.add_argument("--study", help="study name (optional when the storage holds one study)")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
@@ -27,11 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args = build_parser().parse_args(argv_or_sys(argv))
         setup_logging(args.verbose)
-        if args.out is None and args.storage is None:
+        storage = args.storage or (os.environ.get("PLSEARCH_STORAGE") if args.out is None else None)
+        if args.out is None and not storage:
             from plsearch.cli import CLIError
 
             raise CLIError("nothing to report on; pass --out DIR (a search's output folder) or --storage URL")
-        study = load_study(args.storage, args.study, args.out)
+        study = load_study(storage, args.study, args.out)
         out = args.out or f"results/{study.study_name}"
         records, rows, plots = write_report(study, out)
         print(f"study {study.study_name}: {len(records)} finished trial(s); Pareto front:")

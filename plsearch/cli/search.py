@@ -3,18 +3,24 @@
     python -m plsearch.search --space search_spaces/ipl_epl.yaml            # synthetic data, CPU-sized
     python -m plsearch.search --space search_spaces/ipl_epl.yaml --data ../shared/data/dsb2018 \\
         --set data.image_size=224 --set train.epochs=100 --set model.base_width=32 --device cuda
+    python -m plsearch.search --space ... --workers 4 --devices cuda:0,cuda:1,cuda:2,cuda:3   # one per GPU
+    PLSEARCH_STORAGE=postgresql://me@db:5432/plsearch python -m plsearch.search --space ...  # on each machine
 
-Prints one line per finished trial and the Pareto table; writes study.db, trials.jsonl,
-pareto.csv/.md, pareto/trial_<n>.yaml and PNG plots into --out (default results/<study-name>).
+Prints one line per finished trial and the Pareto table; writes study.db (one worker) or
+study.journal (several), trials.jsonl, pareto.csv/.md, pareto/trial_<n>.yaml and PNG plots into
+--out (default results/<study-name>). ``--workers N`` starts N worker processes that share the
+study and finish exactly --n-trials trials between them; their lines are prefixed ``[wI]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from plsearch.cli import CLIError, Parser, argv_or_sys, run_cli, setup_logging
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
 
 
 def build_parser() -> Parser:
@@ -24,8 +30,16 @@ def build_parser() -> Parser:
     p.add_argument("--n-trials", type=int, help="finished trials wanted in total, resumed ones included "
                    "(default: the space's n_trials)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--storage", help="Optuna storage: sqlite:///PATH.db, postgresql://..., or PATH.log (journal) "
-                   "[OUT/study.db]")
+    p.add_argument("--storage", help="Optuna storage: PATH.journal (several processes, one machine), "
+                   "sqlite:///PATH.db (one process) or postgresql://USER@HOST:PORT/DB (several machines; keep the "
+                   "password in ~/.pgpass) [$PLSEARCH_STORAGE, else OUT/study.db or OUT/study.journal]")
+    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study [1, or one "
+                   "per --devices entry]")
+    p.add_argument("--devices", help="comma-separated devices, one worker each, round-robin when --workers is "
+                   "larger, e.g. cuda:0,cuda:1")
+    p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats on a database "
+                   "storage; a trial without one for twice that is failed and re-queued [60]")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set in the processes --workers starts
     p.add_argument("--study-name", help="study name [the space file's name]")
     p.add_argument("--out", help="output folder [results/<study-name>]")
     p.add_argument("--device", help="train.device for every trial: auto, cpu, cuda, cuda:N")
@@ -74,10 +88,12 @@ def _extra(args: Any, space: Any) -> dict[str, Any]:
     if args.data is not None:
         if not Path(args.data).is_dir():
             raise CLIError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
-        extra["data.root"] = str(args.data)
+        extra["data.root"] = str(Path(args.data).resolve())
     if args.device is not None:
         parse_device(args.device)
         extra["train.device"] = args.device
+    if "data.root" in extra and extra["data.root"]:
+        extra["data.root"] = str(Path(extra["data.root"]).resolve())  # worker processes see the same folder
     from plsearch.search.space import _check_value
 
     for k, v in extra.items():
@@ -85,42 +101,155 @@ def _extra(args: Any, space: Any) -> dict[str, Any]:
     return extra
 
 
+def _devices(args: Any) -> list[str]:
+    """``--devices a,b``: each one checked to exist here; [] without the flag."""
+    from plsearch.cli import parse_device
+
+    if args.devices is None:
+        return []
+    if args.device is not None:
+        raise CLIError("--device and --devices both given; use --devices for one worker per device, else --device")
+    names = [d.strip() for d in args.devices.split(",")]
+    if not all(names):
+        raise CLIError(f"--devices {args.devices!r} has an empty entry; write e.g. --devices cuda:0,cuda:1")
+    for name in names:
+        parse_device(name)
+    if args.workers is not None and args.workers < len(names):
+        raise CLIError(f"--workers {args.workers} leaves some of the {len(names)} --devices unused; raise --workers "
+                       "or list fewer devices")
+    return names
+
+
+def _on_reference(ref: str, rec: dict, cached: bool) -> None:
+    from plsearch.search.records import fmt_count
+
+    m = rec.get("metrics") or {}
+    took = "cached" if cached else f"{rec['seconds']:.1f}s"
+    print(f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
+          f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
+          + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""), flush=True)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _worker_command(args: Any, space_path: str, out: Path, name: str, total: int, index: int, device: str | None,
+                    remaining: float | None) -> list[str]:
+    cmd = [sys.executable, "-m", "plsearch.search", "--space", space_path, "--out", str(out.resolve()),
+           "--study-name", name, "--n-trials", str(total), "--heartbeat", str(args.heartbeat),
+           "--worker-index", str(index), "--no-references", "--no-plots"]
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    if args.data is not None:
+        cmd += ["--data", str(Path(args.data).resolve())]
+    for item in args.set:
+        cmd += ["--set", item]
+    if device:
+        cmd += ["--device", device]
+    if remaining is not None:
+        cmd += ["--timeout", f"{remaining:.3f}"]
+    return cmd + (["--verbose"] if args.verbose else [])
+
+
+def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name: str, total: int, workers: int,
+                 devices: list[str]) -> Any:
+    """Open the study, train the references here, run ``workers`` processes, then write the outputs.
+
+    Returns the ``SearchResult`` (``ran``: the trials the workers finished)."""
+    import time
+
+    import plsearch
+    from plsearch.search.records import write_outputs
+    from plsearch.search.references import train_references
+    from plsearch.search.runner import finish, prepare
+    from plsearch.search.workers import launch
+
+    s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=total, timeout=args.timeout,
+                seed=args.seed, extra=extra, workers=workers, heartbeat=args.heartbeat, on_event=_say)
+    ref_extra = {**s.extra, "train.device": devices[0]} if devices else s.extra
+    refs = {}
+    if not args.no_references and space.references:
+        refs = train_references(s.space, out, ref_extra, _on_reference)
+    remaining = None if s.limit is None else s.limit - (time.monotonic() - s.t_start)
+    env = dict(os.environ, PLSEARCH_STORAGE=spec.target, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(plsearch.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH")])))
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    device = lambda i: devices[i % len(devices)] if devices else args.device  # noqa: E731
+    commands = [_worker_command(args, str(Path(args.space).resolve()), out, name, total, i, device(i), remaining)
+                for i in range(workers)]
+    errors: list[str] = []
+    ran = [0]
+
+    def on_line(i: int, line: str, is_err: bool) -> None:
+        if is_err and line.startswith("error: "):
+            errors.append(line[len("error: "):])
+            return
+        ran[0] += line.startswith("trial ")
+        print(f"[w{i}] {line}", file=sys.stderr if is_err else sys.stdout, flush=True)
+
+    if remaining is None or remaining > 0:
+        print(f"starting {workers} workers" + (f" on {', '.join(device(i) for i in range(workers))}" if devices
+                                                else ""), flush=True)
+        try:
+            codes = launch(commands, env, on_line, on_tick=lambda: write_outputs(s.study, out))
+        except KeyboardInterrupt:  # the workers re-queued their trials and stopped: keep the records current
+            write_outputs(s.study, out)
+            raise
+        if errors:
+            raise CLIError(errors[0])
+        for i, code in enumerate(codes):
+            if code < 0:
+                print(f"worker {i} ended by signal {-code}; its trial is re-queued by the others or the next run",
+                      flush=True)
+    else:
+        print(f"timeout of {s.limit:g}s reached during the references; rerun to continue", flush=True)
+    return finish(s, refs, not args.no_plots, ran[0])
+
+
 def _search(argv: Sequence[str] | None) -> int:
     import time
 
     from plsearch.search.records import pareto_markdown
-    from plsearch.search.runner import run_search
+    from plsearch.search.runner import prepare, run_search, run_trials
     from plsearch.search.space import load_space
+    from plsearch.search.storage import parse_storage
+    from plsearch.search.workers import tally
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
-    for flag in ("n_trials", "timeout"):
-        v = getattr(args, flag)
-        if v is not None and v <= 0:
-            raise CLIError(f"--{flag.replace('_', '-')} must be positive, got {v}")
+    check_positive(args, "n_trials", "timeout", "workers", "heartbeat")
     space = load_space(args.space)
+    devices = _devices(args)
+    workers = args.workers or max(1, len(devices))
     extra = _extra(args, space)
+    if devices and workers == 1:
+        extra["train.device"] = devices[0]
     name = args.study_name or space.name
     out = Path(args.out or Path("results") / name)
     n_trials = args.n_trials or space.n_trials
+    spec = parse_storage(args.storage, out, workers)
+    if args.worker_index is not None:  # one of the processes --workers started: trial lines only
+        s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials, timeout=args.timeout,
+                    seed=args.seed, extra=extra, heartbeat=args.heartbeat, worker_index=args.worker_index,
+                    on_event=_say)
+        run_trials(s, on_trial=lambda r: print(trial_line(r), flush=True), write=False)
+        return 0
     print(f"study {name!r}: {n_trials} trials of {args.space} ({space.sampler}, objectives "
-          f"{', '.join(f'{o.direction[:3]} {o.name}' for o in space.objectives)}), out {out}", flush=True)
+          f"{', '.join(f'{o.direction[:3]} {o.name}' for o in space.objectives)}), out {out}, storage {spec.shown}"
+          + (f", {workers} workers" if workers > 1 else ""), flush=True)
     t0 = time.perf_counter()
-
-    def on_reference(ref: str, rec: dict, cached: bool) -> None:
-        m = rec.get("metrics") or {}
-        from plsearch.search.records import fmt_count
-
-        took = "cached" if cached else f"{rec['seconds']:.1f}s"
-        print(f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
-              f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
-              + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""), flush=True)
-
-    result = run_search(space, out_dir=out, storage=args.storage, study_name=name, n_trials=n_trials,
-                        timeout=args.timeout, seed=args.seed, extra=extra, references=not args.no_references,
-                        plots=not args.no_plots, on_trial=lambda r: print(trial_line(r), flush=True),
-                        on_reference=on_reference, on_event=lambda m: print(m, flush=True))
-    n_done = sum(1 for r in result.records if not r.get("requeued"))
+    if workers > 1:
+        result = _run_workers(args, space, extra, spec, out, name, n_trials, workers, devices)
+    else:
+        result = run_search(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials,
+                            timeout=args.timeout, seed=args.seed, extra=extra, references=not args.no_references,
+                            plots=not args.no_plots, heartbeat=args.heartbeat,
+                            on_trial=lambda r: print(trial_line(r), flush=True), on_reference=_on_reference,
+                            on_event=_say)
+    n_done = tally(result.study)[0]
     print(f"\n{n_done} finished trial(s), {result.ran} this run, {time.perf_counter() - t0:.0f}s. Pareto front "
           f"(validation; {', '.join(space.metric_names)}):")
     print(pareto_markdown(result.pareto), end="")
@@ -132,10 +261,34 @@ def _search(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 with one ``error:`` line for bad input, 130 on Ctrl-C)."""
+    import signal
+
     from plsearch.data import DataError
     from plsearch.search.runner import SearchError
     from plsearch.search.space import SearchSpaceError
+    from plsearch.search.storage import redact
 
-    code = run_cli(lambda: _search(argv), (SearchSpaceError, SearchError, DataError))
+    def body() -> int:
+        try:
+            return _search(argv)
+        except Exception as e:  # the database went away mid-search, ...: one line, password hidden
+            if type(e).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2"):
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise CLIError(redact(f"storage error ({first}); check the database server and rerun to resume"))
+            raise
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a scheduler's stop): re-queue the running trial like Ctrl-C
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        code = run_cli(body, (SearchSpaceError, SearchError, DataError))
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     sys.stdout.flush()
     return code

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from plsearch.cli import CLIError, Parser, argv_or_sys, run_cli, setup_logging
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
 from plsearch.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -79,7 +79,12 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
         if not (out / "last.pt").is_file():
             raise CLIError(f"nothing to resume: {out} has no last.pt; run without --resume first")
         cfg = RunConfig.from_dict(read_checkpoint(out / "last.pt")["run_config"] or {})
-        return apply_overrides(cfg, overrides), overrides
+        resumed = apply_overrides(cfg, overrides)
+        changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
+        if changed:  # the checkpoint's weights would not fit: refuse before anything is written
+            raise CLIError(f"--resume continues the run's own model; {changed[0]} would change it, drop that "
+                           "--set or train a new run with another --out")
+        return resumed, overrides
     if (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
     if args.data and not Path(args.data).is_dir():
@@ -112,7 +117,12 @@ def _train(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
+    check_positive(args, "epochs", "image_size")
     cfg, overrides = resolve_config(args)
+    stride = cfg.model.total_stride()
+    if cfg.data.image_size < stride:
+        raise CLIError(f"data.image_size={cfg.data.image_size} is smaller than the network's total stride {stride} "
+                       f"(depth={cfg.model.depth}); use --image-size {stride} or more, or lower model.depth")
     device = resolve_device(cfg.train.device)
     splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
     channels = splits["train"].channels

@@ -182,6 +182,9 @@ class Objective:
         params = self.space.sample(trial)
         try:
             cfg = self.config(params)
+            if cfg.data.image_size < cfg.model.total_stride():  # the forward would refuse the input
+                raise ConfigError(f"data.image_size={cfg.data.image_size} is smaller than the network's total "
+                                  f"stride {cfg.model.total_stride()}")
             prof = self.measure(cfg)
         except ConfigError as e:
             return self._infeasible(trial, None, f"invalid config: {e}")

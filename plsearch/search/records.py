@@ -71,6 +71,7 @@ def trial_record(t: Any, metric_names: Sequence[str]) -> dict[str, Any]:
         "config": ua.get("config"), "versions": ua.get("versions"), "git_rev": ua.get("git_rev"),
         "worker": ua.get("worker"), "seconds": seconds, "fail_reason": ua.get("fail_reason"),
         "duplicate_of": ua.get("duplicate_of"), "requeued": ua.get("requeued", False),
+        "surplus": ua.get("surplus", False),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
     }
     return _finite(rec)
@@ -186,7 +187,7 @@ def write_outputs(study: Any, out_dir: str | Path) -> tuple[list[dict], list[dic
     keep = {f"trial_{r['number']}.yaml" for r in front}
     for old in pdir.glob("trial_*.yaml"):
         if old.name not in keep:
-            old.unlink()
+            old.unlink(missing_ok=True)  # another worker may have removed it already
     for r in front:
         if r.get("config"):
             (pdir / f"trial_{r['number']}.yaml").write_text(yaml.safe_dump(r["config"]["model"], sort_keys=False))

@@ -1,0 +1,254 @@
+"""Where a study lives: resolve a ``--storage`` spec, open it with one-line errors, never show a password.
+
+Specs (``--storage``, else the environment variable ``PLSEARCH_STORAGE``, else the out folder):
+
+- nothing: the out folder's own study, ``<out>/study.journal`` if that exists, else ``<out>/study.db``
+  (SQLite) for one worker; several workers get ``<out>/study.journal`` (a study in an existing
+  ``study.db`` is copied into it once; ``study.db`` is left as it was);
+- ``PATH.journal`` or ``PATH.log``: a journal file (``JournalStorage`` + ``JournalFileBackend``),
+  which several processes on one machine share;
+- ``sqlite:///PATH.db``: one process only (SQLite locks up under several writers);
+- ``postgresql://USER[:PASSWORD]@HOST:PORT/DB`` (or ``mysql://``): ``RDBStorage``, shared by several
+  machines; the only kind with heartbeats. Connecting gives up after ``CONNECT_TIMEOUT`` seconds.
+
+``redact`` hides passwords in anything shown (``user:***@host``); every message here goes through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote
+
+JOURNAL_SUFFIXES = (".journal", ".log")
+ENV = "PLSEARCH_STORAGE"
+CONNECT_TIMEOUT = 10
+# user:password@ right after scheme:// (SQLAlchemy reads the password up to the first @), then bare ones
+_URL_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^:/@\s'\"]*):([^@\s'\"]*)@")
+_USERINFO = re.compile(r"([^\s:/@'\"()\[\]]+):([^\s'\"/@]*)@(?=[^\s@/'\"]+)")
+_PASSWORD_PARAM = re.compile(r"(?i)(password|passwd|pwd)=([^&\s'\"]+)")
+
+
+class StorageError(ValueError):
+    """The storage cannot be used; the message names it (password hidden) and the fix."""
+
+
+def _passwords(url: str) -> list[str]:
+    found = [m.group(2) for rx in (_URL_USERINFO, _USERINFO, _PASSWORD_PARAM) for m in rx.finditer(url)]
+    return [p for s in found for p in {s, unquote(s)} if len(p) >= 3]
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """``text`` with every ``user:password@`` and ``password=...`` masked, and the passwords of ``urls`` too.
+
+    >>> redact("postgresql://me:s3cret@db:5432/x")
+    'postgresql://me:***@db:5432/x'
+    """
+    secrets = sorted({p for u in (text, *urls) if u for p in _passwords(u)}, key=len, reverse=True)
+    out = _URL_USERINFO.sub(r"\1:***@", str(text))
+    out = _PASSWORD_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1:***@", out))
+    for secret in secrets:
+        out = out.replace(secret, "***")
+    return out
+
+
+def redact_url(url: str | None) -> str:
+    """A storage URL fit to print, log or record: the password replaced by ``***``."""
+    return "" if url is None else redact(url)
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """``kind``: ``sqlite`` | ``journal`` | ``rdb``; ``target``: the URL, or the journal file's absolute path."""
+
+    kind: str
+    target: str
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.target)
+
+    @property
+    def shared(self) -> bool:
+        """Several processes may write it at once."""
+        return self.kind != "sqlite"
+
+    @property
+    def heartbeats(self) -> bool:
+        return self.kind == "rdb"
+
+    @property
+    def path(self) -> Path | None:
+        """The file holding the study (journal or SQLite), None for a database server."""
+        if self.kind == "journal":
+            return Path(self.target)
+        if self.kind == "sqlite" and self.target.startswith("sqlite:///") and ":memory:" not in self.target:
+            return Path(self.target[len("sqlite:///"):])
+        return None
+
+
+def parse_storage(spec: str | None, out_dir: str | Path, workers: int = 1) -> StorageSpec:
+    """Resolve a ``--storage`` value (see the module doc); raises ``StorageError`` naming the fix."""
+    out = Path(out_dir).resolve()
+    spec = spec if spec else os.environ.get(ENV) or None
+    if not spec:
+        journal = out / "study.journal"
+        if workers > 1 or journal.is_file():
+            return StorageSpec("journal", str(journal))
+        return StorageSpec("sqlite", f"sqlite:///{out / 'study.db'}")
+    spec = spec.strip()
+    if "://" not in spec:
+        if spec.endswith(JOURNAL_SUFFIXES):
+            return StorageSpec("journal", str(Path(spec).expanduser().resolve()))
+        raise StorageError(f"storage {redact(spec)!r} is not a database URL or journal file; use PATH.journal, "
+                           "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB")
+    scheme = spec.split("://", 1)[0].lower()
+    if scheme == "postgres":
+        raise StorageError(f"storage {redact(spec)!r} uses the scheme postgres://, which SQLAlchemy does not know; "
+                           "write postgresql://...")
+    if scheme == "sqlite":
+        kind = "sqlite"
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
+        kind = "rdb"
+    else:
+        raise StorageError(f"storage {redact(spec)!r} has an unknown scheme {scheme!r}; use PATH.journal, "
+                           "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB")
+    if kind == "sqlite" and workers > 1:
+        raise StorageError(f"--workers {workers} cannot share the SQLite file {redact(spec)} (one writer only); "
+                           "use --storage PATH.journal on one machine or postgresql://... across machines")
+    return StorageSpec(kind, spec)
+
+
+def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None, create: bool = True) -> Any:
+    """An Optuna storage for ``spec``. ``heartbeat``: ``(interval, grace)`` seconds (RDB only).
+
+    ``create=False`` refuses a journal or SQLite file that does not exist (reports never create one).
+    Raises ``StorageError`` with one line: which storage (password hidden), what failed, the fix.
+    """
+    import optuna
+
+    path = spec.path
+    if path is not None:
+        if not create and not path.is_file():
+            raise StorageError(f"storage file {path} does not exist; pass the --out folder of a search or an "
+                               "existing --storage")
+        if not path.parent.is_dir():
+            raise StorageError(f"the folder of storage file {path} does not exist; create it or choose another path")
+    if spec.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=_flock_lock(str(path))))
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot open journal file {path} ({e}); check that it is a journal and "
+                               "writable") from None
+    kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+    if spec.kind == "rdb":
+        if spec.target.lower().startswith(("postgresql", "mysql", "mariadb")):
+            kwargs["engine_kwargs"]["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        if heartbeat:
+            kwargs.update(heartbeat_interval=int(heartbeat[0]), grace_period=int(heartbeat[1]))
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental" since Optuna 2.9
+            return optuna.storages.RDBStorage(spec.target, **kwargs)
+    except Exception as e:  # SQLAlchemy raises its own hierarchy; psycopg, ValueError, ImportError...
+        raise StorageError(describe_error(spec, e)) from None
+
+
+def describe_error(spec: StorageSpec, e: BaseException) -> str:
+    """One line for an exception raised while opening or using ``spec`` (password hidden)."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r"^\([\w.]+\)\s*", "", first)  # "(psycopg.OperationalError) ..."
+    name, shown = type(e).__name__, spec.shown
+    if isinstance(e, ImportError) or name == "NoSuchModuleError":
+        why = f"its database driver is missing ({first}); install it, e.g. pip install 'plsearch[postgres]'"
+    elif name == "ArgumentError" or (isinstance(e, ValueError) and "invalid literal" in first):
+        why = f"it is not a valid URL ({first}); write e.g. postgresql://USER@HOST:5432/DB"
+    elif name in ("OperationalError", "InterfaceError") and spec.kind == "sqlite":
+        why = f"SQLite cannot open it ({first}); check the path and that its folder is writable"
+    elif name in ("OperationalError", "InterfaceError", "ProgrammingError"):
+        why = (f"cannot connect ({first}); check host, port, user, password (or ~/.pgpass) and that the "
+               "database server is running")
+    else:
+        why = f"{name}: {first}; check the storage"
+    return redact(f"storage {shown}: {why}", spec.target)
+
+
+def _flock_lock(path: str) -> Any:
+    """A journal lock the kernel releases when its holder dies (Optuna's default, a symlink, stalls
+    every other worker for 30 s after a ``kill -9`` caught mid-write); None (the default) off POSIX."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    import threading
+
+    class FlockLock:  # Optuna's JournalFileBackend calls acquire() and release()
+        def __init__(self) -> None:
+            self._local = threading.local()
+
+        def acquire(self) -> bool:
+            fd = os.open(f"{path}.flock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._local.fd = getattr(self._local, "fd", None), None
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    return FlockLock()
+
+
+@contextlib.contextmanager
+def claim_lock(spec: StorageSpec) -> Iterator[None]:
+    """Serialise "count trials, ask one, tag it" among the processes of this machine (file storages).
+
+    Database servers get no lock: the runner trims the rare surplus trial after asking instead.
+    """
+    path = spec.path
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None:
+        yield
+        return
+    with open(f"{path}.plsearch-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def copy_sqlite_into_journal(out_dir: str | Path, study_name: str, journal: StorageSpec) -> int:
+    """Copy study ``study_name`` from ``<out>/study.db`` into the (new) journal; returns the trials copied.
+
+    Done once, when a search that ran with one worker is resumed with several; ``study.db`` is not changed.
+    """
+    import optuna
+
+    db = Path(out_dir).resolve() / "study.db"
+    target = Path(journal.target)
+    if target.exists() or not db.is_file():
+        return 0
+    source = open_storage(StorageSpec("sqlite", f"sqlite:///{db}"), create=False)
+    if study_name not in {s.study_name for s in optuna.get_all_study_summaries(source, include_best_trial=False)}:
+        return 0
+    tmp = target.with_name(target.name + ".copying")
+    tmp.unlink(missing_ok=True)
+    optuna.copy_study(from_study_name=study_name, from_storage=source,
+                      to_storage=open_storage(StorageSpec("journal", str(tmp))))
+    os.replace(tmp, target)
+    Path(f"{tmp}.flock").unlink(missing_ok=True)
+    return len(optuna.load_study(study_name=study_name, storage=source).get_trials(deepcopy=False))

@@ -1,0 +1,247 @@
+"""Several workers, one study: trial ownership, stale-trial recovery, exact counts, heartbeats, and the launcher.
+
+- Ownership: every trial a worker asks for is tagged at once (user attr ``worker`` = ``host:pid:run``).
+- Stale: a RUNNING trial whose worker is gone is failed (``fail_reason`` "interrupted ...",
+  ``requeued`` true) and its params are enqueued, so that the next trial asked trains them again.
+  Gone means: on this host and its pid is dead (or a zombie), or this process from an earlier run,
+  or untagged; with heartbeats (PostgreSQL) also: no heartbeat for ``grace`` seconds. Trials of
+  other hosts are left alone without heartbeats (they may be running). Two workers that find the
+  same stale trial race on failing it; the storage lets one win, and only the winner re-enqueues.
+- Counting: a trial counts when it finished and was neither re-queued nor ``surplus``. A worker
+  asks only while counted + RUNNING < ``n_trials``; right after asking it checks that fewer than
+  ``n_trials`` trials are counted or RUNNING with a smaller number, else it tells its trial back as
+  FAIL with ``surplus`` true (two workers asked at once on different machines).
+- ``launch`` runs worker processes and relays their output lines (``--workers N``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+def worker_tag(run_id: str) -> str:
+    return f"{HOST}:{os.getpid()}:{run_id}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Does process ``pid`` exist on this host (zombies, killed but not yet reaped, count as dead)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, ValueError):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def pid_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, from /proc), or None where that is unknown."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_state(worker: str | None, run_id: str, since: datetime | None = None) -> str:
+    """``alive``, ``dead``, ``foreign`` (another host: unknown) or ``untagged``.
+
+    ``since``: when the trial started; a process with the worker's pid that started later is
+    another process (the pid was reused, e.g. after a reboot), so the worker is dead.
+    """
+    if not worker:
+        return "untagged"
+    host, pid, rid = (worker.split(":") + ["", "", ""])[:3]
+    if host != HOST:
+        return "foreign"
+    if not pid.isdigit():
+        return "dead"
+    if int(pid) == os.getpid():
+        return "alive" if rid == run_id else "dead"
+    if not pid_alive(int(pid)):
+        return "dead"
+    started = pid_started_at(int(pid)) if since is not None else None
+    return "dead" if started is not None and started > since.timestamp() + 2 else "alive"
+
+
+def counted(t: Any) -> bool:
+    """A finished trial that counts towards ``n_trials``: not a FAIL that was re-queued or surplus.
+
+    (A trial that completed while another worker was failing it may carry ``requeued`` from the
+    loser of that race; it completed, so it counts.)"""
+    if not t.state.is_finished():
+        return False
+    return t.state.name != "FAIL" or not (t.user_attrs.get("requeued") or t.user_attrs.get("surplus"))
+
+
+def tally(study: Any) -> tuple[int, list[Any]]:
+    """(counted finished trials, RUNNING trials)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return sum(counted(t) for t in trials), [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def is_surplus(study: Any, number: int, total: int) -> bool:
+    """Would trial ``number`` (just asked) make more than ``total``? Smaller numbers win ties."""
+    from optuna.trial import TrialState
+
+    ahead = sum(1 for t in study.get_trials(deepcopy=False)
+                if counted(t) or (t.state == TrialState.RUNNING and t.number < number))
+    return ahead >= total
+
+
+def params_of(study: Any, trial_id: int) -> dict[str, Any]:
+    """A trial's sampled params, or its enqueued ones when it was stopped before sampling."""
+    t = study._storage.get_trial(trial_id)
+    return dict(t.params) or dict(t.system_attrs.get("fixed_params") or {})
+
+
+def requeue(study: Any, trial_id: int, reason: str, attr: str = "requeued") -> bool:
+    """Fail a RUNNING trial (``fail_reason``, ``attr`` true) and enqueue its params; False if another
+    worker finished or failed it first (then nothing is enqueued)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    params = params_of(study, trial_id)
+    number = storage.get_trial(trial_id).number
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial_id, attr, True)
+        if storage.set_trial_state_values(trial_id, TrialState.FAIL) is False:
+            return False
+    except UpdateFinishedTrialError:
+        return False
+    if params:
+        study.enqueue_trial(params, user_attrs={"requeued_from": number}, skip_if_exists=False)
+    return True
+
+
+def recover_stale(study: Any, run_id: str, grace: int | None = None) -> list[int]:
+    """Fail + re-enqueue RUNNING trials whose worker is gone (see the module doc); returns their numbers.
+
+    Args:
+        grace: heartbeat grace period in seconds when the storage records heartbeats, else None.
+    """
+    from optuna.trial import TrialState
+
+    stale: dict[int, tuple[int, str]] = {}
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
+        w = t.user_attrs.get("worker")
+        state = owner_state(w, run_id, t.datetime_start)
+        if state == "dead":
+            stale[t._trial_id] = (t.number, f"interrupted (worker {w} is gone)")
+        elif state == "untagged" and (grace is None or _older_than(t, 2 * grace)):
+            stale[t._trial_id] = (t.number, "interrupted (RUNNING trial without a live worker)")
+    if grace is not None:
+        for trial_id in study._storage._get_stale_trial_ids(study._study_id):
+            t = study._storage.get_trial(trial_id)
+            stale.setdefault(trial_id, (t.number, f"interrupted (worker {t.user_attrs.get('worker')} sent no "
+                                                  f"heartbeat for {grace}s)"))
+    return sorted(number for trial_id, (number, why) in stale.items() if requeue(study, trial_id, why))
+
+
+def _older_than(t: Any, seconds: float) -> bool:
+    return t.datetime_start is None or datetime.now() - t.datetime_start > timedelta(seconds=seconds)
+
+
+class Heartbeat:
+    """Context manager: records a heartbeat for ``trial_id`` every ``interval`` seconds (RDB storages)."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: int | None) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as e:  # a dropped connection: try again next time
+                log.warning("heartbeat of trial id %d failed: %s", self.trial_id, type(e).__name__)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)  # at once: a trial never lacks one
+            self._thread = threading.Thread(target=self._run, name="plsearch-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str] | Sequence[Mapping[str, str]],
+           on_line: Callable[[int, str, bool], None], on_tick: Callable[[], None] | None = None,
+           tick_seconds: float = 10.0, grace_seconds: float = 30.0) -> list[int]:
+    """Run one process per command, relay each output line as ``on_line(index, line, is_stderr)``.
+
+    Children run in their own session, so a Ctrl-C reaches only this process, which then sends each
+    child one SIGINT (they re-queue their trial and stop) and kills those still running after
+    ``grace_seconds``; the KeyboardInterrupt is re-raised once all have ended. ``on_tick`` runs about
+    every ``tick_seconds`` while children run. Returns the exit codes (negative: killed by a signal).
+    """
+    envs = [env] * len(commands) if isinstance(env, Mapping) else list(env)
+    procs = [subprocess.Popen(list(cmd), env=dict(e), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              bufsize=1, start_new_session=True) for cmd, e in zip(commands, envs)]
+    relays = [threading.Thread(target=_relay, args=(stream, i, is_err, on_line), daemon=True)
+              for i, p in enumerate(procs) for stream, is_err in ((p.stdout, False), (p.stderr, True))]
+    for r in relays:
+        r.start()
+    interrupted, last_tick = False, time.monotonic()
+    try:
+        while any(p.poll() is None for p in procs):  # poll() also reaps a killed child at once
+            time.sleep(0.1)
+            if on_tick is not None and time.monotonic() - last_tick > tick_seconds:
+                last_tick = time.monotonic()
+                on_tick()
+    except KeyboardInterrupt:
+        interrupted = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + grace_seconds
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    finally:
+        for r in relays:
+            r.join(timeout=5)
+    if interrupted:
+        raise KeyboardInterrupt
+    return [int(p.returncode) for p in procs]
+
+
+def _relay(stream: Any, index: int, is_err: bool, on_line: Callable[[int, str, bool], None]) -> None:
+    for line in stream:
+        on_line(index, line.rstrip("\n"), is_err)
+    stream.close()
