@@ -168,6 +168,10 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
     if channels_last:  # NHWC convs are faster on tensor cores
         model.to(memory_format=torch.channels_last)
     train, val = train.to(device), val.to(device)
+    from plsearch.speed import compile_model, configure_backends
+
+    configure_backends(device)  # cudnn.benchmark + TF32 on CUDA; nothing on CPU
+    net = compile_model(model) if cfg.compile else model  # shares model's weights; checkpoints save model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # batch order (randperm on the CPU)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # augmentation parameters (CPU; applied on device)
@@ -215,7 +219,7 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                outputs = model(x)
+                outputs = net(x)
             loss = deep_supervision_loss(outputs, y, stages=stages, loss_on_fused=cfg.loss_on_fused, fusion=fusion)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
