@@ -16,10 +16,11 @@ Spec is 1 on an image without background.
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 from torch import nn
+
+from plsearch.speed import autocast as bf16_autocast
 
 TP, FP, FN, TN = range(4)
 
@@ -144,9 +145,7 @@ def predict_counts(
     device = torch.device(device) if device is not None else _device_of(model)
     was_training = model.training
     model.eval()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
-    )
+    autocast = bf16_autocast(device, enabled=amp)
     rows = torch.zeros(len(data), 1 if num_classes == 1 else num_classes, 4, dtype=torch.float64)
     try:
         for x, y, idx in data.batches(batch_size, shuffle=False, generator=None):

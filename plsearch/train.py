@@ -26,6 +26,7 @@ from plsearch.checkpoint import CheckpointError, load_checkpoint, model_config_d
 from plsearch.config import RunConfig, TrainConfig, to_dict
 from plsearch.losses import active_stages, deep_supervision_loss
 from plsearch.metrics import evaluate_model
+from plsearch.speed import autocast as bf16_autocast
 
 __all__ = ["FitResult", "NonFiniteLossError", "DeviceError", "fit", "resolve_device", "load_checkpoint"]
 
@@ -160,9 +161,8 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
                          "raise data.val_fraction or add images")
     out = Path(out_dir) if out_dir is not None else None
     device = resolve_device(cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"
     channels_last = device.type == "cuda" and train.images.dim() == 4
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    autocast = bf16_autocast(device, enabled=cfg.amp)  # bf16 on CUDA only
     torch.manual_seed(cfg.seed)
     model.to(device)
     if channels_last:  # NHWC convs are faster on tensor cores
