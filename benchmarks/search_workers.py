@@ -9,9 +9,11 @@ in its own folder, as a user would (one ``python -m plsearch.search`` command ea
 - the framework's overhead per trial: the time of a trial (ask to tell) outside ``fit`` (training
   and validation), i.e. ``seconds - metrics.train_seconds`` from trials.jsonl, as a share of the
   trial's time: sampling, config build, analytic cost, model build, duplicate check, pruning
-  look-ups, storage writes and journal locking.
+  look-ups, storage writes and journal locking; plus the time between trials of a worker (records
+  and Pareto files, stale-trial check, counting, asking), from the steady-state span; "framework"
+  is both, per trial, and its share of a worker's time per trial.
 
-    python benchmarks/search_workers.py                       # 16 trials per setting, ~3 min on 2 cores
+    python benchmarks/search_workers.py                       # 64 trials per setting, ~1 min on 2 idle cores
     python benchmarks/search_workers.py --workers 1 2 4 8 --n-trials 32 --out results/search_workers
 
 Writes OUT/results.md and OUT/results.json (OUT defaults to results/search_workers, gitignored).
@@ -71,30 +73,36 @@ def run(workers: int, n_trials: int, space: Path, out: Path) -> dict:
     starts = [datetime.fromisoformat(r["datetime_start"]).timestamp() for r in counted]
     ends = [s + r["seconds"] for s, r in zip(starts, counted)]
     span = max(ends) - min(starts)
+    # between trials (tell -> next ask: records, stale check, count, ask) per worker, on average
+    gap = max(0.0, span * workers / len(counted) - statistics.mean(r["seconds"] for r in counted))
+    outside = statistics.mean(s - f for s, f in zip(secs, fit)) + gap
     return {"workers": workers, "trials": len(counted), "trained": len(trained), "wall_s": round(wall, 1),
             "per_min_wall": round(60 * len(counted) / wall, 1), "per_min_steady": round(60 * len(counted) / span, 1),
             "median_trial_s": round(statistics.median(secs), 2), "median_fit_s": round(statistics.median(fit), 2),
             "overhead_median_pct": round(100 * statistics.median(share), 1),
             "overhead_total_pct": round(100 * (sum(secs) - sum(fit)) / sum(secs), 1),
             "overhead_median_s": round(statistics.median(s - f for s, f in zip(secs, fit)), 3),
+            "gap_s": round(gap, 3), "framework_s": round(outside, 3),
+            "framework_pct": round(100 * outside / (statistics.mean(secs) + gap), 1),
             "command": shlex.join(cmd[1:])}
 
 
 def table(rows: list[dict]) -> str:
     head = ("| workers | trials | wall s | trials/min (wall) | trials/min (steady) | median trial s | median fit s "
-            "| overhead median s | overhead median % | overhead total % |")
-    lines = [head, "|" + "|".join(["---:"] * 10) + "|"]
+            "| in-trial overhead median s (%) | in-trial overhead total % | between trials s | framework s (%) |")
+    lines = [head, "|" + "|".join(["---:"] * 11) + "|"]
     for r in rows:
         lines.append(f"| {r['workers']} | {r['trials']} | {r['wall_s']} | {r['per_min_wall']} | {r['per_min_steady']} "
                      f"| {r['median_trial_s']} | {r['median_fit_s']} | {r['overhead_median_s']} "
-                     f"| {r['overhead_median_pct']} | {r['overhead_total_pct']} |")
+                     f"({r['overhead_median_pct']}) | {r['overhead_total_pct']} | {r['gap_s']} "
+                     f"| {r['framework_s']} ({r['framework_pct']}) |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--n-trials", type=int, default=16)
+    p.add_argument("--n-trials", type=int, default=64)
     p.add_argument("--out", default=str(REPO / "results" / "search_workers"))
     args = p.parse_args()
     out = Path(args.out)
