@@ -130,9 +130,15 @@ def to_yaml(obj: Any) -> str:
 def parse_scalar(text: str) -> Any:
     """Parse a ``--set key=value`` value the way YAML would (``0.5``, ``true``, ``[1, 2]``, ``plconv``)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; people mean a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def replace_path(cfg: T, path: str, value: Any) -> T:

@@ -75,3 +75,8 @@ def test_override_errors():
 def test_config_is_frozen():
     with pytest.raises(Exception):
         ModelConfig().steps = 3  # type: ignore[misc]
+
+
+def test_overrides_read_exponent_numbers_without_a_dot():
+    run = apply_overrides(RunConfig(), ["train.lr=1e-3", "model.block=residual"])
+    assert run.train.lr == 1e-3 and run.model.block == "residual"
