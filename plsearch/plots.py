@@ -91,7 +91,7 @@ def plot_pareto(records: Sequence[dict], path: str | Path, *, references: Mappin
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", framealpha=0.85)  # small-and-accurate corner: usually empty
     fig.suptitle(title or "Validation Dice against size (same fidelity for trials and presets)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(records: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -120,7 +120,7 @@ def plot_history(records: Sequence[dict], path: str | Path, title: str = "") -> 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "Optimization history")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def hypervolume_history(records: Sequence[dict], objectives: Sequence[tuple[str, str]],
@@ -158,7 +158,7 @@ def plot_hypervolume(history: Sequence[tuple[int, float]], path: str | Path, tit
     ax.set_ylabel("hypervolume (objectives in minimization form)")
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Hypervolume history")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_importances(importances: Mapping[str, float], path: str | Path, title: str = "") -> Path:
@@ -170,10 +170,11 @@ def plot_importances(importances: Mapping[str, float], path: str | Path, title: 
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
     ax.set_xlabel("importance for validation Dice (fANOVA)")
     ax.set_title(title or "Parameter importances")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (folders made as needed), close it, return the path."""
     import matplotlib.pyplot as plt
 
     p = Path(path)

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from plsearch.plots import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -39,11 +41,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _overlay(image: np.ndarray, target: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -87,8 +85,4 @@ def plot_overlays(
     if heading:
         fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
