@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Any, Generic, Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Generic, TypeVar
 
-__all__ = ["Progress", "progress", "mode_for"]
+__all__ = ["Progress", "mode_for", "progress"]
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def _interval() -> float:
 def _seconds(s: float) -> str:
     if s < 60:
         return f"{s:.1f}s"
-    m, s = divmod(int(round(s)), 60)
+    m, s = divmod(round(s), 60)
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
