@@ -1,0 +1,247 @@
+"""Who may write where: the one rule every plsearch writer follows, so nothing a user points at is damaged.
+
+The rule (README, "What plsearch writes"):
+
+- A **results folder** belongs to one study. Search, report, confirm and the artifact store each write
+  their own files or subfolders there. The folder records its study in a marker file
+  (``.plsearch.json``); another study's writes are refused unless the user passes ``--force``.
+  Results folders of earlier plsearch versions (no marker) are adopted when what they hold belongs to
+  the same study, or when nothing in them says otherwise.
+- A **run folder** belongs to its training run; evaluate writes its own ``eval_<split>`` subfolder in it.
+- **predict and export own their --out**: they write only names they wrote before (listed in the marker)
+  or names that do not exist yet.
+- Every command: never writes into the input data it reads (an ``--out`` equal to or inside
+  ``--input``/``--data`` is refused), never over a file it did not write, never two outputs onto one name.
+
+Functions (all raise ``OutputError``, a ``ValueError`` whose message is one line with the fix):
+
+- ``check_out(out, inputs=...)``: refuse an --out that is an existing file, or equal to / inside an input
+  (or an input inside it, when ``contains_inputs=False``). Touches nothing.
+- ``claim_results(out, study_name, storage=..., force=...)``: create or adopt a results folder for one study.
+- ``claim_folder(out, kind, targets=..., force=...)``: create or adopt a folder of ``kind`` ("predict",
+  "export", "run", "eval", "confirm", ...) and refuse ``targets`` that exist but were not written by plsearch.
+- ``record_written(out, names)``: add names to the marker once written (so a rerun may replace them).
+- ``unique_names(files, suffix)``: one output name per input, never two on one name.
+- ``safe_child(out, name)``: ``out/name`` for a user-given name, refused if it leaves ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+log = logging.getLogger(__name__)
+
+MARKER = ".plsearch.json"
+# What a search/report writes in its results folder (earlier versions wrote the same names, no marker).
+RESULTS_FILES = ("study.db", "study.journal", "trials.jsonl", "pareto.csv", "pareto.md", "pareto", "references.json",
+                 "pareto.png", "history.png", "hypervolume.png", "importances.png")
+RUN_FILES = ("config.yaml", "log.jsonl", "best.pt", "last.pt", "curves.png", "metrics.json")
+
+__all__ = ["MARKER", "OutputError", "check_out", "claim_results", "claim_folder", "record_written", "read_marker",
+           "unique_names", "safe_child", "RESULTS_FILES", "RUN_FILES"]
+
+
+class OutputError(ValueError):
+    """An output would damage something plsearch does not own; the message says what and the fix."""
+
+
+def _resolve(p: str | Path) -> Path:
+    return Path(p).expanduser().resolve()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_out(out: str | Path, *, inputs: Iterable[str | Path | None] = (), flag: str = "--out",
+              need_dir: bool = True, contains_inputs: bool = True) -> Path:
+    """The resolved ``out``; refuses an existing non-folder (``need_dir``) and an ``out`` equal to or inside
+    an input. ``contains_inputs=False`` also refuses an ``out`` that holds an input (a writer that may
+    replace anything in its folder). Creates nothing.
+    """
+    path = _resolve(out)
+    if need_dir and path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {out} is an existing file, not a folder; pass a folder path (a new one, or "
+                          "one plsearch wrote before)")
+    for inp in inputs:
+        if inp is None or str(inp) == "":
+            continue
+        src = _resolve(inp)
+        folder = src if src.is_dir() or not src.exists() else src.parent
+        if _inside(path, folder) and (src.is_dir() or path == src):
+            raise OutputError(f"{flag} {out} is {'the' if path == src else 'inside the'} input {inp}; plsearch never "
+                              "writes into data it reads: choose an --out outside it")
+        if src.is_file() and path == src.parent and not contains_inputs:
+            raise OutputError(f"{flag} {out} holds the input {inp}; choose another --out")
+        if not contains_inputs and _inside(src, path):
+            raise OutputError(f"{flag} {out} holds the input {inp}; choose an --out that does not contain it")
+    return path
+
+
+def read_marker(out: str | Path) -> dict[str, Any] | None:
+    """The marker of a folder plsearch wrote (None if there is none or it is unreadable)."""
+    p = Path(out) / MARKER
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_marker(out: Path, data: dict[str, Any]) -> None:
+    import plsearch
+
+    data = {**data, "plsearch": str(getattr(plsearch, "__version__", "?"))}
+    tmp = out / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(out / MARKER)
+
+
+def _storage_id(out: Path, storage: str | None) -> str:
+    """The folder's own storage (study.db / study.journal in ``out``) is "own", whatever the kind."""
+    if not storage:
+        return "own"
+    text = str(storage)
+    for name in ("study.db", "study.journal"):
+        if text in (str(out / name), f"sqlite:///{out / name}"):
+            return "own"
+    from plsearch.search.storage import redact_url
+
+    return redact_url(text)
+
+
+def _studies_in_sqlite(db: Path) -> set[str] | None:
+    """Study names in an Optuna SQLite file, read-only (None: not an Optuna database)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return {r[0] for r in con.execute("select study_name from studies")}
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _earlier_owners(out: Path) -> set[str]:
+    """Study names an earlier version's results folder shows (pareto.md's title, study.db's studies)."""
+    names: set[str] = set()
+    md = out / "pareto.md"
+    if md.is_file():
+        first = md.read_text(errors="replace").split("\n", 1)[0]
+        prefix = "# Pareto front of study "
+        if first.startswith(prefix):
+            names.add(first[len(prefix):].strip())
+    if (out / "study.db").is_file():
+        names |= _studies_in_sqlite(out / "study.db") or set()
+    return names
+
+
+def claim_results(out: str | Path, study_name: str, *, storage: str | None = None, force: bool = False,
+                  create: bool = True) -> Path:
+    """Make ``out`` the results folder of ``study_name`` (create it, adopt an earlier version's, or keep it).
+
+    Refuses, before anything is written, a folder that records another study or another storage
+    (``force=True`` takes it over; the marker then names the new study). ``create=False`` checks only.
+    """
+    path = check_out(out)
+    sid = _storage_id(path, storage)
+    marker = read_marker(path)
+    fix = "pass another --out, or --force to write there anyway"
+    if marker is not None:
+        owner, owner_sid = marker.get("study"), marker.get("storage", "own")
+        if owner != study_name and not force:
+            raise OutputError(f"results folder {out} belongs to study {owner!r}, not {study_name!r}; {fix}")
+        if owner == study_name and owner_sid != sid and "own" not in (owner_sid, sid) and not force:
+            raise OutputError(f"results folder {out} holds study {owner!r} of storage {owner_sid}, not of {sid}; {fix}")
+        if owner == study_name and owner_sid == sid:
+            return path
+    elif path.is_dir():
+        present = [n for n in RESULTS_FILES if (path / n).exists()]
+        owners = _earlier_owners(path) if present else set()
+        if owners and study_name not in owners and not force:
+            raise OutputError(f"results folder {out} holds study {sorted(owners)[0]!r}, not {study_name!r}; {fix}")
+        if present and sid != "own" and not owners and (path / "study.db").is_file() and not force:
+            raise OutputError(f"results folder {out} holds another storage's results (study.db); {fix}")
+        if present:
+            log.info("adopting results folder %s of an earlier plsearch version (study %r)", path, study_name)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+        _write_marker(path, {"kind": "results", "study": study_name, "storage": sid})
+    return path
+
+
+def claim_folder(out: str | Path, kind: str, *, targets: Iterable[str] = (), force: bool = False,
+                 adopt: Sequence[str] = (), create: bool = True, flag: str = "--out") -> Path:
+    """Make ``out`` a folder of ``kind`` and check that writing ``targets`` (names in it) damages nothing.
+
+    A target may be written if it does not exist, or the marker lists it (plsearch wrote it), or the
+    folder has no marker but holds one of ``adopt`` (an earlier version's folder of this kind, e.g. a
+    run's ``config.yaml``). ``force=True`` allows overwriting. Nothing is written when this raises.
+    """
+    path = check_out(out, flag=flag)
+    marker = read_marker(path) or {}
+    if marker and marker.get("kind") not in (kind, None) and not force:
+        raise OutputError(f"{flag} {out} is a {marker.get('kind')} folder of plsearch, not a {kind} folder; "
+                          "pass another folder, or --force")
+    own = set(marker.get("files") or [])
+    adopted = not marker and path.is_dir() and any((path / a).exists() for a in adopt)
+    if not force and not adopted:
+        clash = sorted(t for t in targets if (path / t).exists() and t not in own)
+        if clash:
+            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+            raise OutputError(f"{flag} {out} already holds {clash[0]}{more}, which plsearch did not write; choose a "
+                              "new or empty folder, or pass --force to overwrite")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+        if not marker or marker.get("kind") != kind:
+            _write_marker(path, {"kind": kind, "files": sorted(own)})
+    return path
+
+
+def record_written(out: str | Path, names: Iterable[str]) -> None:
+    """Add ``names`` (relative to ``out``) to the folder's marker: plsearch wrote them, a rerun may replace them."""
+    path = Path(out)
+    marker = read_marker(path) or {"kind": "output"}
+    files = set(marker.get("files") or []) | {str(n) for n in names}
+    marker.pop("plsearch", None)
+    _write_marker(path, {**marker, "files": sorted(files)})
+
+
+def unique_names(files: Sequence[str | Path], suffix: str = ".png") -> list[str]:
+    """One output name per input file, in order: ``<stem><suffix>``, or ``<stem>_<ext><suffix>`` where stems
+    collide (``a.png`` and ``a.jpg`` -> ``a_png.png`` and ``a_jpg.png``); numbered if still colliding."""
+    paths = [Path(f) for f in files]
+    stems = [p.stem for p in paths]
+    names = [f"{s}{suffix}" if stems.count(s) == 1 else f"{s}_{p.suffix.lstrip('.').lower()}{suffix}"
+             for s, p in zip(stems, paths)]
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        base, k = name, 2
+        while name.lower() in seen:  # case-insensitive file systems would merge A.png and a.png
+            name = f"{base[: -len(suffix)] if suffix else base}_{k}{suffix}"
+            k += 1
+        seen.add(name.lower())
+        out.append(name)
+    return out
+
+
+def safe_child(out: str | Path, name: str, *, what: str = "name") -> Path:
+    """``out/name`` for a user-given ``name`` (a study name, a space's ``name:``), refused if it leaves ``out``."""
+    text = str(name)
+    if not text or text in (".", "..") or "/" in text or "\\" in text or "\x00" in text or text.startswith("~"):
+        raise OutputError(f"{what} {text!r} is not a plain name (no path separators, '..' or '~'); "
+                          "use letters, digits, '-', '_' and '.'")
+    base = _resolve(out)
+    child = (base / text).resolve()
+    if not _inside(child, base) or child == base:
+        raise OutputError(f"{what} {text!r} leads outside {out}; use a plain name")
+    return child
