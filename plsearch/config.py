@@ -8,10 +8,12 @@ list of valid ones; bad values raise ``ValueError`` naming the field, the value 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, TypeVar, Union
+from typing import Annotated, Any, Mapping, TypeVar, Union
 
 import yaml
 
@@ -36,6 +38,93 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
         lo_s = "-inf" if lo is None else lo
         hi_s = "inf" if hi is None else hi
         raise ConfigError(f"{name}={value!r} is out of range; allowed: {lo_s} <= {name} <= {hi_s}")
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 and 6.0e7 (no dot, or no exponent sign) as strings; people mean numbers.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def yaml_number(value: Any) -> Any:
+    """``"1e-3"`` -> ``0.001``: a string that is a plain decimal number becomes a float; anything else as is.
+
+    The one place the YAML-1.1 exponent quirk is fixed (``--set``, space files, config files)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Range:
+    """Field rule: ``lo <= value <= hi`` (``None``: unbounded); ``above=True`` also excludes ``lo``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    above: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        check_range(name, value, self.lo, self.hi)
+        if self.above and self.lo is not None and value <= self.lo:
+            raise ConfigError(f"{name}={value} must be > {self.lo:g}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Field rule: the value is one of ``choices``."""
+
+    choices: tuple[Any, ...]
+
+    def check(self, name: str, value: Any) -> None:
+        check_choice(name, value, self.choices)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Field rule: the value names an entry of a ``plsearch.registry`` registry (checked without importing it)."""
+
+    registry: str  # attribute of plsearch.registry, e.g. "BLOCKS_REGISTRY"
+
+    def check(self, name: str, value: Any) -> None:
+        from plsearch import registry
+
+        try:
+            getattr(registry, self.registry).check(value)
+        except registry.RegistryError as e:
+            raise ConfigError(str(e)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _rules(cls: type) -> tuple[tuple[str, Any, tuple[Any, ...]], ...]:
+    """``(field, plain type, rules)`` of every init field of ``cls``, from its ``Annotated`` hints."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in fields(cls):
+        if not f.init:
+            continue
+        tp, rules = hints[f.name], ()
+        if typing.get_origin(tp) is Annotated:
+            tp, *extra = typing.get_args(tp)
+            rules = tuple(extra)
+        if typing.get_origin(tp) is typing.Literal:
+            rules = (OneOf(typing.get_args(tp)), *rules)
+        out.append((f.name, tp, rules))
+    return tuple(out)
+
+
+def check_field(cls: type, name: str, value: Any, label: str | None = None) -> None:
+    """Apply the per-field rules ``cls`` declares for ``name`` to ``value`` (ConfigError naming ``label``)."""
+    for fname, _, rules in _rules(cls):
+        if fname == name:
+            for rule in rules:
+                rule.check(label or name, value)
+            return
+    raise ConfigError(f"unknown key {name!r}; valid keys: {', '.join(f for f, _, _ in _rules(cls))}")
+
+
+def check_fields(obj: Any) -> None:
+    """Apply every per-field rule of a config dataclass instance (called first in ``__post_init__``)."""
+    for name, _, rules in _rules(type(obj)):
+        for rule in rules:
+            rule.check(name, getattr(obj, name))
 
 
 def _type_name(tp: Any) -> str:
@@ -80,12 +169,14 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return value
         raise ConfigError(f"{name}={value!r} must be true or false")
     if tp is int:
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise ConfigError(f"{name}={value!r} must be an integer")
         return value
     if tp is float:
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}={value!r} must be a number")
         return float(value)
@@ -133,47 +224,81 @@ def parse_scalar(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; people mean a number
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    return yaml_number(value)
+
+
+def path_type(path: str, cls: type | None = None) -> Any:
+    """The annotated type of dotted ``path`` in dataclass ``cls`` (default ``RunConfig``), rules stripped.
+
+    Raises ConfigError naming the unknown key and the valid keys at that level."""
+    tp: Any = RunConfig if cls is None else cls
+    parts = path.split(".")
+    for i, key in enumerate(parts):
+        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+            raise ConfigError(f"{'.'.join(parts[:i])} has no sub-keys; cannot set {path!r}")
+        names = [name for name, _, _ in _rules(tp)]
+        if key not in names:
+            raise ConfigError(f"unknown key {path!r}; valid keys here: {', '.join(names)}")
+        tp = typing.get_type_hints(tp)[key]
+    return tp
+
+
+def qualify_key(key: str, cls: type | None = None) -> str:
+    """A bare field name -> its dotted path (``ocs`` -> ``model.ocs``) when exactly one section has it."""
+    if "." in key:
+        return key
+    cls = RunConfig if cls is None else cls
+    hints = typing.get_type_hints(cls)
+    sections = [f.name for f in fields(cls) if dataclasses.is_dataclass(hints[f.name])]
+    if key in [f.name for f in fields(cls)] or not sections:
+        return key
+    owners = [s for s in sections if key in {f.name for f in fields(hints[s])}]
+    if len(owners) == 1:
+        return f"{owners[0]}.{key}"
+    if len(owners) > 1:
+        raise ConfigError(f"key {key!r} is in several sections; write {' or '.join(o + '.' + key for o in owners)}")
+    raise ConfigError(f"unknown key {key!r}; use {', '.join(s + '.<field>' for s in sections)} (e.g. model.ocs=0.5)")
+
+
+def set_path(data: dict[str, Any], path: str, value: Any, cls: type | None = None) -> None:
+    """Write ``value`` at dotted ``path`` into ``data`` (a ``to_dict`` of ``cls``), checking the keys.
+
+    The one dotted write of the package: values are coerced and validated when the dict becomes a
+    dataclass again (``from_dict``), so several paths that are only valid together can be set."""
+    path_type(path, cls)
+    *heads, last = path.split(".")
+    node = data
+    for key in heads:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+def split_override(text: str) -> tuple[str, Any]:
+    """``"model.ocs=0.5"`` -> ``("model.ocs", 0.5)`` (value read as YAML); bare keys qualified."""
+    key, sep, val = str(text).partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. model.ocs=0.5)")
+    return qualify_key(key.strip()), parse_scalar(val.strip())
+
+
+def apply_overrides(cfg: T, overrides: Mapping[str, Any] | typing.Iterable[Any]) -> T:
+    """``cfg`` with ``{"model.ocs": 0.5}``, ``["model.ocs=0.5", ...]`` or ``[(path, value), ...]`` applied.
+
+    Validated once, after every override is written. Cross-section and environment checks (image
+    size against stride, channels from the data, the device) are ``plsearch.gate.resolve``'s."""
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = [split_override(o) if isinstance(o, str) else tuple(o) for o in overrides]
+    data = to_dict(cfg)
+    for key, val in items:
+        set_path(data, qualify_key(key, type(cfg)), val, type(cfg))
+    return from_dict(type(cfg), data)
 
 
 def replace_path(cfg: T, path: str, value: Any) -> T:
     """Return a copy of ``cfg`` with the dotted ``path`` (e.g. ``model.ocs``) set to ``value``."""
-    head, _, rest = path.partition(".")
-    valid = [f.name for f in fields(cfg) if f.init]
-    if head not in valid:
-        raise ConfigError(f"unknown key {path!r}; valid keys here: {', '.join(valid)}")
-    current = getattr(cfg, head)
-    if rest:
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"{head} has no sub-keys; cannot set {path!r}")
-        new = replace_path(current, rest, value)
-    else:
-        hint = typing.get_type_hints(type(cfg))[head]
-        new = _coerce(path, hint, value)
-    data = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init}
-    data[head] = new
-    return type(cfg)(**data)
-
-
-def apply_overrides(cfg: T, overrides: Mapping[str, Any] | typing.Iterable[str]) -> T:
-    """Apply ``{"model.ocs": 0.5}`` or ``["model.ocs=0.5", ...]`` to ``cfg``."""
-    if isinstance(overrides, Mapping):
-        items = list(overrides.items())
-    else:
-        items = []
-        for text in overrides:
-            key, sep, val = str(text).partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"override {text!r} is not of the form key=value (e.g. model.ocs=0.5)")
-            items.append((key.strip(), parse_scalar(val.strip())))
-    for key, val in items:
-        cfg = replace_path(cfg, key, val)
-    return cfg
+    return apply_overrides(cfg, {path: value})
 
 
 # ----------------------------------------------------------------------------- model config
@@ -200,47 +325,31 @@ class ModelConfig:
     do not multiply gradients at initialisation (``'he'`` is BiO-Net's he-normal everywhere).
     """
 
-    in_channels: int = 3
-    num_classes: int = 1
-    spatial_dims: int = 2
-    base_width: int = 32
-    ocs: float = 1.0
-    depth: int = 5
-    stages: int = 2
-    stage_step: int = 1
-    steps: int = 2
+    in_channels: Annotated[int, Range(1)] = 3
+    num_classes: Annotated[int, Range(1)] = 1
+    spatial_dims: Annotated[int, OneOf((2, 3))] = 2
+    base_width: Annotated[int, Range(1)] = 32
+    ocs: Annotated[float, Range(0.0625, 8.0)] = 1.0
+    depth: Annotated[int, Range(2, 8)] = 5
+    stages: Annotated[int, Range(1, 6)] = 2
+    stage_step: Annotated[int, Range(1)] = 1
+    steps: Annotated[int, Range(1, 8)] = 2
     ipl: IplMode = "progressive"
-    iterations: int = 0
+    iterations: Annotated[int, Range(0, 8)] = 0
     fsc: Switch = True
     bsc: Switch = True
     plan: Plan = "table1"
-    stem: int = 3
+    stem: Annotated[int, Range(0, 8)] = 3
     transition: Transition = "conv"
     up: UpMode = "convt3"
-    block: str = "plconv"
+    block: Annotated[str, Registered("BLOCKS_REGISTRY")] = "plconv"
     integrate: bool = False
     fusion: Fusion = "sum"
-    norm_momentum: float = 0.99
+    norm_momentum: Annotated[float, Range(0.0, 1.0)] = 0.99
     bsc_init: BscInit = "zero"
 
     def __post_init__(self) -> None:
-        check_range("in_channels", self.in_channels, 1)
-        check_range("num_classes", self.num_classes, 1)
-        check_choice("spatial_dims", self.spatial_dims, (2, 3))
-        check_range("base_width", self.base_width, 1)
-        check_range("ocs", self.ocs, 0.0625, 8.0)
-        check_range("depth", self.depth, 2, 8)
-        check_range("stages", self.stages, 1, 6)
-        check_range("stage_step", self.stage_step, 1)
-        check_range("steps", self.steps, 1, 8)
-        check_choice("ipl", self.ipl, typing.get_args(IplMode))
-        check_choice("plan", self.plan, typing.get_args(Plan))
-        check_choice("transition", self.transition, typing.get_args(Transition))
-        check_choice("up", self.up, typing.get_args(UpMode))
-        check_choice("fusion", self.fusion, typing.get_args(Fusion))
-        check_range("stem", self.stem, 0, 8)
-        check_range("norm_momentum", self.norm_momentum, 0.0, 1.0)
-        check_choice("bsc_init", self.bsc_init, typing.get_args(BscInit))
+        check_fields(self)  # per-field rules (the Annotated hints); combinations of fields below
         if self.ipl == "recurrent":
             check_range("iterations", self.iterations, 1, 8)
         elif self.iterations != 0:
@@ -266,9 +375,6 @@ class ModelConfig:
                     )
         if self.integrate and self.plan != "bionet":
             raise ConfigError("integrate=true needs plan='bionet' (it feeds the post block); set plan: bionet")
-        from plsearch.registry import BLOCKS  # late: registry imports blocks, which import torch
-
-        check_choice("block", self.block, sorted(BLOCKS))
         any_bsc = any(self.bsc_at(level) for level in range(self.depth - 1))
         if any_bsc and self.transition == "none":
             raise ConfigError(
@@ -333,27 +439,23 @@ class DataConfig:
     """
 
     root: str = ""
-    image_size: int = 224
+    image_size: Annotated[int, Range(8, 4096)] = 224
     channels: ChannelMode = "auto"
     grey_world: bool = False
     split_csv: str = ""
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    val_fraction: Annotated[float, Range(0.0, 0.9)] = 0.1
+    test_fraction: Annotated[float, Range(0.0, 0.9)] = 0.2
     seed: int = 0
-    synthetic_count: int = 96
+    synthetic_count: Annotated[int, Range(4)] = 96
     cache: bool = True
 
     def __post_init__(self) -> None:
-        check_range("image_size", self.image_size, 8, 4096)
-        check_choice("channels", self.channels, typing.get_args(ChannelMode))
-        check_range("val_fraction", self.val_fraction, 0.0, 0.9)
-        check_range("test_fraction", self.test_fraction, 0.0, 0.9)
+        check_fields(self)
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} leaves no "
                 "training images; keep their sum below 1"
             )
-        check_range("synthetic_count", self.synthetic_count, 4)
 
 
 @dataclass(frozen=True)
@@ -361,41 +463,28 @@ class TrainConfig:
     """The paper's protocol by default: Dice loss per stage, Adam 1e-4, batch 16, 200 epochs,
     early stopping after 20 epochs without validation improvement, augmentation on."""
 
-    epochs: int = 200
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    patience: int = 20
+    epochs: Annotated[int, Range(1)] = 200
+    batch_size: Annotated[int, Range(1)] = 16
+    lr: Annotated[float, Range(0.0, above=True)] = 1e-4
+    weight_decay: Annotated[float, Range(0.0)] = 0.0
+    patience: Annotated[int, Range(0)] = 20
     schedule: Schedule = "joint"
-    progressive_epochs: int = 0
+    progressive_epochs: Annotated[int, Range(0)] = 0
     loss_on_fused: bool = False
     augment: bool = True
-    rotation_deg: float = 25.0
-    shift: float = 0.15
+    rotation_deg: Annotated[float, Range(0.0, 180.0)] = 25.0
+    shift: Annotated[float, Range(0.0, 0.5)] = 0.15
     flips: bool = True
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # checked to exist on this machine by plsearch.gate.check_device, at run start
     amp: bool = True
-    max_steps_per_epoch: int = 0
-    eval_batch_size: int = 16
-    num_threads: int = 0
+    max_steps_per_epoch: Annotated[int, Range(0)] = 0
+    eval_batch_size: Annotated[int, Range(1)] = 16
+    num_threads: Annotated[int, Range(0)] = 0
     compile: bool = False  # torch.compile the train step (plsearch.speed.compile_model); pays on long GPU runs
 
     def __post_init__(self) -> None:
-        check_range("epochs", self.epochs, 1)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("lr", self.lr, 0.0)
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
-        check_range("weight_decay", self.weight_decay, 0.0)
-        check_range("patience", self.patience, 0)
-        check_choice("schedule", self.schedule, typing.get_args(Schedule))
-        check_range("progressive_epochs", self.progressive_epochs, 0)
-        check_range("rotation_deg", self.rotation_deg, 0.0, 180.0)
-        check_range("shift", self.shift, 0.0, 0.5)
-        check_range("max_steps_per_epoch", self.max_steps_per_epoch, 0)
-        check_range("eval_batch_size", self.eval_batch_size, 1)
-        check_range("num_threads", self.num_threads, 0)
+        check_fields(self)
 
 
 @dataclass(frozen=True)

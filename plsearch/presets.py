@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from plsearch.config import ModelConfig, from_dict, to_dict
+from plsearch.registry import Registry
 
-_PRESETS: dict[str, dict[str, Any]] = {
+_BUILTIN: dict[str, dict[str, Any]] = {
     # The paper's network (R1 reconstruction): 2 stages (depth 4, 5), n=2 progressive IPL, Ocs 1.
     "plnet": {},
     # PL-Net-dagger: the same at Ocs 0.5 (3.77 M in the paper).
@@ -26,17 +27,34 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def list_models() -> list[str]:
-    """Names accepted by ``create_model``."""
-    return sorted(_PRESETS)
+PRESETS: Registry[Mapping[str, Any]] = Registry("model", what="a preset")
+for _name, _fields in _BUILTIN.items():
+    PRESETS.register(_name, _fields)
+
+
+def register_preset(name: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Make ``name`` a preset: ``fields`` are ``ModelConfig`` values over its defaults (checked now)."""
+    from_dict(ModelConfig, {**to_dict(ModelConfig()), **dict(fields)})
+    return PRESETS.register(name, dict(fields))
+
+
+def list_presets() -> list[str]:
+    """Names accepted by ``create_model`` and ``preset_config``."""
+    return PRESETS.names()
+
+
+def get_preset(name: str) -> Mapping[str, Any]:
+    """The ``ModelConfig`` fields preset ``name`` sets over the defaults."""
+    return PRESETS.get(name)
+
+
+list_models = list_presets  # the name timm users look for
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
     """The ``ModelConfig`` of preset ``name`` with ``overrides`` applied (validated)."""
-    if name not in _PRESETS:
-        raise ValueError(f"model={name!r} is not a preset; choose one of {list_models()}")
     data = to_dict(ModelConfig())
-    data.update(_PRESETS[name])
+    data.update(get_preset(name))
     data.update(overrides)
     return from_dict(ModelConfig, data)
 
