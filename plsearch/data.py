@@ -167,6 +167,12 @@ def load_folder(
     Raises:
         DataError: one line naming the offending file and the fix.
     """
+    from plsearch.volume import is_volume_folder
+
+    if is_volume_folder(path):  # MSD / nnU-Net layout: 3D volumes
+        from plsearch.volume_data import load_volume_folder
+
+        return load_volume_folder(path, image_size, num_classes=num_classes, cache=cache)  # type: ignore[return-value]
     arr = read_folder(path, image_size, channels=channels, num_classes=num_classes, cache=cache)
     return _from_numpy(arr.images, arr.masks, arr.ids, grey_world)
 
@@ -281,6 +287,12 @@ def load_splits(cfg: DataConfig, num_classes: int = 1) -> dict[str, Segmentation
         root = None
     else:
         root = Path(cfg.root).expanduser()
+        from plsearch.volume import is_volume_folder
+
+        if is_volume_folder(root):  # MSD / nnU-Net layout: 3D volumes (plsearch.volume_data)
+            from plsearch.volume_data import load_volume_splits
+
+            return load_volume_splits(cfg, num_classes=num_classes)  # type: ignore[return-value]
         data = load_folder(
             root, cfg.image_size, channels=cfg.channels, num_classes=num_classes, grey_world=cfg.grey_world,
             cache=cfg.cache,

@@ -30,6 +30,17 @@ def shared_data(name: str) -> Path:
     return path
 
 
+def shared_volume_data(name: str) -> Path:
+    """Path of a ``../shared/data/<name>`` in the MSD layout (``imagesTr/``); skips like ``shared_data``."""
+    path = data_root() / name
+    if not (path / "imagesTr").is_dir():
+        msg = f"volume data set {name!r} not found at {path} (set PLSEARCH_DATA_DIR to the folder holding it)"
+        if os.environ.get("PLSEARCH_REQUIRE_DATA") == "1":
+            pytest.fail(msg + "; PLSEARCH_REQUIRE_DATA=1 makes this a failure")
+        pytest.skip(msg)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # Tests run tiny convs: one thread is faster than two and immune to a busy second core.

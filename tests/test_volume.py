@@ -1,0 +1,183 @@
+"""The MSD / nnU-Net volume reader: real hippocampus volumes, and broken folders written to tmp."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import shared_volume_data
+
+from plsearch.config import DataConfig
+from plsearch.data import load_splits
+from plsearch.folder import DataError
+from plsearch.volume import fit_volume, list_cases, read_case, read_volume, write_nifti
+from plsearch.volume_data import VolumeData, load_volume_folder
+
+HIPPO_CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_007",
+               "hippocampus_008"]
+LABELS = {"0": "background", "1": "Anterior", "2": "Posterior"}
+
+
+@pytest.fixture()
+def hippo_few(tmp_path) -> Path:
+    """Six real hippocampus cases (symlinked) with the real dataset.json and a split csv."""
+    src = shared_volume_data("hippocampus")
+    root = tmp_path / "hippo"
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+        for c in HIPPO_CASES:
+            (root / sub / f"{c}.nii.gz").symlink_to(src / sub / f"{c}.nii.gz")
+    shutil.copy(src / "dataset.json", root / "dataset.json")
+    splits = ["train", "train", "train", "val", "test", "test"]
+    (root / "split.csv").write_text("id,split\n" + "".join(f"{c},{s}\n" for c, s in zip(HIPPO_CASES, splits)))
+    return root
+
+
+def _write(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+
+
+def _synthetic(root: Path, n: int = 3, shape=(10, 12, 8), labels=LABELS) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = rng.normal(100.0 * (i + 1), 10.0 * (i + 1), size=shape).astype(np.float32)
+        lab = np.zeros(shape, dtype=np.uint8)
+        lab[2:5, 3:6, 2:4] = 1
+        lab[6:8, 6:9, 4:6] = 2
+        _write(root / "imagesTr" / f"case_{i}.nii.gz", img)
+        _write(root / "labelsTr" / f"case_{i}.nii.gz", lab)
+    (root / "dataset.json").write_text(json.dumps({"labels": labels, "modality": {"0": "MRI"}}))
+    return root
+
+
+def test_real_volumes_read_split_and_normalised(hippo_few):
+    cfg = DataConfig(root=str(hippo_few), image_size=16, cache=False)
+    splits = load_splits(cfg, num_classes=3)
+    assert {s: len(d) for s, d in splits.items()} == {"train": 3, "val": 1, "test": 2}
+    train = splits["train"]
+    assert isinstance(train, VolumeData) and train.class_names == {0: "background", 1: "Anterior", 2: "Posterior"}
+    assert train.images.shape == (3, 1, 16, 16, 16) and train.images.dtype == torch.float32
+    assert set(torch.unique(train.masks).tolist()) == {0, 1, 2}
+    # spacing of the stored grid: 1 mm in the files, times file size / 16 after resizing
+    orig = np.asarray(nib.load(str(hippo_few / "imagesTr" / "hippocampus_001.nii.gz")).shape)
+    np.testing.assert_allclose(train.spacing[0], orig / 16.0)
+    np.testing.assert_array_equal(train.shapes[0], orig)
+    x, y = train.batch([0, 2])
+    assert x.shape == (2, 1, 16, 16, 16) and y.dtype == torch.int64
+    # per-volume z-score, although raw maxima differ by orders of magnitude between scans
+    for c in HIPPO_CASES[:3]:
+        img, _, spacing = read_volume(hippo_few / "imagesTr" / f"{c}.nii.gz")
+        assert abs(img.mean()) < 1e-4 and abs(img.std() - 1) < 1e-3 and spacing == (1.0, 1.0, 1.0)
+
+
+def test_float_labels_are_cast_to_integers(hippo_few):
+    cases = list_cases(hippo_few)
+    stored = {c.id: np.asarray(nib.load(str(c.label)).dataobj).dtype for c in cases}
+    floaty = [c for c in cases if np.issubdtype(stored[c.id], np.floating)]
+    assert floaty, "expected at least one float-stored label among the sampled cases"
+    r = read_case(floaty[0], {0, 1, 2})
+    assert r["label"].dtype == np.uint8 and set(np.unique(r["label"])) <= {0, 1, 2}
+
+
+def test_fit_volume_pad_crop_and_resize():
+    img = np.arange(2 * 5 * 9 * 4, dtype=np.float32).reshape(2, 5, 9, 4)
+    lab = (img[0] % 3).astype(np.uint8)
+    x, y, scale = fit_volume(img, lab, 6, "pad")
+    assert x.shape == (2, 6, 6, 6) and y.shape == (6, 6, 6) and scale == (1.0, 1.0, 1.0)
+    np.testing.assert_array_equal(x[:, :5, :, 1:5], img[:, :, 1:7, :])  # pad 0/1, crop 1/2, pad 1/1
+    assert (x[:, 5] == 0).all() and (y[:, :, 0] == 0).all()
+    x, y, scale = fit_volume(img, lab, 8, "resize")
+    assert x.shape == (2, 8, 8, 8) and set(np.unique(y)) <= {0, 1, 2}
+    assert scale == pytest.approx((5 / 8, 9 / 8, 4 / 8))
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("shape", "has shape (10, 12, 7) but image"),
+        ("affine", "different affines"),
+        ("fraction", "non-integer values"),
+        ("unknown", "values [3] not named in dataset.json"),
+        ("orphan_image", "has no label"),
+        ("orphan_label", "has no image"),
+        ("garbage", "cannot read image"),
+    ],
+)
+def test_broken_folders_fail_up_front_with_one_line(tmp_path, breakage, message):
+    root = _synthetic(tmp_path / "vols")
+    img1, lab1 = root / "imagesTr" / "case_1.nii.gz", root / "labelsTr" / "case_1.nii.gz"
+    lab = np.asarray(nib.load(str(lab1)).dataobj)
+    if breakage == "shape":
+        _write(lab1, lab[:, :, :7])
+    elif breakage == "affine":
+        shifted = np.eye(4)
+        shifted[0, 3] = 5.0
+        _write(lab1, lab, shifted)
+    elif breakage == "fraction":
+        _write(lab1, lab.astype(np.float32) * 0.5)
+    elif breakage == "unknown":
+        lab = lab.copy()
+        lab[0, 0, 0] = 3
+        _write(lab1, lab)
+    elif breakage == "orphan_image":
+        lab1.unlink()
+    elif breakage == "orphan_label":
+        img1.unlink()
+    elif breakage == "garbage":
+        img1.write_bytes(b"not a nifti file at all")
+    with pytest.raises(DataError) as e:
+        load_volume_folder(root, 8, num_classes=3, cache=False)
+    text = str(e.value)
+    assert message in text and "\n" not in text
+    assert "case_1" in text
+
+
+def test_class_count_must_match_the_model(tmp_path):
+    root = _synthetic(tmp_path / "vols")
+    with pytest.raises(DataError, match="set model.num_classes=3"):
+        load_volume_folder(root, 8, num_classes=2, cache=False)
+    data = load_volume_folder(root, 8, num_classes=3, cache=False)
+    assert len(data) == 3 and data.subset([2, 0]).ids == ("case_2", "case_0")
+
+
+def test_nnunet_v2_channels_and_label_map(tmp_path):
+    root = tmp_path / "v2"
+    rng = np.random.default_rng(1)
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[1:3, 1:3, 1:3] = 1
+    for case in ("a", "b"):
+        for ch in range(2):
+            _write(root / "imagesTr" / f"{case}_{ch:04d}.nii.gz", rng.normal(size=(6, 6, 6)).astype(np.float32))
+        _write(root / "labelsTr" / f"{case}.nii.gz", lab)
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lesion": 1}}))
+    data = load_volume_folder(root, 8, num_classes=1, cache=False)  # two classes read as binary
+    assert data.channels == 2 and data.class_names == {0: "background", 1: "lesion"}
+
+
+def test_train_cli_names_the_broken_file(tmp_path, capsys):
+    from plsearch.cli.train import main
+
+    root = _synthetic(tmp_path / "vols")
+    _write(root / "labelsTr" / "case_2.nii.gz", np.full((10, 12, 8), 0.25, np.float32))
+    code = main(["--data", str(root), "--model", "unet", "--set", "model.spatial_dims=3", "--set",
+                 "model.num_classes=3", "--image-size", "16", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: label ") and "case_2" in err[-1]
+
+
+def test_write_nifti_keeps_the_affine(tmp_path):
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[:3, 3] = [10.0, -4.0, 3.0]
+    labels = np.zeros((5, 6, 7), np.uint8)
+    labels[1:3, 2:4, 3:6] = 2
+    out = write_nifti(tmp_path / "pred" / "case.nii.gz", labels, affine)
+    back = nib.load(str(out))
+    np.testing.assert_allclose(back.affine, affine)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), labels)
+    assert back.header.get_zooms()[:3] == pytest.approx((0.8, 0.8, 2.5))
