@@ -1,0 +1,216 @@
+"""Is a cheap fidelity a fair judge? Train a seeded sample of a space at a low and a high fidelity and
+measure how well the low one's ranking predicts the high one's.
+
+A search ranks trials by validation Dice after a short training. That ranking is worth something
+only as far as it agrees with a longer training's ranking. This module samples ``K`` valid configs
+of a space (seeded random sampling, the space's budget constraints applied) plus the space's preset
+references, trains each at both fidelities through ``plsearch.runs`` (resumable, shared across
+workers), and reports Spearman's rho and Kendall's tau with bootstrap 95 % intervals, top-k overlap
+and the regret of choosing by the low fidelity. The low side is what a search sees (best-epoch
+validation Dice); the high side is held-out **test** Dice of the long run's best-validation weights
+(``high_metric="val_dice"`` compares like with like instead).
+
+Run it from the shell with ``python -m plsearch.fidelity``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from plsearch.config import ConfigError, RunConfig, apply_overrides
+from plsearch.rankstats import bootstrap_ci, kendall, regret, spearman, top_k_overlap
+from plsearch.runs import Job
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plsearch.search.space import SearchSpace
+
+__all__ = ["FidelityConfig", "sample_configs", "fidelity_jobs", "analyse", "markdown", "plot", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """``low``/``high``: dotted-path overrides applied on top of the space's values and ``extra``."""
+
+    low: Mapping[str, Any]
+    high: Mapping[str, Any]
+    configs: int = 24
+    seed: int = 0
+    references: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    high_metric: str = "test_dice"
+
+
+def sample_configs(space: "SearchSpace", k: int, seed: int = 0,
+                   extra: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any], RunConfig]]:
+    """``k`` distinct valid configs of ``space`` drawn at random (seeded), within its constraints.
+
+    Returns ``(label, params, config)`` triples, labels ``c00``, ``c01``, ...; raises ``ValueError``
+    when the space yields fewer than ``k`` distinct valid configs in ``50 k`` draws.
+    """
+    import optuna
+
+    from plsearch.search.objective import Objective
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = Objective(space, extra)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out: list[tuple[str, dict[str, Any], RunConfig]] = []
+    seen: set[str] = set()
+    for _ in range(50 * k):
+        if len(out) == k:
+            break
+        trial = study.ask()
+        params = space.sample(trial)
+        study.tell(trial, 0.0)
+        try:
+            cfg = objective.config(params)
+        except ConfigError:
+            continue
+        if cfg.data.image_size < cfg.model.total_stride():
+            continue
+        prof = objective.measure(cfg)
+        if any(objective.constraints(prof, True)[name] > 0 for name, _ in space.constraints):
+            continue
+        key = json.dumps(cfg.model.to_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append((f"c{len(out):02d}", params, cfg))
+    if len(out) < k:
+        raise ValueError(f"the space gave only {len(out)} distinct valid configs within its constraints in {50 * k} "
+                         f"draws; ask for --configs {len(out)} or widen the space")
+    return out
+
+
+def _with(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    return apply_overrides(cfg, dict(overrides)) if overrides else cfg
+
+
+def fidelity_jobs(space: "SearchSpace", fc: FidelityConfig) -> list[Job]:
+    """Two jobs per config (``<label>/low``, ``<label>/high``), the sampled configs then the presets."""
+    from plsearch.search.references import reference_config
+    from plsearch.wiring import estimate
+
+    entries = [(label, {"params": params}, cfg) for label, params, cfg in
+               sample_configs(space, fc.configs, fc.seed, fc.extra)]
+    if fc.references:
+        entries += [(name, {"preset": True}, reference_config(space, name, fc.extra)) for name in space.references]
+    jobs = []
+    for label, info, cfg in entries:
+        est = estimate(cfg.model, cfg.data.image_size)
+        info = {**info, "label": label, "params_count": int(est.params), "macs": int(est.macs)}
+        for side, over in (("low", fc.low), ("high", fc.high)):
+            jobs.append(Job(f"{label}/{side}", _with(cfg, over), group=label, info={**info, "side": side}))
+    return jobs
+
+
+def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n_boot: int = 2000,
+            seed: int = 0) -> dict[str, Any]:
+    """Pair each config's low and high result and compute the agreement statistics.
+
+    Configs with a failed run on either side are listed under ``missing`` and left out.
+    """
+    by: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["group"], {})[r["side"]] = r
+    pairs, missing = [], []
+    for label, sides in by.items():
+        lo, hi = sides.get("low"), sides.get("high")
+        if not lo or not hi or lo.get("fail_reason") or hi.get("fail_reason"):
+            missing.append(label)
+            continue
+        pairs.append({"label": label, "preset": bool(lo.get("preset")), "params": lo.get("params_count"),
+                      "macs": lo.get("macs"), "low": float(lo["val_dice"]), "high": float(hi[high_metric]),
+                      "high_val": float(hi["val_dice"]), "low_degenerate": bool(lo.get("degenerate")),
+                      "high_degenerate": bool(hi.get("degenerate")), "low_seconds": lo.get("train_seconds"),
+                      "high_seconds": hi.get("train_seconds"), "sampled": lo.get("params")})
+    low = [p["low"] for p in pairs]
+    high = [p["high"] for p in pairs]
+    stats: dict[str, Any] = {"n": len(pairs), "high_metric": high_metric, "pairs": pairs, "missing": missing}
+    for name, fn in (("spearman", spearman), ("kendall", kendall)):
+        value = fn(low, high) if len(pairs) >= 2 else math.nan
+        stats[name] = {"value": value, "ci95": list(bootstrap_ci(low, high, fn, n_boot=n_boot, seed=seed))}
+    stats["kendall_high_val"] = kendall(low, [p["high_val"] for p in pairs]) if len(pairs) >= 2 else math.nan
+    stats["top_k_overlap"] = {str(k): top_k_overlap(low, high, k) for k in (1, 3, 5) if k <= len(pairs)}
+    stats["regret"] = {str(k): regret(low, high, k) for k in (1, 3) if k <= len(pairs)} if pairs else {}
+    stats["seconds"] = {"low": sum(p["low_seconds"] or 0 for p in pairs),
+                        "high": sum(p["high_seconds"] or 0 for p in pairs)}
+    return stats
+
+
+def _f(x: Any, d: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
+
+
+def markdown(stats: Mapping[str, Any], low: Mapping[str, Any], high: Mapping[str, Any]) -> str:
+    """The summary line, the statistics table and one row per config."""
+    def ci(s: Mapping[str, Any]) -> str:
+        return f"{_f(s['value'])} [{_f(s['ci95'][0])}, {_f(s['ci95'][1])}]"
+
+    fmt = lambda d: ", ".join(f"{k}={v}" for k, v in d.items()) or "(the space's own)"  # noqa: E731
+    lines = [f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
+             f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
+             "best-validation weights", "",
+             "| statistic | value [95 % bootstrap interval] |", "|---|---|",
+             f"| Spearman rho | {ci(stats['spearman'])} |", f"| Kendall tau | {ci(stats['kendall'])} |",
+             f"| Kendall tau vs high val Dice | {_f(stats['kendall_high_val'])} |"]
+    lines += [f"| top-{k} overlap | {_f(v, 2)} |" for k, v in stats["top_k_overlap"].items()]
+    lines += [f"| regret, best of low's top {k} | {_f(v)} Dice |" for k, v in stats["regret"].items()]
+    lines += [f"| training seconds, low / high | {_f(stats['seconds']['low'], 0)} / "
+              f"{_f(stats['seconds']['high'], 0)} |", "",
+              "| config | params | MACs | low val Dice | high Dice | high val Dice | degenerate (low/high) |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for p in sorted(stats["pairs"], key=lambda p: -p["high"]):
+        lines.append(f"| {p['label']}{' (preset)' if p['preset'] else ''} | {p['params']:,} | {p['macs']:,} | "
+                     f"{_f(p['low'])} | {_f(p['high'])} | {_f(p['high_val'])} | "
+                     f"{'yes' if p['low_degenerate'] else 'no'}/{'yes' if p['high_degenerate'] else 'no'} |")
+    if stats["missing"]:
+        lines.append(f"\nnot finished or failed: {', '.join(stats['missing'])}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(stats: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
+    """Scatter of low vs high Dice, every point labelled, presets as stars."""
+    from plsearch.plots import save_figure
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    for p in stats["pairs"]:
+        ax.scatter(p["low"], p["high"], marker="*" if p["preset"] else "o", s=140 if p["preset"] else 36,
+                   color="tab:red" if p["preset"] else "tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+        ax.annotate(p["label"], (p["low"], p["high"]), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    k, r = stats["kendall"], stats["spearman"]
+    ax.set_xlabel("low fidelity: best-epoch val Dice")
+    ax.set_ylabel(f"high fidelity: {stats['high_metric'].replace('_', ' ')}")
+    ax.set_title((title + "\n" if title else "") + f"n={stats['n']}  tau {_f(k['value'], 2)} [{_f(k['ci95'][0], 2)}, "
+                 f"{_f(k['ci95'][1], 2)}]  rho {_f(r['value'], 2)} [{_f(r['ci95'][0], 2)}, {_f(r['ci95'][1], 2)}]",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def write_outputs(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, fc: FidelityConfig,
+                  title: str = "") -> dict[str, Any]:
+    """Write ``fidelity.json``, ``fidelity.md`` and ``fidelity.png`` into ``out_dir``; returns the stats."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = analyse(rows, fc.high_metric, seed=fc.seed)
+    doc = {"low": dict(fc.low), "high": dict(fc.high), "configs": fc.configs, "seed": fc.seed, **stats}
+    (out / "fidelity.json").write_text(json.dumps(doc, indent=1, default=str))
+    (out / "fidelity.md").write_text(markdown(stats, fc.low, fc.high))
+    if stats["pairs"]:
+        plot(stats, out / "fidelity.png", title)
+    return stats
+
+
+if __name__ == "__main__":
+    from plsearch.cli.fidelity import main
+
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Fidelity-check statistics against scipy, and the fidelity CLI end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from plsearch.fidelity import analyse
+from plsearch.rankstats import bootstrap_ci, kendall, ranks, regret, spearman, top_k_overlap
+
+LOW = [0.20, 0.45, 0.45, 0.10, 0.80, 0.33, 0.61, 0.61, 0.05, 0.72]
+HIGH = [0.52, 0.60, 0.41, 0.30, 0.88, 0.58, 0.66, 0.70, 0.31, 0.69]
+
+
+def test_rank_statistics_equal_scipys_with_ties():
+    assert ranks(LOW) == pytest.approx(sps.rankdata(LOW))
+    assert spearman(LOW, HIGH) == pytest.approx(sps.spearmanr(LOW, HIGH).statistic, abs=1e-12)
+    assert kendall(LOW, HIGH) == pytest.approx(sps.kendalltau(LOW, HIGH).statistic, abs=1e-12)  # tau-b
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x, y = rng.integers(0, 5, 12), rng.normal(size=12)
+        assert kendall(x, y) == pytest.approx(sps.kendalltau(x, y).statistic, abs=1e-12)
+        assert spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
+    assert math.isnan(kendall([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_bootstrap_interval_matches_scipy_percentile_bootstrap_and_covers_the_estimate():
+    lo, hi = bootstrap_ci(LOW, HIGH, kendall, n_boot=4000, seed=1)
+    ref = sps.bootstrap((np.array(LOW), np.array(HIGH)), lambda a, b: sps.kendalltau(a, b).statistic, paired=True,
+                        vectorized=False, n_resamples=4000, method="percentile", random_state=1).confidence_interval
+    assert lo <= kendall(LOW, HIGH) <= hi
+    assert lo == pytest.approx(ref.low, abs=0.08) and hi == pytest.approx(ref.high, abs=0.08)
+    assert bootstrap_ci(LOW, HIGH, kendall, seed=5) == bootstrap_ci(LOW, HIGH, kendall, seed=5)
+
+
+def test_top_k_overlap_and_regret_by_hand():
+    low, high = [0.9, 0.8, 0.1, 0.5], [0.3, 0.9, 0.8, 0.2]
+    assert top_k_overlap(low, high, 1) == 0.0  # low's best (0) is not high's best (1)
+    assert top_k_overlap(low, high, 2) == 0.5  # {0, 1} vs {1, 2}
+    assert regret(low, high) == pytest.approx(0.9 - 0.3)
+    assert regret(low, high, k=2) == pytest.approx(0.0)
+
+
+def test_analyse_pairs_low_and_high_and_leaves_failed_configs_out():
+    rows = []
+    for i, (lo, hi) in enumerate(zip(LOW, HIGH)):
+        rows.append({"group": f"c{i}", "side": "low", "val_dice": lo, "test_dice": 0.0, "params_count": 1, "macs": 1})
+        rows.append({"group": f"c{i}", "side": "high", "val_dice": 0.0, "test_dice": hi})
+    rows.append({"group": "bad", "side": "low", "val_dice": 0.5})
+    rows.append({"group": "bad", "side": "high", "fail_reason": "non-finite loss"})
+    s = analyse(rows, n_boot=200)
+    assert s["n"] == len(LOW) and s["missing"] == ["bad"]
+    assert s["kendall"]["value"] == pytest.approx(sps.kendalltau(LOW, HIGH).statistic)
+    json.dumps(s)
+
+
+@pytest.mark.slow
+def test_fidelity_cli_end_to_end_and_resume(tmp_path, capsys):
+    from plsearch.cli.fidelity import main
+
+    args = ["--space", "search_spaces/tiny.yaml", "--configs", "3", "--low", "train.epochs=1", "--high",
+            "train.epochs=2", "--no-references", "--out", str(tmp_path / "f")]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "f" / "fidelity.json").read_text())
+    assert doc["n"] == 3 and (tmp_path / "f" / "fidelity.png").is_file()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "run c0" not in capsys.readouterr().out  # resumed: nothing retrained
+
+
+def test_fidelity_cli_bad_input_is_one_line(tmp_path, capsys):
+    from plsearch.cli.fidelity import main
+
+    assert main(["--space", "search_spaces/tiny.yaml", "--low", "train.epochs=1", "--high", "train.epochs=1",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert main(["--space", "search_spaces/tiny.yaml", "--high", "model.steps=2", "--out", str(tmp_path)]) == 2
+    assert main(["--space", "search_spaces/tiny.yaml", "--configs", "0", "--high", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
