@@ -170,3 +170,91 @@ def evaluate_model(
     return summarize(
         predict_counts(model, data, num_classes=num_classes, batch_size=batch_size, device=device, amp=amp)
     )
+
+
+def trivial_dice(masks: torch.Tensor, num_classes: int = 1) -> dict[str, float]:
+    """Val Dice of the trivial predictors on ``masks`` ``(n, *spatial)``: every pixel background, and
+    every pixel foreground (multi-class: the best single foreground class), averaged per image like
+    ``summarize``'s ``dice``. ``best`` is the larger: a network no better than it has learned nothing.
+
+    Returns:
+        ``{"all_background": .., "all_foreground": .., "best": ..}``.
+    """
+    masks = torch.as_tensor(masks)
+    if masks.dim() < 2 or masks.shape[0] == 0:
+        raise ValueError(f"need (n >= 1, *spatial) masks, got shape {tuple(masks.shape)}")
+    target = masks.long()
+
+    def dice_of(label: int) -> float:
+        pred = torch.full_like(target, label)
+        return per_image_dice(confusion_counts(pred, target, num_classes)).mean().item()
+
+    background = dice_of(0)
+    foreground = max(dice_of(c) for c in range(1, max(2, num_classes)))
+    return {"all_background": background, "all_foreground": foreground, "best": max(background, foreground)}
+
+
+# -- 3D (and 2D) surface distance: the 95th-percentile Hausdorff distance in millimetres --------------
+
+
+def _edges(mask):
+    """Surface voxels: in the mask with a face neighbour outside it (the volume's border counts as outside)."""
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def hausdorff95(pred, target, spacing=None) -> float:
+    """95th-percentile symmetric Hausdorff distance between two binary masks, in the units of ``spacing``.
+
+    As MONAI's ``compute_hausdorff_distance(percentile=95)``: surfaces are mask voxels with a face
+    neighbour outside, distances are exact Euclidean (scipy's distance transform with ``spacing``
+    in mm from the image header), and the result is the larger of the two directed 95th percentiles.
+
+    Args:
+        pred, target: boolean arrays ``(*spatial)`` (numpy or torch).
+        spacing: voxel size per axis (mm); None means 1.
+
+    Returns:
+        The distance; 0.0 when both masks are empty, ``nan`` when exactly one is (undefined).
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    p, t = (np.asarray(a.cpu() if isinstance(a, torch.Tensor) else a).astype(bool) for a in (pred, target))
+    if p.shape != t.shape:
+        raise ValueError(f"prediction {p.shape} and target {t.shape} differ in shape")
+    if not p.any() and not t.any():
+        return 0.0
+    if not p.any() or not t.any():
+        return float("nan")
+    sampling = None if spacing is None else [float(s) for s in spacing]
+    ep, et = _edges(p), _edges(t)
+    to_t = ndimage.distance_transform_edt(~et, sampling=sampling)[ep]
+    to_p = ndimage.distance_transform_edt(~ep, sampling=sampling)[et]
+    return float(max(np.percentile(to_t, 95), np.percentile(to_p, 95)))
+
+
+def volume_metrics(pred, target, num_classes: int, spacing=None, names: dict[int, str] | None = None
+                   ) -> dict[str, float]:
+    """Per-class Dice and HD95 (mm) of one volume (or image) of integer labels ``(*spatial)``.
+
+    Keys: ``dice_<name>`` and ``hd95_<name>`` per foreground class (``name`` from ``names``, e.g.
+    dataset.json's, else ``class<c>``; binary: one class ``fg``), plus ``dice`` and ``hd95``, their means.
+    """
+    import numpy as np
+
+    p = torch.as_tensor(np.asarray(pred))[None]
+    t = torch.as_tensor(np.asarray(target))[None]
+    dice = scores(confusion_counts(p, t, num_classes))["dice"][0]
+    out: dict[str, float] = {}
+    classes = [1] if num_classes == 1 else list(range(1, num_classes))
+    for j, c in enumerate(classes):
+        name = (names or {}).get(c, "fg" if num_classes == 1 else f"class{c}")
+        out[f"dice_{name}"] = float(dice[j if num_classes == 1 else c])
+        pm, tm = (p[0] > 0, t[0] > 0) if num_classes == 1 else (p[0] == c, t[0] == c)
+        out[f"hd95_{name}"] = hausdorff95(pm, tm, spacing)
+    out["dice"] = float(np.mean([out[k] for k in out if k.startswith("dice_")]))
+    hds = [out[k] for k in out if k.startswith("hd95_")]
+    out["hd95"] = float(np.nanmean(hds)) if not all(np.isnan(hds)) else float("nan")
+    return out
