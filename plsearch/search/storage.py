@@ -22,43 +22,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote
+
+from plsearch.redaction import redact, redact_url, remember_secrets, url_secrets  # noqa: F401 (re-exported)
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 ENV = "PLSEARCH_STORAGE"
 CONNECT_TIMEOUT = 10
-# user:password@ right after scheme:// (SQLAlchemy reads the password up to the first @), then bare ones
-_URL_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^:/@\s'\"]*):([^@\s'\"]*)@")
-_USERINFO = re.compile(r"([^\s:/@'\"()\[\]]+):([^\s'\"/@]*)@(?=[^\s@/'\"]+)")
-_PASSWORD_PARAM = re.compile(r"(?i)(password|passwd|pwd)=([^&\s'\"]+)")
 
 
 class StorageError(ValueError):
     """The storage cannot be used; the message names it (password hidden) and the fix."""
-
-
-def _passwords(url: str) -> list[str]:
-    found = [m.group(2) for rx in (_URL_USERINFO, _USERINFO, _PASSWORD_PARAM) for m in rx.finditer(url)]
-    return [p for s in found for p in {s, unquote(s)} if len(p) >= 3]
-
-
-def redact(text: str, *urls: str | None) -> str:
-    """``text`` with every ``user:password@`` and ``password=...`` masked, and the passwords of ``urls`` too.
-
-    >>> redact("postgresql://me:s3cret@db:5432/x")
-    'postgresql://me:***@db:5432/x'
-    """
-    secrets = sorted({p for u in (text, *urls) if u for p in _passwords(u)}, key=len, reverse=True)
-    out = _URL_USERINFO.sub(r"\1:***@", str(text))
-    out = _PASSWORD_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1:***@", out))
-    for secret in secrets:
-        out = out.replace(secret, "***")
-    return out
-
-
-def redact_url(url: str | None) -> str:
-    """A storage URL fit to print, log or record: the password replaced by ``***``."""
-    return "" if url is None else redact(url)
 
 
 @dataclass(frozen=True)
@@ -101,6 +74,7 @@ def parse_storage(spec: str | None, out_dir: str | Path, workers: int = 1) -> St
             return StorageSpec("journal", str(journal))
         return StorageSpec("sqlite", f"sqlite:///{out / 'study.db'}")
     spec = spec.strip()
+    remember_secrets(spec)  # from here on, nothing this process prints shows its password
     if "://" not in spec:
         if spec.endswith(JOURNAL_SUFFIXES):
             return StorageSpec("journal", str(Path(spec).expanduser().resolve()))
@@ -138,6 +112,7 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
                                "existing --storage")
         if not path.parent.is_dir():
             raise StorageError(f"the folder of storage file {path} does not exist; create it or choose another path")
+    check_foreign(spec, create=create)
     if spec.kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
@@ -160,6 +135,82 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
             return optuna.storages.RDBStorage(spec.target, **kwargs)
     except Exception as e:  # SQLAlchemy raises its own hierarchy; psycopg, ValueError, ImportError...
         raise StorageError(describe_error(spec, e)) from None
+
+
+_OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def _tables_sqlite(path: Path) -> list[str]:
+    """Table names of an SQLite file, opened read-only (raises StorageError if it is not SQLite)."""
+    import sqlite3
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head and head != b"SQLite format 3\x00":
+        raise StorageError(f"storage file {path} is not an SQLite database; plsearch uses only an empty file or an "
+                           "Optuna storage: pass another --storage")
+    if not head:
+        return []
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StorageError(f"storage file {path} cannot be read as SQLite ({e}); pass another --storage") from None
+
+
+def _tables_rdb(spec: StorageSpec) -> list[str]:
+    """Table names of a database server's default schema (read-only; connection errors become StorageError)."""
+    import sqlalchemy
+
+    kwargs: dict[str, Any] = {}
+    if spec.target.lower().startswith(("postgresql", "mysql", "mariadb")):
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    try:
+        engine = sqlalchemy.create_engine(spec.target, **kwargs)
+        try:
+            return list(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 - driver missing, bad URL, cannot connect: one line
+        raise StorageError(describe_error(spec, e)) from None
+
+
+def check_foreign(spec: StorageSpec, *, create: bool = True) -> None:
+    """Refuse a storage that is neither empty nor an Optuna storage, looking before Optuna creates any table.
+
+    ``create=False`` (reports) also refuses an empty one: nothing is created there.
+    """
+    fix = "plsearch uses only an empty storage or an Optuna one: pass another --storage"
+    path = spec.path
+    if spec.kind == "journal":
+        if path is not None and path.is_file() and path.stat().st_size:
+            import json
+
+            with open(path, "rb") as f:
+                first = f.readline(1 << 16)
+            try:
+                ok = isinstance(json.loads(first), dict) and "op_code" in json.loads(first)
+            except ValueError:  # a first line still being written by another worker is no evidence
+                ok = not first.endswith(b"\n") and first.lstrip().startswith(b"{")
+            if not ok:
+                raise StorageError(f"storage file {path} is not an Optuna journal; {fix}")
+        return
+    if spec.kind == "sqlite":
+        if path is None or not path.exists():
+            return
+        if path.is_dir():
+            raise StorageError(f"storage {path} is a folder; pass a file path, e.g. sqlite:///{path}/study.db")
+        tables = _tables_sqlite(path)
+    else:
+        tables = _tables_rdb(spec)
+    if tables and "studies" not in tables:
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise StorageError(f"storage {spec.shown} holds tables of another application ({shown}); {fix}")
+    if not tables and not create:
+        raise StorageError(f"storage {spec.shown} holds no Optuna study; pass the storage a search wrote")
 
 
 def describe_error(spec: StorageSpec, e: BaseException) -> str:
