@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 import types
 import typing
@@ -34,9 +35,12 @@ def check_choice(name: str, value: Any, allowed: typing.Iterable[Any]) -> None:
 
 
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None) -> None:
+    """``lo <= value <= hi``; NaN and infinities are refused too (every comparison with NaN is false)."""
+    lo_s = "-inf" if lo is None else lo
+    hi_s = "inf" if hi is None else hi
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} is not a finite number; allowed: {lo_s} <= {name} <= {hi_s}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
         raise ConfigError(f"{name}={value!r} is out of range; allowed: {lo_s} <= {name} <= {hi_s}")
 
 
@@ -179,6 +183,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}={value!r} must be a number")
+        if not math.isfinite(value):  # NaN passes every range check; no config field means infinity
+            raise ConfigError(f"{name}={value!r} must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -445,7 +451,7 @@ class DataConfig:
     split_csv: str = ""
     val_fraction: Annotated[float, Range(0.0, 0.9)] = 0.1
     test_fraction: Annotated[float, Range(0.0, 0.9)] = 0.2
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seeds: 0 <= seed < 2**32
     synthetic_count: Annotated[int, Range(4)] = 96
     cache: bool = True
 
@@ -475,7 +481,7 @@ class TrainConfig:
     rotation_deg: Annotated[float, Range(0.0, 180.0)] = 25.0
     shift: Annotated[float, Range(0.0, 0.5)] = 0.15
     flips: bool = True
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seeds: 0 <= seed < 2**32
     device: str = "auto"  # checked to exist on this machine by plsearch.gate.check_device, at run start
     amp: bool = True
     max_steps_per_epoch: Annotated[int, Range(0)] = 0
