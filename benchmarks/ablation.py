@@ -150,7 +150,7 @@ def markdown(summary: dict[str, Any], fidelity: dict[str, Any], data: str) -> st
         (m0, s0), (m1, s1) = t["equal_compute"]
         lines.append(f"| {t['variant']} | {t['stages']} | {t['seeds']} | {t['params'] / 1e6:.2f} M | "
                      f"{PAPER_PARAMS_M[t['variant']]:.2f} M | {t['macs'] / 1e9:.3f} G | {f(t['test_dice'], t['test_sd'])}"
-                     f" | {f(t['val_dice'], t['val_sd'])} | {f(m0, s0)} | {f(m1, s1)} | {t["train_pflop"] * 1e3:.3g} | "
+                     f" | {f(t['val_dice'], t['val_sd'])} | {f(m0, s0)} | {f(m1, s1)} | {t['train_pflop'] * 1e3:.3g} | "
                      f"{t['degenerate']} |")
     lines += ["", "mean ± sd over seeds; test Dice of each run's best-validation weights; 'at X TFLOP': the test Dice "
               "of the best-validation epoch among those finished within X TFLOP of training (6 x forward MACs per "
