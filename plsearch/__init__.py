@@ -19,6 +19,8 @@ __all__ = [
     "profile",
     "estimate",
     "build_wiring",
+    "load",
+    "Segmenter",
 ]
 
 _LAZY = {
@@ -30,12 +32,15 @@ _LAZY = {
     "preset_config": ("plsearch.presets", "preset_config"),
     "estimate": ("plsearch.wiring", "estimate"),
     "build_wiring": ("plsearch.wiring", "build_wiring"),
+    "load": ("plsearch.segmenter", "load"),
+    "Segmenter": ("plsearch.segmenter", "Segmenter"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.config import ModelConfig, RunConfig
     from plsearch.model import PLNet
     from plsearch.presets import create_model, list_models, preset_config
+    from plsearch.segmenter import Segmenter, load
     from plsearch.wiring import build_wiring, estimate
 
 
