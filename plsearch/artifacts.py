@@ -1,0 +1,208 @@
+"""Keep what a search trained: each trial's best weights as an Optuna artifact, linked from the trial.
+
+A trained trial's best checkpoint (the same plain-data ``best.pt`` that ``plsearch.train`` writes) is
+uploaded with ``optuna.artifacts.upload_artifact`` while the trial runs, so the study itself records
+it (a trial system attribute ``artifacts:<id>``, which optuna-dashboard lists). The bytes go to an
+artifact store: by default a ``FileSystemArtifactStore`` in the study's results folder,
+``results/NAME/artifacts/`` (also for a PostgreSQL study: the folder of ``--out``), or a folder the
+user names (``--artifacts PATH``, e.g. a shared disk). Evaluating, predicting, exporting or
+fine-tuning a found network then needs no retraining: ``plsearch.load("results/NAME:12")``.
+
+Disk stays bounded: :func:`prune` keeps the weights of the Pareto set (feasible trials) and of the
+top ``keep_top`` trials by the first objective (default 5) and removes the others from the store.
+A trial's checkpoint is about 4 bytes per parameter (plus a few kB); see the README for the size of
+the default search.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ARTIFACT_DIR", "DEFAULT_KEEP_TOP", "ArtifactError", "artifact_store", "keep_checkpoint", "keep_model",
+           "prune", "store_bytes", "trial_checkpoint", "trial_weights"]
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_DIR = "artifacts"
+DEFAULT_KEEP_TOP = 5
+STORE_ATTR = "plsearch:artifact_store"  # study system attribute: where the weights went
+WEIGHTS_NAME = "best.pt"
+
+
+class ArtifactError(ValueError):
+    """A trial's kept weights cannot be found or read; the message says why and the fix."""
+
+
+def artifact_store(out_dir: str | Path | None = None, path: str | Path | None = None) -> Any:
+    """The file-system artifact store at ``path``, else ``<out_dir>/artifacts`` (created)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    if path is None and out_dir is None:
+        raise ArtifactError("no artifact store: pass the study's --out folder or --artifacts PATH")
+    base = Path(path) if path is not None else Path(out_dir) / ARTIFACT_DIR  # type: ignore[arg-type]
+    if base.exists() and not base.is_dir():
+        raise ArtifactError(f"artifact store {base} is a file; pass a folder for --artifacts")
+    base.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(base)
+
+
+def _store_path(store: Any) -> str | None:
+    base = getattr(store, "_base_path", None)
+    return str(Path(base).resolve()) if base is not None else None
+
+
+def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, name: str = WEIGHTS_NAME) -> str:
+    """Upload ``checkpoint`` as an artifact of a running trial (or of a study, for references); returns its id.
+
+    ``name`` is the artifact's file name (``best.pt`` for trials; e.g. ``reference_unet.pt`` for a study).
+    """
+    import optuna
+
+    src = Path(checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / name  # upload_artifact records the file's base name
+        try:
+            os.link(src, named)
+        except OSError:
+            named.write_bytes(src.read_bytes())
+        artifact_id = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(named),
+                                                       study_or_trial=trial_or_study)
+    study = getattr(trial_or_study, "study", trial_or_study)
+    where = _store_path(store)
+    if where and hasattr(study, "_storage"):
+        try:
+            study._storage.set_study_system_attr(study._study_id, STORE_ATTR, where)
+        except Exception as e:  # noqa: BLE001 - a read-only storage: lookups fall back to the default folder
+            log.debug("could not record the artifact store in the study (%s)", e)
+    return artifact_id
+
+
+def keep_model(trial_or_study: Any, model: Any, store: Any, *, run_config: Any = None, name: str = WEIGHTS_NAME,
+               extra: dict[str, Any] | None = None) -> str:
+    """Write ``model``'s weights as a plsearch checkpoint and :func:`keep_checkpoint` it."""
+    from plsearch.checkpoint import model_config_dict, save_checkpoint
+    from plsearch.config import to_dict
+
+    run = to_dict(run_config) if run_config is not None and not isinstance(run_config, dict) else run_config
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / name, model.state_dict(), model_config=model_config_dict(model),
+                               run_config=run, train_state=dict(extra or {}))
+        return keep_checkpoint(trial_or_study, path, store, name=name)
+
+
+def _metas(trial: Any, storage: Any) -> list[Any]:
+    import optuna
+
+    return [m for m in optuna.artifacts.get_all_artifact_meta(trial, storage=storage) if m.filename.endswith(".pt")]
+
+
+def _default_store(study: Any, ref_folder: Path | None) -> Any:
+    recorded = study.system_attrs.get(STORE_ATTR) if hasattr(study, "system_attrs") else None
+    if recorded and Path(recorded).is_dir():
+        return artifact_store(path=recorded)
+    if ref_folder is not None and (ref_folder / ARTIFACT_DIR).is_dir():
+        return artifact_store(path=ref_folder / ARTIFACT_DIR)
+    raise ArtifactError(f"no artifact store found for this study (looked in {recorded or ref_folder}/{ARTIFACT_DIR}); "
+                        "pass --artifacts PATH where the search kept its weights")
+
+
+def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
+    """``(frozen trial, artifact id, store)`` of a ``TrialRef``'s newest kept checkpoint."""
+    from plsearch.report import load_study
+
+    sref = ref.study
+    study = load_study(storage=sref.storage, study_name=sref.name, out_dir=sref.out)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == ref.number]
+    if not trials:
+        raise ArtifactError(f"{sref} has no trial {ref.number} (it has {len(study.trials)} trials, numbered from 0)")
+    trial = trials[0]
+    metas = _metas(trial, study._storage)
+    if not metas:
+        why = f"it is {trial.state.name}" if trial.state.name != "COMPLETE" else "it was not trained (infeasible or " \
+              "a duplicate) or ran before plsearch kept weights"
+        raise ArtifactError(f"trial {ref.number} of {sref} kept no weights ({why}); retrain its config with "
+                            f"python -m plsearch.train --trial {ref}")
+    return trial, metas[-1].artifact_id, (store if store is not None else _default_store(study, _folder(sref)))
+
+
+def _folder(sref: Any) -> Path | None:
+    try:
+        return Path(sref.folder)
+    except ValueError:
+        return None
+
+
+def trial_checkpoint(ref: Any, *, store: Any = None) -> Path:
+    """A local checkpoint file holding a trial's kept weights (downloaded once into the plsearch cache)."""
+    import optuna
+
+    from plsearch.folder import cache_dir
+
+    _, artifact_id, store = trial_weights(ref, store=store)
+    target = cache_dir() / "artifacts" / f"{artifact_id}.pt"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        optuna.artifacts.download_artifact(artifact_store=store, file_path=str(tmp), artifact_id=artifact_id)
+    except Exception as e:  # noqa: BLE001 - ArtifactNotFound, OSError, backend errors
+        tmp.unlink(missing_ok=True)
+        raise ArtifactError(f"the weights of trial {ref.number} of {ref.study} are gone from the artifact store "
+                            f"({type(e).__name__}; the disk bound keeps only the Pareto set and the top trials); "
+                            f"retrain its config with python -m plsearch.train --trial {ref}") from None
+    os.replace(tmp, target)
+    return target
+
+
+def _kept_numbers(study: Any, keep_top: int) -> set[int]:
+    import optuna
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    feasible = [t for t in done if all(c <= 0 for c in t.system_attrs.get("constraints", ()) or ())]
+    keep: set[int] = set()
+    try:
+        keep |= {t.number for t in study.best_trials}  # the Pareto set (Optuna skips infeasible trials)
+    except (RuntimeError, ValueError):
+        pass
+    if keep_top > 0 and feasible:
+        sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        top = sorted(feasible, key=lambda t: -sign * (t.values[0] if t.values else float("-inf")))[:keep_top]
+        keep |= {t.number for t in top}
+    return keep
+
+
+def prune(study: Any, store: Any, *, keep_top: int = DEFAULT_KEEP_TOP) -> dict[str, int]:
+    """Remove kept weights of finished trials outside the Pareto set and the top ``keep_top``.
+
+    Running trials are never touched. Returns ``{"kept": trials with weights, "removed": artifacts removed}``.
+    """
+    import optuna
+
+    keep = _kept_numbers(study, keep_top)
+    kept = removed = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                                      optuna.trial.TrialState.FAIL)):
+        metas = _metas(t, study._storage)
+        if not metas:
+            continue
+        if t.number in keep:
+            kept += 1
+            continue
+        for m in metas:
+            try:
+                store.remove(m.artifact_id)
+                removed += 1
+            except Exception:  # noqa: BLE001,S112 - already removed (a second worker pruned it)
+                continue
+    return {"kept": kept, "removed": removed}
+
+
+def store_bytes(store: Any) -> int:
+    """Bytes a file-system store holds now."""
+    base = _store_path(store)
+    return sum(p.stat().st_size for p in Path(base).rglob("*") if p.is_file()) if base else 0

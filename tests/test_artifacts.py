@@ -1,0 +1,73 @@
+"""Kept weights: a trial's best checkpoint round-trips through the study's Optuna artifacts."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+import plsearch
+from plsearch.artifacts import ArtifactError, artifact_store, keep_model, prune, store_bytes, trial_checkpoint
+from plsearch.config import DataConfig, RunConfig
+from plsearch.model import PLNet
+from plsearch.naming import parse_trial_ref
+from plsearch.presets import preset_config
+
+
+@pytest.fixture()
+def study_dir(tmp_path, monkeypatch):
+    """A finished 2-objective study of 4 trials, each keeping its (tiny) model's weights."""
+    monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = tmp_path / "results" / "s"
+    out.mkdir(parents=True)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}",
+                                directions=["maximize", "minimize"])
+    store = artifact_store(out)
+    # (val Dice, size): trial 1 dominates 0; 2 is on the front; 3 is dominated by 1 and 2
+    scores = [(0.5, 30.0), (0.7, 20.0), (0.9, 40.0), (0.6, 45.0)]
+
+    def objective(trial):
+        torch.manual_seed(trial.number)
+        cfg = preset_config("plnet-small", base_width=4, depth=3, in_channels=1)
+        model = PLNet.from_config(cfg)
+        run = RunConfig(model=cfg, data=DataConfig(image_size=32 + 8 * trial.number))
+        keep_model(trial, model, store, run_config=run)
+        torch.save(model.state_dict(), out / f"eager_{trial.number}.pt")
+        return scores[trial.number]
+
+    study.optimize(objective, n_trials=4)
+    return out, study, store
+
+
+def test_round_trip_through_the_study(study_dir):
+    out, study, _ = study_dir
+    metas = optuna.artifacts.get_all_artifact_meta(study.trials[2], storage=study._storage)
+    assert [m.filename for m in metas] == ["best.pt"]  # linked from the trial (what the dashboard lists)
+    model = plsearch.load(f"{out}:2")
+    assert not model.training and model.preprocessing.image_size == 48
+    want = torch.load(out / "eager_2.pt", weights_only=True)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, want[k])
+    assert trial_checkpoint(parse_trial_ref(f"{out}:2")).is_file()  # cached after the first download
+
+
+def test_prune_keeps_the_front_and_the_top_k(study_dir):
+    out, study, store = study_dir
+    before = store_bytes(store)
+    assert prune(study, store, keep_top=1) == {"kept": 2, "removed": 2}  # front {1, 2}; top-1 is 2
+    assert 0 < store_bytes(store) < before
+    plsearch.load(f"{out}:1")
+    with pytest.raises(ArtifactError, match=r"are gone from the artifact store.*plsearch.train --trial"):
+        plsearch.load(f"{out}:3")
+    assert prune(study, store, keep_top=1) == {"kept": 2, "removed": 0}  # idempotent
+
+
+def test_missing_trial_and_trial_without_weights(study_dir, tmp_path):
+    out, study, _ = study_dir
+    with pytest.raises(ArtifactError, match="has no trial 9"):
+        plsearch.load(f"{out}:9")
+    study.enqueue_trial({})
+    study.ask()  # a running trial that kept nothing
+    with pytest.raises(ArtifactError, match=r"kept no weights \(it is RUNNING\)"):
+        plsearch.load(f"{out}:4")
