@@ -7,7 +7,14 @@ import pytest
 import torch
 
 import plsearch
-from plsearch.artifacts import ArtifactError, artifact_store, keep_model, prune, store_bytes, trial_checkpoint
+from plsearch.artifacts import (
+    ArtifactError,
+    artifact_store,
+    keep_model,
+    prune,
+    store_bytes,
+    trial_checkpoint,
+)
 from plsearch.config import DataConfig, RunConfig
 from plsearch.model import PLNet
 from plsearch.naming import parse_trial_ref
