@@ -1,16 +1,21 @@
-"""Pruning: Optuna's own pruners for single-objective studies, a dominance pruner for multi-objective ones.
+"""Pruning by name (``pruning: {name: asha | dominance | median}``), chosen per study from the space.
 
-Optuna cannot prune multi-objective studies (``trial.report`` raises). ``DominancePruner`` stops a
+Optuna cannot prune multi-objective studies (``trial.report`` raises), so plsearch prunes them
+itself from what every trial writes to storage: ``asha`` is multi-objective successive halving
+(``AshaPruner``, ``plsearch.search.asha``); ``dominance`` (``DominancePruner``) stops a
 trial whose validation Dice after epoch ``e`` is dominated: some earlier trial of no larger size
 (params, or MACs when MACs is an objective) had a Dice better by more than ``min_delta`` after the
 same epoch ``e``. Curves live in each trial's user attr ``val_dice_curve`` (entry ``e - 1`` holds
-the Dice after epoch ``e``), so the rule needs only storage and works across processes.
+the Dice after epoch ``e``), so the rule needs only storage and works across processes;
+``median`` is Optuna's MedianPruner for single-objective studies. A space without ``name`` keeps
+the old choice (dominance for several objectives, median for one). New pruners: ``register_pruner``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from optuna.trial import FrozenTrial
@@ -30,13 +35,13 @@ class Curve:
     complete: bool
 
 
-def size_keys(space: "SearchSpace") -> tuple[str, ...]:
+def size_keys(space: SearchSpace) -> tuple[str, ...]:
     """What a trial's size is: the size objectives of the study (params, macs, latency_ms), else params."""
     keys = tuple(k for k in space.metric_names if k in ("params", "macs", "latency_ms"))
     return keys or ("params",)
 
 
-def curves_from_trials(trials: Iterable["FrozenTrial"], keys: Sequence[str] = ("params",)) -> list[Curve]:
+def curves_from_trials(trials: Iterable[FrozenTrial], keys: Sequence[str] = ("params",)) -> list[Curve]:
     """Curves of finished (complete or pruned), feasible trials that recorded one."""
     from optuna.trial import TrialState
 
@@ -79,57 +84,188 @@ class DominancePruner:
             return None
         best = None
         for c in others:
-            if all(a <= b for a, b in zip(c.size, size)) and len(c.dice) >= epoch and c.dice[epoch - 1] > dice + self.min_delta:
-                if best is None or c.dice[epoch - 1] > best.dice[epoch - 1]:
-                    best = c
+            beats = all(a <= b for a, b in zip(c.size, size)) and len(c.dice) >= epoch \
+                and c.dice[epoch - 1] > dice + self.min_delta
+            if beats and (best is None or c.dice[epoch - 1] > best.dice[epoch - 1]):
+                best = c
         return best
 
 
-def make_epoch_callback(trial: Any, space: "SearchSpace", prof: Mapping[str, Any],
-                        epochs: int) -> Callable[[int, dict], None]:
-    """``fit``'s ``on_epoch_end``: records the Dice curve and raises ``optuna.TrialPruned`` when pruned.
+# ----------------------------------------------------------------------------- pruners by name
 
-    Single-objective studies report to Optuna (``trial.report`` / ``should_prune``, e.g. MedianPruner);
-    multi-objective ones ask ``DominancePruner``.
+@dataclass(frozen=True)
+class EpochState:
+    """What an epoch-end pruner sees: the live Optuna ``trial``, the epoch just finished (1-based),
+    the planned ``epochs``, the Dice curve so far, the trial's exact sizes (``keys``) and the trivial
+    predictors' val Dice (``floor``, None when unknown)."""
+
+    trial: Any
+    epoch: int
+    epochs: int
+    curve: tuple[float, ...]
+    size: tuple[float, ...]
+    keys: tuple[str, ...]
+    floor: float | None = None
+    row: Mapping[str, Any] | None = None  # fit's epoch row (val_dice, val_iou, ...)
+
+
+_PRUNERS: dict[str, Callable[[SearchSpace], Any]] = {}
+
+
+def register_pruner(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``factory(space) -> pruner`` with ``check(state: EpochState) -> str | None`` (a reason
+    to stop, or None), usable as ``pruning: {name: ...}`` in a space file."""
+
+    def deco(factory: Callable) -> Callable:
+        _PRUNERS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_pruner(name: str) -> Callable[[SearchSpace], Any]:
+    try:
+        return _PRUNERS[name]
+    except KeyError:
+        raise ValueError(f"pruner {name!r} is not registered; choose one of {list_pruners()}") from None
+
+
+def list_pruners() -> list[str]:
+    return sorted(_PRUNERS)
+
+
+def pruner_name(space: SearchSpace) -> str | None:
+    """The pruner a study uses: the space's ``pruning.name``, else dominance (several objectives) or
+    median (one); None when pruning is off."""
+    p = space.pruning
+    if not p.enabled:
+        return None
+    name = getattr(p, "name", None)
+    return name or ("dominance" if len(space.objectives) > 1 else "median")
+
+
+@register_pruner("dominance")
+class _Dominance:
+    def __init__(self, space: SearchSpace) -> None:
+        p = space.pruning
+        self.rule = DominancePruner(p.n_startup_trials, p.n_warmup_epochs, p.min_delta)
+
+    def check(self, s: EpochState) -> str | None:
+        from optuna.trial import TrialState
+
+        others = curves_from_trials(
+            s.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), s.keys)
+        dom = self.rule.dominated_by(s.epoch, s.curve[-1], s.size, others)
+        if dom is None:
+            return None
+        sizes = ", ".join(f"{k} {a:.3g} <= {b:.3g}" for k, a, b in zip(s.keys, dom.size, s.size))
+        return f"epoch {s.epoch}: val Dice {s.curve[-1]:.4f} < {dom.dice[s.epoch - 1]:.4f} of trial {dom.number} ({sizes})"
+
+
+@register_pruner("median")
+class _Median:
+    """Optuna's pruner of the study (MedianPruner, see ``study_pruner``): single-objective studies only."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        if len(space.objectives) != 1:
+            raise ValueError("pruning name 'median' needs a single-objective study (Optuna cannot prune "
+                             "multi-objective ones); use asha or dominance")
+        self.metric = space.objectives[0].name
+
+    def check(self, s: EpochState) -> str | None:
+        if self.metric not in ("val_dice", "val_iou"):
+            return None
+        value = float((s.row or {}).get(self.metric, s.curve[-1]))
+        s.trial.report(value, s.epoch)
+        if s.trial.should_prune():
+            return f"epoch {s.epoch}: {self.metric} {value:.4f} below the median"
+        return None
+
+
+@register_pruner("asha")
+class AshaPruner:
+    """Multi-objective successive halving (``plsearch.search.asha``) over the study's storage.
+
+    Protocol at a rung: first write this trial's rung result (user attr ``asha_rungs``), then read
+    every other trial's result at the rung, decide, and record the decision. Of two trials deciding
+    at the same rung at the same time, at least the one that reads last sees the other, with every
+    storage (each write lands before its writer reads). FAIL trials (killed, re-queued: their
+    parameters run again), infeasible trials and duplicates are not peers.
     """
+
+    def __init__(self, space: SearchSpace) -> None:
+        p = space.pruning
+        self.min_epochs, self.eta = int(getattr(p, "min_epochs", 1)), int(getattr(p, "eta", 3))
+        self.size_objectives = tuple(o.name for o in space.objectives if o.name in ("params", "macs", "latency_ms"))
+
+    def peers(self, trial: Any, epoch: int, keys: Sequence[str]) -> list[Any]:
+        from optuna.trial import TrialState
+
+        from plsearch.search.asha import RUNG_ATTR, RungResult
+
+        out = []
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for t in trial.study.get_trials(deepcopy=False, states=states):
+            entry = (t.user_attrs.get(RUNG_ATTR) or {}).get(str(epoch))
+            prof = t.user_attrs.get("profile") or {}
+            if t.number == trial.number or not entry or t.user_attrs.get("feasible") is False:
+                continue
+            if "duplicate_of" in t.user_attrs or any(prof.get(k) is None for k in keys):
+                continue
+            out.append(RungResult(t.number, float(entry["val_dice"]), tuple(float(prof[k]) for k in keys)))
+        return out
+
+    def check(self, s: EpochState) -> str | None:
+        from plsearch.search.asha import RUNG_ATTR, RungResult, decide, rung_epochs
+
+        if s.epoch not in rung_epochs(self.min_epochs, self.eta, s.epochs):
+            return None
+        keys = self.size_objectives
+        size = tuple(v for k, v in zip(s.keys, s.size) if k in keys) if keys else ()
+        keys = tuple(k for k in s.keys if k in keys)
+        rungs = dict(s.trial.user_attrs.get(RUNG_ATTR) or {})
+        rungs[str(s.epoch)] = {"val_dice": s.curve[-1]}
+        s.trial.set_user_attr(RUNG_ATTR, rungs)  # write first, then read: see the class docstring
+        me = RungResult(s.trial.number, s.curve[-1], size)
+        d = decide(me, self.peers(s.trial, s.epoch, keys), self.eta, s.floor)
+        rungs[str(s.epoch)] = {"val_dice": s.curve[-1], "peers": list(d.peers), "rank": d.rank, "keep": d.keep,
+                               "promoted": d.promoted}
+        s.trial.set_user_attr(RUNG_ATTR, rungs)
+        if d.promoted:
+            return None
+        return (f"epoch {s.epoch}: rank {d.rank + 1} of {len(d.peers) + 1} at the rung (top {d.keep} go on), "
+                f"val Dice {s.curve[-1]:.4f}")
+
+
+def make_epoch_callback(trial: Any, space: SearchSpace, prof: Mapping[str, Any],
+                        epochs: int, floor: float | None = None) -> Callable[[int, dict], None]:
+    """``fit``'s ``on_epoch_end``: records the Dice curve and raises ``optuna.TrialPruned`` when the
+    space's pruner (``pruner_name``) says stop. ``floor``: the trivial predictors' val Dice."""
     import optuna
 
     curve: list[float] = []
-    multi = len(space.objectives) > 1
     keys = size_keys(space)
     size = tuple(float(prof[k]) for k in keys)
-    single_metric = space.objectives[0].name if not multi else None
-    pruner = DominancePruner(space.pruning.n_startup_trials, space.pruning.n_warmup_epochs, space.pruning.min_delta)
+    name = pruner_name(space)
+    pruner = get_pruner(name)(space) if name else None
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         curve.append(float(row["val_dice"]))
         trial.set_user_attr(CURVE_ATTR, list(curve))
-        if not space.pruning.enabled or epoch >= epochs:  # after the last epoch there is nothing to save
+        if pruner is None or epoch >= epochs:  # after the last epoch there is nothing to save
             return
-        if not multi:
-            if single_metric in ("val_dice", "val_iou"):
-                trial.report(float(row[single_metric]), epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {epoch}: {single_metric} {row[single_metric]:.4f} below the median")
-            return
-        from optuna.trial import TrialState
-
-        others = curves_from_trials(
-            trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), keys)
-        dom = pruner.dominated_by(epoch, curve[-1], size, others)
-        if dom is not None:
-            sizes = ", ".join(f"{k} {a:.3g} <= {b:.3g}" for k, a, b in zip(keys, dom.size, size))
-            raise optuna.TrialPruned(
-                f"epoch {epoch}: val Dice {curve[-1]:.4f} < {dom.dice[epoch - 1]:.4f} of trial {dom.number} ({sizes})")
+        reason = pruner.check(EpochState(trial, epoch, epochs, tuple(curve), size, keys, floor, row))
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
 
     return on_epoch_end
 
 
-def study_pruner(space: "SearchSpace") -> Any:
-    """The Optuna pruner for the study: MedianPruner for one objective, NopPruner otherwise."""
+def study_pruner(space: SearchSpace) -> Any:
+    """The Optuna pruner for the study: MedianPruner when the study prunes by median, NopPruner otherwise."""
     import optuna
 
-    if len(space.objectives) == 1 and space.pruning.enabled:
+    if pruner_name(space) == "median" and len(space.objectives) == 1:
         return optuna.pruners.MedianPruner(n_startup_trials=space.pruning.n_startup_trials,
                                            n_warmup_steps=space.pruning.n_warmup_epochs)
     return optuna.pruners.NopPruner()
