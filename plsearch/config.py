@@ -244,7 +244,8 @@ def path_type(path: str, cls: type | None = None) -> Any:
             raise ConfigError(f"{'.'.join(parts[:i])} has no sub-keys; cannot set {path!r}")
         names = [name for name, _, _ in _rules(tp)]
         if key not in names:
-            raise ConfigError(f"unknown key {path!r}; valid keys here: {', '.join(names)}")
+            where = ".".join(parts[:i]) + ". " if i else ""
+            raise ConfigError(f"unknown key {path!r}; valid {where}keys: {', '.join(names)}")
         tp = typing.get_type_hints(tp)[key]
     return tp
 

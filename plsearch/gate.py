@@ -18,7 +18,7 @@ Nothing here imports torch except ``check_device``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from plsearch.config import (
     ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _coerce, check_field, from_dict, path_type,
@@ -38,13 +38,14 @@ Overrides = Mapping[str, Any] | Iterable[Any]  # {path: value}, ["path=value", .
 class StrideError(ConfigError):
     """The image is smaller than the network's total stride; ``need`` is the smallest size that fits."""
 
-    def __init__(self, message: str, need: int) -> None:
+    def __init__(self, message: str, need: int, size: int) -> None:
         super().__init__(message)
-        self.need = need
+        self.need, self.size = need, size
 
 
-class DeviceError(ConfigError):
-    """The requested device does not exist on this machine."""
+class DeviceError(ValueError):
+    """The requested device does not exist on this machine (the machine's fault, not the config's: a
+    search stops on it instead of recording an infeasible trial)."""
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, Any]:
@@ -101,13 +102,17 @@ def channels_of(data: Any) -> int:
     return channels
 
 
-def check_image_size(cfg: RunConfig) -> None:
-    """Raise ``StrideError`` when ``data.image_size`` is smaller than the network's total stride."""
-    stride = cfg.model.total_stride()
-    if cfg.data.image_size < stride:
-        raise StrideError(f"data.image_size={cfg.data.image_size} is smaller than the network's total stride "
-                          f"{stride} (depth={cfg.model.depth}, plan={cfg.model.plan}); raise data.image_size to "
-                          f"{stride} or more, or lower model.depth", need=stride)
+def check_image_size(model: ModelConfig, size: int | Sequence[int], what: str = "data.image_size") -> None:
+    """Raise ``StrideError`` when an input ``size`` (one or per dim) is smaller than the network's total
+    stride (the forward pads sizes up to a multiple of it, but cannot run on less). ``what`` names the
+    setting in the message (``--input-size`` for the profile CLI)."""
+    sizes = (size,) if isinstance(size, int) else tuple(size)
+    stride = model.total_stride()
+    if min(sizes) < stride:
+        shown = sizes[0] if len(sizes) == 1 else "x".join(map(str, sizes))
+        raise StrideError(f"{what}={shown} is smaller than the network's total stride {stride} (depth={model.depth}, "
+                          f"plan={model.plan}); raise {what} to {stride} or more, or lower model.depth",
+                          need=stride, size=min(sizes))
 
 
 def resolve(base: RunConfig | Mapping[str, Any] | None = None, overrides: Overrides = (), *, data: Any = None,
@@ -144,7 +149,7 @@ def resolve(base: RunConfig | Mapping[str, Any] | None = None, overrides: Overri
                               "override or set data.channels")
         tree["model"]["in_channels"] = channels
     cfg = from_dict(RunConfig, tree)
-    check_image_size(cfg)
+    check_image_size(cfg.model, cfg.data.image_size)
     if device is not None and device is not False:
         check_device(cfg.train.device)
     return cfg

@@ -66,18 +66,33 @@ class Registry(Generic[V]):
             loader, self._loader = self._loader, None
             importlib.import_module(loader)
 
-    def register(self, name: str, obj: V) -> V:
-        """Add ``obj`` under ``name``; the same object twice is fine, another one under a taken name is not."""
+    def load(self) -> None:
+        """Import the module that registers the built-ins (once)."""
+        self._load_builtins()
+
+    def register(self, name: str, obj: V, *, replace: bool = False) -> V:
+        """Add ``obj`` under ``name``; the same object twice is fine, another one under a taken name is not
+        (``replace=True`` swaps a user entry, e.g. a re-imported module's)."""
         if not isinstance(name, str) or not name:
             raise RegistryError(f"a {self.kind} name must be a non-empty string, got {name!r}")
         held = self._loaded.get(name)
-        if held is not None and held is not obj:
+        if held is not None and held is not obj and not (replace and name not in self._lazy):
             raise RegistryError(f"{self.kind} {name!r} is already registered by {_path_of(held)}; choose another name")
         lazy = self._lazy.get(name)
         if held is None and lazy is not None and lazy != _path_of(obj):
             raise RegistryError(f"{self.kind} {name!r} is built in ({lazy}); choose another name")
         self._loaded[name] = obj
         return obj
+
+    def register_path(self, name: str, path: str) -> None:
+        """Add a lazy entry: ``path`` (``"module:attr"``) is imported by the first ``get``."""
+        if name in self:
+            raise RegistryError(f"{self.kind} {name!r} is already registered; choose another name")
+        self._lazy[name] = path
+
+    def registered(self, name: str) -> V | None:
+        """The object under ``name`` if it is loaded already (no import), else None."""
+        return self._loaded.get(name)
 
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@registry.decorator("name")`` registers the decorated object and returns it unchanged."""

@@ -95,7 +95,8 @@ def _importances(study: Any, records: list[dict]) -> dict[str, float] | str:
 def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] | None = None) -> dict[str, str]:
     """Write the PNGs into ``out_dir``; returns ``{name: path or 'skipped: why'}``."""
     from plsearch import plots
-    from plsearch.search.records import pareto_front, study_metric_names, study_records
+    from plsearch.search.pareto import pareto_front
+    from plsearch.search.records import study_metric_names, study_records
     from plsearch.search.references import load_references
 
     out = Path(out_dir)

@@ -24,6 +24,8 @@ from torch import nn
 from plsearch.augment import augment_batch
 from plsearch.checkpoint import CheckpointError, load_checkpoint, model_config_dict, read_checkpoint, save_checkpoint
 from plsearch.config import RunConfig, TrainConfig, to_dict
+from plsearch.gate import DeviceError
+from plsearch.gate import check_device as resolve_device  # the one device check (plsearch.gate)
 from plsearch.losses import active_stages, deep_supervision_loss
 from plsearch.metrics import evaluate_model
 from plsearch.speed import autocast as bf16_autocast
@@ -37,10 +39,6 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (learning rate too high, or bad data)."""
 
 
-class DeviceError(ValueError):
-    """The requested device does not exist on this machine."""
-
-
 @dataclass
 class FitResult:
     """What ``fit`` returns; ``history`` holds one row per epoch (as written to ``log.jsonl``)."""
@@ -51,25 +49,6 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = "max_epochs"  # "early_stop" | "max_epochs" | "callback"
     seconds: float = 0.0
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; other names are checked to exist."""
-    if str(spec) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"device {str(spec)!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (dev.index or 0) >= count:
-            raise DeviceError(f"device {str(spec)!r} is not available here ({count} CUDA devices); use auto or cpu")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"device {str(spec)!r} is not available here; use auto or cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"device {str(spec)!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return dev
 
 
 @contextlib.contextmanager

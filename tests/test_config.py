@@ -66,7 +66,7 @@ def test_bad_keys_and_types_are_named(data, needle):
 
 
 def test_override_errors():
-    with pytest.raises(ConfigError, match="valid keys"):
+    with pytest.raises(ConfigError, match="valid model. keys"):
         apply_overrides(RunConfig(), ["model.nope=1"])
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(RunConfig(), ["model.ocs"])

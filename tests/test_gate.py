@@ -20,7 +20,7 @@ def test_parse_sets_dialect():
 
 
 @pytest.mark.parametrize("item, match", [("model.ocs", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("seed=1", "data.seed or"),
-                                         ("model.nope=1", "valid keys"), ("nope=1", "unknown key")])
+                                         ("model.nope=1", "valid model. keys"), ("nope=1", "unknown key")])
 def test_parse_sets_refuses(item, match):
     with pytest.raises(ConfigError, match=match):
         parse_sets([item])
@@ -73,7 +73,7 @@ def test_check_value_field_rules_only():
         check_value("model.ocs", 100.0)
     with pytest.raises(ConfigError, match="model.ipl"):
         check_value("model.ipl", "sideways")
-    with pytest.raises(ConfigError, match="valid keys"):
+    with pytest.raises(ConfigError, match="valid model. keys"):
         check_value("model.nope", 1)
 
 

@@ -51,7 +51,7 @@ def test_profile_cli_table_with_overrides(capsys):
     "argv, needle",
     [
         (["--model", "nope"], "not a preset"),
-        (["--set", "foo=1"], "unknown key foo"),
+        (["--set", "foo=1"], "unknown key 'foo'"),
         (["--set", "ocs"], "KEY=VALUE"),
         (["--input-size", "8"], "total stride"),
         (["--device", "cuda:7"], "not available"),

@@ -169,7 +169,7 @@ def test_heartbeat_fails_and_requeues_a_silent_trial_of_another_host(tmp_path):
         study._storage.record_heartbeat(lost._trial_id)
         time.sleep(2.5)
         result = run_search(space, out_dir=tmp_path / "out", storage=url, study_name=name, n_trials=1,
-                            references=False, plots=False, heartbeat=1)
+                            references=False, heartbeat=1)
         trials = _check_exact(result.study, 1)
         assert trials[0].state == TrialState.FAIL and "heartbeat" in trials[0].user_attrs["fail_reason"]
         assert trials[1].params == {"model.ocs": 0.75} and trials[1].user_attrs["requeued_from"] == 0

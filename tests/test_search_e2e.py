@@ -130,12 +130,12 @@ def test_ctrl_c_requeues_the_running_trial(two_trials, tmp_path, monkeypatch):
     monkeypatch.setattr(objective, "_duplicate_of", lambda trial, config: None)  # train even a repeated config
     space = load_space(TINY)
     with pytest.raises(KeyboardInterrupt):
-        run_search(space, out_dir=out, n_trials=3, references=False, plots=False)
+        run_search(space, out_dir=out, n_trials=3, references=False)
     monkeypatch.undo()
     trials = _study(out).trials
     assert trials[2].state == optuna.trial.TrialState.FAIL and trials[2].user_attrs["requeued"]
     assert "KeyboardInterrupt" in trials[2].user_attrs["fail_reason"]
-    result = run_search(space, out_dir=out, n_trials=3, references=False, plots=False)
+    result = run_search(space, out_dir=out, n_trials=3, references=False)
     assert result.ran == 1
     trials = _study(out).trials
     assert trials[3].params == trials[2].params and trials[3].user_attrs["requeued_from"] == 2

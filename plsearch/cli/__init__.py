@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 EXIT_USAGE = 2
 
@@ -63,21 +63,12 @@ def setup_logging(verbose: bool = False) -> None:
             handler.addFilter(_Redact())
 
 
-def parse_device(text: str | None):
-    """``auto`` -> cuda if available else cpu; an unknown or absent device is a CLIError."""
-    import torch
+def parse_device(text: str | None) -> Any:
+    """``--device``: ``plsearch.gate.check_device`` (``auto`` -> cuda if available else cpu; an unknown or
+    absent device is a ``DeviceError``, one line and exit 2 through ``run_cli``)."""
+    from plsearch.gate import check_device
 
-    if text in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"device {text!r} is not a torch device; use cpu, cuda, cuda:0 or auto") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise CLIError(f"device {text!r} is not available on this machine; use --device cpu or auto")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise CLIError(f"device {text!r} is not supported; use cpu, cuda[:N] or auto")
-    return dev
+    return check_device(text)
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:

@@ -27,14 +27,14 @@ def build_parser() -> Parser:
 
 
 def _evaluate(argv: Sequence[str] | None) -> int:
-    from plsearch.cli.train import format_metrics
+    from plsearch.cli.formatting import format_metrics
     from plsearch.evaluate import evaluate_checkpoint
-    from plsearch.train import resolve_device
+    from plsearch.gate import check_device
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
     check_positive(args, "batch_size", "count")
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"

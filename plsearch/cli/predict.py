@@ -25,14 +25,14 @@ def build_parser() -> Parser:
 
 def _predict(argv: Sequence[str] | None) -> int:
     from plsearch.predict import predict_checkpoint
-    from plsearch.train import resolve_device
+    from plsearch.gate import check_device
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
     check_positive(args, "batch_size", "image_size")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out} is a file; pass a folder for the mask PNGs")
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     result = predict_checkpoint(args.checkpoint, args.input, args.out, device=device, image_size=args.image_size,
                                 batch_size=args.batch_size)
     print(f"wrote {len(result['masks'])} masks to {result['out_dir']} (model input {result['image_size']} px)")

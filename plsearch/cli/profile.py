@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, parse_device, run_cli
 
@@ -28,19 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _model(args: argparse.Namespace):
+def _model_config(args: argparse.Namespace) -> Any:
+    """The ``ModelConfig`` to profile: --config or the preset, with --set (model fields) over it."""
     import yaml
 
-    from plsearch.config import parse_scalar
-    from plsearch.model import PLNet
-    from plsearch.presets import list_models, preset_config
+    from plsearch.config import ModelConfig
+    from plsearch.gate import parse_sets
+    from plsearch.presets import preset_config
 
-    overrides = {}
-    for item in args.set:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise CLIError(f"--set {item!r} is not KEY=VALUE; write e.g. --set ocs=0.5")
-        overrides[key.strip().removeprefix("model.")] = parse_scalar(val.strip())
+    sets = parse_sets(args.set)
+    other = [k for k in sets if not k.startswith("model.")]
+    if other:
+        raise CLIError(f"--set {other[0]} is not a model field; profile builds the model only (e.g. --set ocs=0.5)")
+    fields = {k.removeprefix("model."): v for k, v in sets.items()}
     if args.config:
         if not Path(args.config).is_file():
             raise CLIError(f"--config {args.config} is not a file; pass a YAML file holding a ModelConfig "
@@ -53,15 +53,14 @@ def _model(args: argparse.Namespace):
         data = data.get("model", data) if isinstance(data, dict) else data
         if not isinstance(data, dict):
             raise CLIError(f"{args.config} must hold a mapping of model fields")
-        data.update(overrides)
-        return PLNet.from_config(data)
-    if args.model not in list_models():
-        raise CLIError(f"--model {args.model!r} is not a preset; choose one of {list_models()}")
-    return PLNet.from_config(preset_config(args.model, **overrides))
+        return ModelConfig.from_dict({**data, **fields})
+    return preset_config(args.model, **fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
+        from plsearch.gate import check_image_size
+        from plsearch.model import PLNet
         from plsearch.presets import list_models
         from plsearch.profile import profile
 
@@ -71,12 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(list_models()))
             return 0
         device = parse_device(args.device)
-        model = _model(args)
+        model_cfg = _model_config(args)
         size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
-        stride = model.config.total_stride()
-        if min(args.input_size) < stride:
-            raise CLIError(f"--input-size {size} is smaller than the network's total stride {stride}; "
-                           f"use at least {stride} or lower depth")
+        check_image_size(model_cfg, size, what="--input-size")
+        model = PLNet.from_config(model_cfg)
         prof = profile(model, size, batch_size=args.batch_size, device=device, latency=not args.no_latency,
                        memory=not args.no_latency, repeats=args.repeats)
         if args.json:

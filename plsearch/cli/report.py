@@ -25,7 +25,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from plsearch.report import load_study, write_report
-        from plsearch.search.records import pareto_markdown
+        from plsearch.search.pareto import pareto_markdown
 
         args = build_parser().parse_args(argv_or_sys(argv))
         setup_logging(args.verbose)

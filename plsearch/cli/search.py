@@ -58,7 +58,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 def trial_line(rec: dict[str, Any]) -> str:
     """One progress line: number, params summary, dice, params, MACs, state, seconds."""
-    from plsearch.search.records import fmt_count, params_summary
+    from plsearch.search.pareto import fmt_count, params_summary
 
     prof, metrics = rec.get("profile") or {}, rec.get("metrics") or {}
     dice = metrics.get("val_dice")
@@ -77,8 +77,9 @@ def trial_line(rec: dict[str, Any]) -> str:
 
 
 def _extra(args: Any, space: Any) -> dict[str, Any]:
+    """--set, --data and --device as config overrides for every trial (``plsearch.gate``'s dialect)."""
     from plsearch.cli import parse_device
-    from plsearch.cli.train import parse_sets
+    from plsearch.gate import check_value, parse_sets
 
     extra = parse_sets(args.set)
     searched = {a.path for a in space.axes}
@@ -94,11 +95,16 @@ def _extra(args: Any, space: Any) -> dict[str, Any]:
         extra["train.device"] = args.device
     if "data.root" in extra and extra["data.root"]:
         extra["data.root"] = str(Path(extra["data.root"]).resolve())  # worker processes see the same folder
-    from plsearch.search.space import _check_value
+    return {k: check_value(k, v) for k, v in extra.items()}
 
-    for k, v in extra.items():
-        extra[k] = _check_value(k, v)
-    return extra
+
+def _draw(args: Any) -> Any:
+    """``plsearch.report.draw_plots`` unless --no-plots."""
+    if args.no_plots:
+        return None
+    from plsearch.report import draw_plots
+
+    return lambda study, out, refs: draw_plots(study, out, references=refs)
 
 
 def _devices(args: Any) -> list[str]:
@@ -121,7 +127,7 @@ def _devices(args: Any) -> list[str]:
 
 
 def _on_reference(ref: str, rec: dict, cached: bool) -> None:
-    from plsearch.search.records import fmt_count
+    from plsearch.search.pareto import fmt_count
 
     m = rec.get("metrics") or {}
     took = "cached" if cached else f"{rec['seconds']:.1f}s"
@@ -206,13 +212,13 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
                       flush=True)
     else:
         print(f"timeout of {s.limit:g}s reached during the references; rerun to continue", flush=True)
-    return finish(s, refs, not args.no_plots, ran[0])
+    return finish(s, refs, _draw(args), ran[0])
 
 
 def _search(argv: Sequence[str] | None) -> int:
     import time
 
-    from plsearch.search.records import pareto_markdown
+    from plsearch.search.pareto import pareto_markdown
     from plsearch.search.runner import prepare, run_search, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
@@ -246,7 +252,7 @@ def _search(argv: Sequence[str] | None) -> int:
     else:
         result = run_search(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials,
                             timeout=args.timeout, seed=args.seed, extra=extra, references=not args.no_references,
-                            plots=not args.no_plots, heartbeat=args.heartbeat,
+                            draw=_draw(args), heartbeat=args.heartbeat,
                             on_trial=lambda r: print(trial_line(r), flush=True), on_reference=_on_reference,
                             on_event=_say)
     n_done = tally(result.study)[0]

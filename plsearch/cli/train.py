@@ -12,16 +12,17 @@ The flags ``--epochs``, ``--image-size`` and ``--device`` are applied after ``--
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
-from plsearch.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from plsearch.cli.formatting import format_metrics
+from plsearch.config import DataConfig, RunConfig, qualify_key
+from plsearch.gate import parse_sets
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+__all__ = ["main", "build_parser", "resolve_config", "parse_sets", "qualify_key", "format_metrics"]
 
 
 def build_parser() -> Parser:
@@ -40,34 +41,11 @@ def build_parser() -> Parser:
     return p
 
 
-def qualify_key(key: str) -> str:
-    """``ocs`` -> ``model.ocs`` when exactly one config section has that field."""
-    if "." in key:
-        return key
-    owners = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
-    if len(owners) == 1:
-        return f"{owners[0]}.{key}"
-    if len(owners) > 1:
-        raise ConfigError(f"key {key!r} is in several sections; write {' or '.join(o + '.' + key for o in owners)}")
-    raise ConfigError(f"unknown key {key!r}; use model.<field>, data.<field> or train.<field> (e.g. model.ocs=0.5)")
-
-
-def parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    from plsearch.config import parse_scalar
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--set {item!r} is not KEY=VALUE; write e.g. --set model.ocs=0.5")
-        out[qualify_key(key.strip())] = parse_scalar(val.strip())
-    return out
-
-
 def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
-    """The run's config: a resumed run's own (plus flags), else preset + --data + --set + flags."""
+    """The run's config before the data is read (``plsearch.gate.resolve``): a resumed run's own (plus
+    flags), else preset + --data + --set + flags. The second ``resolve`` in ``_train`` adds the data."""
     from plsearch.checkpoint import read_checkpoint
-    from plsearch.config import apply_overrides
+    from plsearch.gate import resolve
     from plsearch.presets import preset_config
 
     out = Path(args.out)
@@ -79,7 +57,7 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
         if not (out / "last.pt").is_file():
             raise CLIError(f"nothing to resume: {out} has no last.pt; run without --resume first")
         cfg = RunConfig.from_dict(read_checkpoint(out / "last.pt")["run_config"] or {})
-        resumed = apply_overrides(cfg, overrides)
+        resumed = resolve(cfg, overrides)
         changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
         if changed:  # the checkpoint's weights would not fit: refuse before anything is written
             raise CLIError(f"--resume continues the run's own model; {changed[0]} would change it, drop that "
@@ -90,20 +68,7 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
     if args.data and not Path(args.data).is_dir():
         raise CLIError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
     cfg = RunConfig(model=preset_config(args.model), data=DataConfig(root=str(args.data)))
-    return apply_overrides(cfg, overrides), overrides
-
-
-def format_metrics(metrics: dict[str, float], title: str = "") -> str:
-    """A two-column table: per-image mean and pooled (global) value of every figure."""
-    names = [k for k in metrics if not k.startswith("global_") and isinstance(metrics[k], float)]
-    lines = [title] if title else []
-    lines.append(f"{'metric':<14}{'per-image':>10}{'global':>10}")
-    for k in names:
-        g = metrics.get(f"global_{k}")
-        lines.append(f"{k:<14}{metrics[k]:>10.4f}" + (f"{g:>10.4f}" if g is not None else ""))
-    if "images" in metrics:
-        lines.append(f"({metrics['images']} images; per-image figures are means over images)")
-    return "\n".join(lines)
+    return resolve(cfg, overrides), overrides
 
 
 def _train(argv: Sequence[str] | None) -> int:
@@ -111,26 +76,18 @@ def _train(argv: Sequence[str] | None) -> int:
 
     from plsearch.config import to_yaml
     from plsearch.data import load_splits
+    from plsearch.gate import check_device, resolve
     from plsearch.metrics import evaluate_model
     from plsearch.model import PLNet
-    from plsearch.train import fit, resolve_device
+    from plsearch.train import fit
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
     check_positive(args, "epochs", "image_size")
-    cfg, overrides = resolve_config(args)
-    stride = cfg.model.total_stride()
-    if cfg.data.image_size < stride:
-        raise CLIError(f"data.image_size={cfg.data.image_size} is smaller than the network's total stride {stride} "
-                       f"(depth={cfg.model.depth}); use --image-size {stride} or more, or lower model.depth")
-    device = resolve_device(cfg.train.device)
+    cfg, overrides = resolve_config(args)  # image size against stride, before the data is read
+    device = check_device(cfg.train.device)
     splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
-    channels = splits["train"].channels
-    if channels != cfg.model.in_channels:
-        if "model.in_channels" in overrides:
-            raise CLIError(f"model.in_channels={cfg.model.in_channels} but the images have {channels} channels; "
-                           f"drop the override or set data.channels")
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, in_channels=channels))
+    cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=splits)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))

@@ -13,92 +13,32 @@ Infeasible trials report Dice/IoU 0 and the sizes they were measured at (inf whe
 never enter the Pareto front.
 
 Custom metrics: ``@register_metric("name", "maximize")`` on ``f(ctx: MetricContext) -> float``, or
-``metric: "package.module:function"`` in ``objectives:`` (direction from ``f.direction`` or given).
+``metric: "package.module:function"`` in ``objectives:`` (direction from ``f.direction`` or given); the
+metric registry lives in ``plsearch.search.registries``, the process's data cache in
+``plsearch.search.datacache`` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from plsearch.config import ConfigError, DataConfig, RunConfig
+from plsearch.config import ConfigError, RunConfig
+from plsearch.search.datacache import load_data
+from plsearch.search.registries import (  # noqa: F401  (re-exported: the names callers know)
+    BUILTIN_METRICS, Metric, MetricContext, register_metric, resolve_metric,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-BUILTIN_METRICS = {"val_dice": "maximize", "val_iou": "maximize", "params": "minimize", "macs": "minimize",
-                   "latency_ms": "minimize"}
-_REGISTERED: dict[str, "Metric"] = {}
-_DATA: dict[tuple[DataConfig, int], dict[str, Any]] = {}
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    direction: str | None
-    fn: Callable[["MetricContext"], float] | None = None
-
-
-@dataclass
-class MetricContext:
-    """What a custom metric sees after training: the trained ``model`` (best weights, eval mode),
-    the resolved ``config``, the data ``splits`` (``SegmentationData``), the ``FitResult``, and the
-    built-in ``metrics`` and ``profile`` dicts computed so far."""
-
-    model: Any
-    config: RunConfig
-    splits: Mapping[str, Any]
-    fit: Any
-    metrics: dict[str, float]
-    profile: dict[str, float | None]
-
-
-def register_metric(name: str, direction: str) -> Callable[[Callable], Callable]:
-    """Decorator: make ``f(ctx: MetricContext) -> float`` usable as ``objectives: [name]``."""
-    if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction={direction!r} must be maximize or minimize")
-    if name in BUILTIN_METRICS:
-        raise ValueError(f"metric {name!r} is built in; choose another name")
-
-    def deco(fn: Callable) -> Callable:
-        _REGISTERED[name] = Metric(name, direction, fn)
-        return fn
-
-    return deco
-
-
-def resolve_metric(name: str) -> Metric:
-    """A built-in, registered, or ``module:function`` metric; ValueError naming what is allowed."""
-    if name in BUILTIN_METRICS:
-        return Metric(name, BUILTIN_METRICS[name])
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"metric {name!r} cannot be imported ({e}); give an importable module:function") from None
-        return Metric(name, getattr(fn, "direction", None), fn)
-    allowed = ", ".join([*BUILTIN_METRICS, *_REGISTERED])
-    raise ValueError(f"unknown metric {name!r}; choose one of {allowed}, or a module:function / register_metric")
-
-
-def load_data(cfg: DataConfig, num_classes: int = 1) -> dict[str, Any]:
-    """``plsearch.data.load_splits`` cached per process: trials of one fidelity share one copy."""
-    key = (cfg, num_classes)
-    if key not in _DATA:
-        from plsearch.data import load_splits
-
-        _DATA.clear()  # one fidelity at a time; keeps memory flat
-        _DATA[key] = load_splits(cfg, num_classes=num_classes)
-    return _DATA[key]
+__all__ = ["Objective", "Outcome", "train_and_score", "load_data", "Metric", "MetricContext", "register_metric",
+           "resolve_metric", "BUILTIN_METRICS"]
 
 
 @dataclass
@@ -144,13 +84,9 @@ class Objective:
         return out
 
     def config(self, params: Mapping[str, Any]) -> RunConfig:
-        """The resolved RunConfig (in_channels follows the data). Raises ConfigError if invalid."""
+        """The resolved RunConfig (through the gate; in_channels follows the data). Raises ConfigError."""
         cfg = self.space.build(params, self.extra)
-        splits = load_data(cfg.data, cfg.model.num_classes)
-        channels = splits["train"].channels
-        if cfg.model.in_channels != channels:
-            cfg = self.space.build(params, {**self.extra, "model.in_channels": channels})
-        return cfg
+        return self.space.build(params, self.extra, data=load_data(cfg.data, cfg.model.num_classes))
 
     def measure(self, cfg: RunConfig) -> dict[str, Any]:
         """params and MACs analytically (milliseconds); latency on the built model if asked."""
@@ -160,11 +96,11 @@ class Objective:
         prof: dict[str, Any] = {"params": int(est.params), "macs": int(est.macs), "latency_ms": None}
         if self.space.latency:
             import plsearch
+            from plsearch.gate import check_device
             from plsearch.model import PLNet
-            from plsearch.train import resolve_device
 
             p = plsearch.profile(PLNet.from_config(cfg.model), cfg.data.image_size, memory=False,
-                                 device=resolve_device(cfg.train.device))
+                                 device=check_device(cfg.train.device))
             prof["latency_ms"] = p.latency_ms
         return prof
 
@@ -181,10 +117,7 @@ class Objective:
 
         params = self.space.sample(trial)
         try:
-            cfg = self.config(params)
-            if cfg.data.image_size < cfg.model.total_stride():  # the forward would refuse the input
-                raise ConfigError(f"data.image_size={cfg.data.image_size} is smaller than the network's total "
-                                  f"stride {cfg.model.total_stride()}")
+            cfg = self.config(params)  # the gate refuses images smaller than the network's stride
             prof = self.measure(cfg)
         except ConfigError as e:
             return self._infeasible(trial, None, f"invalid config: {e}")

@@ -1,25 +1,26 @@
-"""Parsing helpers for search-space files: config paths, values, axes and sections.
+"""The search-space file's section parsers: config paths, values, axes, objectives, sampler, pruning.
 
+``plsearch.search.space.parse_space`` calls one public ``parse_*`` function per section. Values
+for config paths are checked by ``plsearch.gate.check_value`` (the field's own rules); combinations
+are ``plsearch.gate.resolve``'s when a trial is built. Imports no torch and, for names, no optuna.
 Every problem raises ``SearchSpaceError`` with one line naming the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
-from pathlib import Path
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
-from plsearch.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _coerce
-from plsearch.search.objective import resolve_metric
+from plsearch.config import ConfigError, path_type, yaml_number
+from plsearch.gate import check_value as gate_check_value
+from plsearch.search.registries import get_sampler, list_samplers, resolve_metric
 
 SECTIONS = ("name", "description", "imports", "objectives", "constraints", "fidelity", "sampler", "seed", "pruning",
             "n_trials", "timeout", "references", "profile")
-SAMPLERS = ("tpe", "nsga2", "random", "gp")
 CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
 DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")
-_GROUPS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
 class SearchSpaceError(ValueError):
@@ -67,63 +68,39 @@ class Pruning:
 
 
 def _field_type(path: str) -> Any:
-    group, _, key = path.partition(".")
-    if group not in _GROUPS or not key:
+    if path.partition(".")[0] not in ("model", "data", "train") or "." not in path:
         raise SearchSpaceError(
             f"unknown key {path!r}; a search axis is a dotted RunConfig path starting with model., data. or "
             f"train.; sections are: {', '.join(SECTIONS)}")
-    names = [f.name for f in fields(_GROUPS[group])]
-    if key not in names:
-        raise SearchSpaceError(f"unknown config path {path!r}; valid {group}. keys: {', '.join(names)}")
-    return typing.get_type_hints(_GROUPS[group])[key]
-
-
-def _num(v: Any) -> Any:
-    """PyYAML reads ``1e-4`` and ``6.0e7`` (no dot or no exponent sign) as strings: accept them as numbers."""
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
-
-
-def _check_value(path: str, value: Any) -> Any:
-    """Type-check one value for ``path`` and reject values its field forbids on its own."""
-    tp = _field_type(path)
-    if tp in (int, float) or tp == (float | None):
-        value = _num(value)
     try:
-        value = _coerce(path, tp, value)
-        RunConfig.from_dict(_set(RunConfig().to_dict(), path, value))
+        return path_type(path)
     except ConfigError as e:
-        key = path.split(".", 1)[1]
-        msg = str(e)
-        if msg.startswith(path) or (msg.startswith(f"{key}=") and ("out of range" in msg or "not allowed" in msg)):
-            raise SearchSpaceError(msg if msg.startswith(path) else f"{path}: {msg}") from None
-    return value.tolist() if hasattr(value, "tolist") else (list(value) if isinstance(value, tuple) else value)
+        raise SearchSpaceError(str(e).replace("unknown key", "unknown config path")) from None
 
 
-def _set(data: dict, path: str, value: Any) -> dict:
-    group, key = path.split(".", 1)
-    data[group][key] = value
-    return data
+def check_value(path: str, value: Any) -> Any:
+    """``value`` for ``path``, coerced and checked against the field's own rules (``plsearch.gate``)."""
+    _field_type(path)
+    try:
+        return gate_check_value(path, value)
+    except ConfigError as e:
+        raise SearchSpaceError(str(e)) from None
 
 
-def _number(path: str, name: str, v: Any) -> float:
-    v = _num(v)
+def number(path: str, name: str, v: Any) -> float:
+    v = yaml_number(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SearchSpaceError(f"{path}: {name}={v!r} must be a number")
     return v
 
 
-def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
+def parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
     """A YAML value -> an Axis (searched) or ``(path, value)`` (fixed)."""
     tp = _field_type(path)
     if isinstance(spec, list):
         spec = {"choices": spec}
     if not isinstance(spec, Mapping):
-        return path, _check_value(path, spec)
+        return path, check_value(path, spec)
     allowed = {"low", "high", "step", "log", "choices", "value"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
@@ -132,7 +109,7 @@ def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
     if "value" in spec:
         if len(spec) > 1:
             raise SearchSpaceError(f"{path}: 'value' fixes the path and cannot be combined with other keys")
-        return path, _check_value(path, spec["value"])
+        return path, check_value(path, spec["value"])
     if "choices" in spec:
         if set(spec) != {"choices"}:
             raise SearchSpaceError(f"{path}: 'choices' cannot be combined with low/high/step/log")
@@ -145,14 +122,14 @@ def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
                                        "null, bool, int, float or str (fix list values with {value: [...]})")
         if len({(type(c), c) for c in choices}) != len(choices):
             raise SearchSpaceError(f"{path}: choices {choices!r} repeat a value; list each once")
-        return Axis(path, "categorical", choices=tuple(_check_value(path, c) for c in choices))
+        return Axis(path, "categorical", choices=tuple(check_value(path, c) for c in choices))
     if "low" not in spec or "high" not in spec:
         raise SearchSpaceError(f"{path}: a range needs both low and high (got {sorted(spec)}); "
                                "or use choices: [...] or a fixed value")
     is_int = tp is int
     if not is_int and tp is not float:
         raise SearchSpaceError(f"{path}: a low/high range needs a number field, {path} is {tp}; use choices: [...]")
-    low, high = _number(path, "low", spec["low"]), _number(path, "high", spec["high"])
+    low, high = number(path, "low", spec["low"]), number(path, "high", spec["high"])
     if is_int and isinstance(low, float) and low.is_integer() and isinstance(high, float) and high.is_integer():
         low, high = int(low), int(high)
     step, log = spec.get("step"), spec.get("log", False)
@@ -166,7 +143,7 @@ def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
         raise SearchSpaceError(f"{path}: empty range low == high == {low}; give a fixed value instead "
                                f"({path}: {low})")
     if step is not None:
-        step = _number(path, "step", step)
+        step = number(path, "step", step)
         if log:
             raise SearchSpaceError(f"{path}: step and log cannot be combined (Optuna forbids it); drop one")
         if step <= 0 or (is_int and float(step) != int(step)):
@@ -178,13 +155,13 @@ def _parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
     if log and low <= 0:
         raise SearchSpaceError(f"{path}: log=true needs low > 0, got low={low}")
     for v in (low, high):
-        _check_value(path, int(v) if is_int else float(v))
+        check_value(path, int(v) if is_int else float(v))
     if is_int:
         return Axis(path, "int", int(low), int(high), int(step) if step is not None else None, log)
     return Axis(path, "float", float(low), float(high), float(step) if step is not None else None, log)
 
 
-def _parse_objectives(spec: Any) -> tuple[MetricSpec, ...]:
+def parse_objectives(spec: Any) -> tuple[MetricSpec, ...]:
     if isinstance(spec, str):
         spec = [spec]
     if not isinstance(spec, list) or not spec:
@@ -215,13 +192,15 @@ def _parse_objectives(spec: Any) -> tuple[MetricSpec, ...]:
     return tuple(out)
 
 
-def _parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+def parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
     options: dict[str, Any] = {}
     if isinstance(spec, Mapping):
         options = dict(spec)
         spec = options.pop("name", "tpe")
-    if spec not in SAMPLERS:
-        raise SearchSpaceError(f"sampler={spec!r} is not known; choose one of {', '.join(SAMPLERS)}")
+    if spec not in list_samplers():
+        raise SearchSpaceError(f"sampler={spec!r} is not known; choose one of {', '.join(list_samplers())}")
+    if not options:
+        return spec, ()
     allowed = sorted(set(inspect.signature(sampler_class(spec)).parameters) - {"self", "seed", "constraints_func"})
     bad = sorted(set(options) - set(allowed))
     if bad:
@@ -230,13 +209,11 @@ def _parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
 
 
 def sampler_class(name: str) -> type:
-    import optuna
-
-    return {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-            "random": optuna.samplers.RandomSampler, "gp": optuna.samplers.GPSampler}[name]
+    """The Optuna sampler class registered as ``name`` (imports optuna)."""
+    return get_sampler(name)
 
 
-def _int(key: str, v: Any, lo: int) -> int:
+def as_int(key: str, v: Any, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise SearchSpaceError(f"{key}={v!r} must be an integer >= {lo}")
     return v
@@ -244,13 +221,13 @@ def _int(key: str, v: Any, lo: int) -> int:
 
 
 
-def _parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
+def parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
     cons = cons or {}
     if not isinstance(cons, Mapping):
         raise SearchSpaceError(f"constraints must be a mapping such as {{params: 2.0e+6, macs: 1.0e+8}}, got {cons!r}")
     out = []
     for k, v in cons.items():
-        v = _num(v)
+        v = yaml_number(v)
         if k not in CONSTRAINT_METRICS:
             raise SearchSpaceError(f"constraints: unknown metric {k!r}; allowed: {', '.join(CONSTRAINT_METRICS)} "
                                    "(upper bounds checked before training)")
@@ -260,7 +237,7 @@ def _parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def _parse_pruning(pr: Any) -> Pruning:
+def parse_pruning(pr: Any) -> Pruning:
     if isinstance(pr, bool):
         return Pruning(enabled=pr)
     if not isinstance(pr, Mapping):
@@ -272,12 +249,12 @@ def _parse_pruning(pr: Any) -> Pruning:
     enabled = pr.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SearchSpaceError(f"pruning.enabled={enabled!r} must be true or false")
-    return Pruning(enabled, _int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
-                   _int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
-                   float(_number("pruning", "min_delta", pr.get("min_delta", 0.0))))
+    return Pruning(enabled, as_int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
+                   as_int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
+                   float(number("pruning", "min_delta", pr.get("min_delta", 0.0))))
 
 
-def _parse_references(refs: Any) -> tuple[str, ...]:
+def parse_references(refs: Any) -> tuple[str, ...]:
     from plsearch.presets import list_models
 
     refs = [] if refs is False or refs is None else refs

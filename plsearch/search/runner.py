@@ -150,9 +150,10 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
 
     from plsearch.data import DataError
     from plsearch.search.objective import Objective
-    from plsearch.search.records import environment, trial_record, write_outputs
+    from plsearch.search.provenance import environment
+    from plsearch.search.records import trial_record, write_outputs
     from plsearch.search.workers import Heartbeat, is_surplus
-    from plsearch.train import DeviceError
+    from plsearch.gate import DeviceError
 
     objective, env = Objective(s.space, s.extra), environment()
     ran, waiting = 0, False
@@ -222,23 +223,26 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
     return ran
 
 
-def finish(s: Search, references: Mapping[str, dict] | None = None, plots: bool = True, ran: int = 0) -> SearchResult:
-    """Write records and Pareto files (and plots) from the storage; returns the ``SearchResult``."""
+Draw = Callable[[Any, Path, "Mapping[str, dict] | None"], "dict[str, str]"]
+
+
+def finish(s: Search, references: Mapping[str, dict] | None = None, draw: Draw | None = None,
+           ran: int = 0) -> SearchResult:
+    """Write records and Pareto files from the storage, then ``draw(study, out, references)`` (e.g.
+    ``plsearch.report.draw_plots``, a layer above this one) if given; returns the ``SearchResult``."""
     from plsearch.search.records import write_outputs
 
     records, rows = write_outputs(s.study, s.out)
     plot_paths: dict[str, str] = {}
-    if plots:
-        from plsearch.report import draw_plots
-
-        plot_paths = draw_plots(s.study, s.out, references=dict(references or {}) or None)
+    if draw is not None:
+        plot_paths = draw(s.study, s.out, dict(references or {}) or None)
     return SearchResult(s.study, s.out, records, rows, dict(references or {}), ran, plot_paths)
 
 
 def run_search(space: "SearchSpace", *, out_dir: str | Path, storage: str | StorageSpec | None = None,
                study_name: str | None = None, n_trials: int | None = None, timeout: float | None = None,
                seed: int | None = None, extra: Mapping[str, Any] | None = None, references: bool = True,
-               plots: bool = True, heartbeat: int | None = 60, on_trial: Callable[[dict], None] | None = None,
+               draw: Draw | None = None, heartbeat: int | None = 60, on_trial: Callable[[dict], None] | None = None,
                on_reference: Callable[[str, dict, bool], None] | None = None,
                on_event: Callable[[str], None] | None = None) -> SearchResult:
     """Run (or resume) the search of ``space`` in this process until ``n_trials`` trials have finished in total.
@@ -248,6 +252,8 @@ def run_search(space: "SearchSpace", *, out_dir: str | Path, storage: str | Stor
 
     Args:
         extra: config overrides applied to every trial, e.g. ``{"data.root": DIR, "train.device": "cuda"}``.
+        draw: ``draw(study, out_dir, references) -> {name: path}`` at the end, e.g.
+            ``plsearch.report.draw_plots`` (the search layer does not import the report layer).
         on_trial: called with each finished trial's record; ``on_event`` with one-line notes.
 
     Returns:
@@ -261,4 +267,4 @@ def run_search(space: "SearchSpace", *, out_dir: str | Path, storage: str | Stor
 
         refs = train_references(s.space, s.out, s.extra, on_reference)
     ran = run_trials(s, on_trial)
-    return finish(s, refs, plots, ran)
+    return finish(s, refs, draw, ran)

@@ -39,10 +39,11 @@ from typing import Any, Mapping
 import yaml
 
 from plsearch.config import ConfigError, RunConfig
+from plsearch.gate import resolve
+from plsearch.config import yaml_number
 from plsearch.search.parsing import (
-    DEFAULT_REFERENCES, SECTIONS, Axis, MetricSpec, Pruning, SearchSpaceError, _check_value, _int, _num,
-    _parse_axis, _parse_constraints, _parse_objectives, _parse_pruning, _parse_references, _parse_sampler,
-    run_imports, sampler_class,
+    DEFAULT_REFERENCES, SECTIONS, Axis, MetricSpec, Pruning, SearchSpaceError, as_int, check_value, parse_axis,
+    parse_constraints, parse_objectives, parse_pruning, parse_references, parse_sampler, run_imports, sampler_class,
 )
 
 __all__ = ["SearchSpace", "SearchSpaceError", "Axis", "MetricSpec", "Pruning", "load_space", "parse_space",
@@ -84,17 +85,17 @@ class SearchSpace:
         """Ask ``trial`` (an Optuna ``Trial`` or ``FixedTrial``) for every axis; returns ``{path: value}``."""
         return {a.path: _suggest(trial, a) for a in self.axes}
 
-    def build(self, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> RunConfig:
-        """``RunConfig`` defaults + fixed values + ``params`` (+ ``extra``), validated once at the end.
+    def build(self, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None, *,
+              data: Any = None) -> RunConfig:
+        """``RunConfig`` defaults + fixed values + ``params`` (+ ``extra``), through ``plsearch.gate.resolve``.
+
+        ``data`` (the loaded splits, or a channel count) sets ``model.in_channels``.
 
         Raises:
-            ConfigError: the combination is invalid (the objective records it as infeasible).
+            ConfigError: the combination is invalid, or the image is smaller than the network's stride
+                (``StrideError``); the objective records it as infeasible.
         """
-        data = RunConfig().to_dict()
-        for path, value in (*self.fixed, *params.items(), *(extra or {}).items()):
-            group, key = path.split(".", 1)
-            data[group][key] = value
-        return RunConfig.from_dict(data)
+        return resolve(None, [*self.fixed, *params.items(), *(extra or {}).items()], data=data)
 
     def corner_params(self) -> list[dict[str, Any]]:
         """All-low/all-high corners plus each axis at each extreme (others at their first corner)."""
@@ -152,7 +153,7 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
         if "." not in key:
             raise SearchSpaceError(f"unknown section {key!r}; sections are {', '.join(SECTIONS)}, and search axes "
                                    "are dotted config paths such as model.steps")
-        parsed = _parse_axis(key, spec)
+        parsed = parse_axis(key, spec)
         if isinstance(parsed, Axis):
             axes.append(parsed)
         else:
@@ -165,17 +166,17 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
             raise SearchSpaceError(f"{key} is set both in fidelity and at the top level; keep one")
         if isinstance(value, Mapping):
             raise SearchSpaceError(f"fidelity.{key} must be a fixed value, got {value!r}; search it at the top level")
-        fixed[key] = _check_value(key, value)
+        fixed[key] = check_value(key, value)
     if not axes:
         raise SearchSpaceError("the space has no search axes; add one, e.g. model.steps: {low: 1, high: 4}")
-    objectives = _parse_objectives(data.get("objectives", ["val_dice", "macs"]))
-    cons = _parse_constraints(data.get("constraints"))
-    sampler, options = _parse_sampler(data.get("sampler", "tpe"))
-    pruning = _parse_pruning(data.get("pruning", True))
-    timeout = _num(data.get("timeout"))
+    objectives = parse_objectives(data.get("objectives", ["val_dice", "macs"]))
+    cons = parse_constraints(data.get("constraints"))
+    sampler, options = parse_sampler(data.get("sampler", "tpe"))
+    pruning = parse_pruning(data.get("pruning", True))
+    timeout = yaml_number(data.get("timeout"))
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
-    refs = _parse_references(data.get("references", list(DEFAULT_REFERENCES)))
+    refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
     prof = data.get("profile") or {}
     if not isinstance(prof, Mapping) or set(prof) - {"latency"} or not isinstance(prof.get("latency", False), bool):
         raise SearchSpaceError(f"profile={prof!r} must be {{latency: true|false}}")
@@ -185,7 +186,7 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     return SearchSpace(
         name=name_, axes=tuple(axes), fixed=tuple(fixed.items()), objectives=objectives,
         constraints=cons, sampler=sampler, sampler_options=options,
-        seed=_int("seed", data.get("seed", 0), 0), pruning=pruning, n_trials=_int("n_trials", data.get("n_trials", 10), 1),
+        seed=as_int("seed", data.get("seed", 0), 0), pruning=pruning, n_trials=as_int("n_trials", data.get("n_trials", 10), 1),
         timeout=None if timeout is None else float(timeout), references=tuple(refs),
         latency=bool(prof.get("latency", False)) or any(o.name == "latency_ms" for o in objectives)
         or any(k == "latency_ms" for k, _ in cons),

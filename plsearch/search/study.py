@@ -38,22 +38,24 @@ def make_sampler(space: "SearchSpace", seed: int, parallel: bool = False) -> Any
 def check_inputs(space: "SearchSpace", extra: Mapping[str, Any]) -> None:
     """Load the data and check the image size against the networks' stride; raises DataError/SearchError."""
     from plsearch.config import ConfigError
-    from plsearch.search.objective import load_data
+    from plsearch.gate import StrideError
+    from plsearch.search.datacache import load_data
 
-    cfgs = []
+    cfgs, small = [], []
     for params in space.corner_params():
         try:
             cfgs.append(space.build(params, extra))
+        except StrideError as e:
+            small.append(e)
         except ConfigError:
             continue
-    if not cfgs:
-        return  # every corner is an invalid combination: the trials record why
-    load_data(cfgs[0].data, cfgs[0].model.num_classes)
-    if all(c.data.image_size < c.model.total_stride() for c in cfgs):
-        need = min(c.model.total_stride() for c in cfgs)
-        raise SearchError(f"data.image_size={cfgs[0].data.image_size} is smaller than the total stride of every "
+    if not cfgs and small:
+        need = min(e.need for e in small)
+        raise SearchError(f"data.image_size={small[0].size} is smaller than the total stride of every "
                           f"network in the space (at least {need}); raise data.image_size to {need} or more, "
                           "or lower model.depth")
+    if cfgs:
+        load_data(cfgs[0].data, cfgs[0].model.num_classes)
 
 
 def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, parallel: bool = False) -> Any:

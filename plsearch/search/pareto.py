@@ -1,0 +1,83 @@
+"""The Pareto front of a study's records, and its table (``pareto.md``, and what the CLI prints)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+
+def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
+    """Non-dominated feasible trained trials (duplicates dropped), sorted by the first size objective."""
+    pts = [r for r in records if r["state"] == "COMPLETE" and r["feasible"] and r["duplicate_of"] is None
+           and r["values"] and all(r["values"].get(n) is not None for n, _ in objectives)]
+
+    def key(r: dict) -> list[float]:  # minimisation form
+        return [-r["values"][n] if d == "maximize" else r["values"][n] for n, d in objectives]
+
+    front = []
+    for r in pts:
+        k = key(r)
+        if not any(all(a <= b for a, b in zip(key(o), k)) and key(o) != k for o in pts):
+            if not any(key(f) == k for f in front):
+                front.append(r)
+    size = next((n for n, d in objectives if d == "minimize"), objectives[0][0])
+    return sorted(front, key=lambda r: (r["values"][size], r["number"]))
+
+
+def params_summary(params: dict[str, Any], width: int = 0) -> str:
+    """``steps=2 stages=2 ocs=1.25 ...``: leaf names unless two paths share one."""
+    leaves = [p.rsplit(".", 1)[-1] for p in params]
+    parts = []
+    for path, leaf in zip(params, leaves):
+        name = leaf if leaves.count(leaf) == 1 else path
+        v = params[path]
+        parts.append(f"{name}={v:.3g}" if isinstance(v, float) else f"{name}={v}")
+    s = " ".join(parts)
+    return s if not width or len(s) <= width else s[: width - 1] + "~"
+
+
+def fmt_count(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def pareto_rows(front: Sequence[dict], objectives: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in front:
+        prof, metrics = r.get("profile") or {}, r.get("metrics") or {}
+        row = {"trial": r["number"]}
+        for name, _ in objectives:
+            row[name] = r["values"][name]
+        for k in ("val_dice", "val_iou"):
+            row.setdefault(k, metrics.get(k))
+        for k in ("params", "macs", "latency_ms"):
+            row.setdefault(k, prof.get(k))
+        row["seconds"] = r["seconds"]
+        row["config"] = params_summary(r["params"])
+        rows.append(row)
+    empty = [k for k in (rows[0] if rows else {}) if all(r[k] is None for r in rows)]
+    return [{k: v for k, v in r.items() if k not in empty} for r in rows]
+
+
+def pareto_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table (also what the CLI prints)."""
+    if not rows:
+        return "(no feasible completed trial yet)\n"
+    cols = list(rows[0])
+
+    def cell(k: str, v: Any) -> str:
+        if v is None:
+            return "-"
+        if k in ("params", "macs"):
+            return fmt_count(v)
+        if isinstance(v, float):
+            return f"{v:.4f}" if k.startswith("val_") else f"{v:.1f}" if k == "seconds" else f"{v:.4g}"
+        return str(v)
+
+    body = [[cell(k, r[k]) for k in cols] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+    line = lambda xs: "| " + " | ".join(x.ljust(w) for x, w in zip(xs, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]) + "\n"
