@@ -30,8 +30,9 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,19 @@ RESULTS_FILES = ("study.db", "study.journal", "trials.jsonl", "pareto.csv", "par
                  "pareto.png", "history.png", "hypervolume.png", "importances.png")
 RUN_FILES = ("config.yaml", "log.jsonl", "best.pt", "last.pt", "curves.png", "metrics.json")
 
-__all__ = ["MARKER", "OutputError", "check_out", "claim_results", "claim_folder", "record_written", "read_marker",
-           "unique_names", "safe_child", "RESULTS_FILES", "RUN_FILES"]
+__all__ = [
+    "MARKER",
+    "RESULTS_FILES",
+    "RUN_FILES",
+    "OutputError",
+    "check_out",
+    "claim_folder",
+    "claim_results",
+    "read_marker",
+    "record_written",
+    "safe_child",
+    "unique_names",
+]
 
 
 class OutputError(ValueError):
@@ -111,7 +123,7 @@ def _storage_id(out: Path, storage: str | None) -> str:
     for name in ("study.db", "study.journal"):
         if text in (str(out / name), f"sqlite:///{out / name}"):
             return "own"
-    from plsearch.search.storage import redact_url
+    from plsearch.redaction import redact_url
 
     return redact_url(text)
 
