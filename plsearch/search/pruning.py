@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from plsearch.search.registries import get_pruner, list_pruners, register_pruner  # noqa: F401  (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     from optuna.trial import FrozenTrial
 
@@ -109,29 +111,9 @@ class EpochState:
     row: Mapping[str, Any] | None = None  # fit's epoch row (val_dice, val_iou, ...)
 
 
-_PRUNERS: dict[str, Callable[[SearchSpace], Any]] = {}
-
-
-def register_pruner(name: str) -> Callable[[Callable], Callable]:
-    """Decorator: ``factory(space) -> pruner`` with ``check(state: EpochState) -> str | None`` (a reason
-    to stop, or None), usable as ``pruning: {name: ...}`` in a space file."""
-
-    def deco(factory: Callable) -> Callable:
-        _PRUNERS[name] = factory
-        return factory
-
-    return deco
-
-
-def get_pruner(name: str) -> Callable[[SearchSpace], Any]:
-    try:
-        return _PRUNERS[name]
-    except KeyError:
-        raise ValueError(f"pruner {name!r} is not registered; choose one of {list_pruners()}") from None
-
-
-def list_pruners() -> list[str]:
-    return sorted(_PRUNERS)
+# One registry shape (plsearch.search.registries): ``@register_pruner("name")`` on ``factory(space) -> pruner``
+# whose ``check(state: EpochState) -> str | None`` gives a reason to stop (or None); usable as
+# ``pruning: {name: ...}`` in a space file. The built-ins below register when this module is imported.
 
 
 def pruner_name(space: SearchSpace) -> str | None:
