@@ -184,3 +184,22 @@ def test_promotion_stays_consistent_with_three_workers_on_one_journal(tmp_path):
                 if a < b:
                     assert b in rungs[a][epoch]["peers"] or a in rungs[b][epoch]["peers"], (epoch, a, b)
     assert json.dumps(rungs)  # JSON-safe user attrs (journal, RDB and SQLite all store them)
+
+
+def test_space_names_its_pruner_and_states_budgets_relative_to_a_preset():
+    from plsearch.search.budgets import resolve_budget
+    from plsearch.search.space import SearchSpaceError, parse_space
+
+    base = {"model.steps": {"low": 1, "high": 2}, "fidelity": {"model.base_width": 4, "data.image_size": 64}}
+    space = parse_space({**base, "pruning": {"name": "asha", "min_epochs": 2, "eta": 4},
+                         "constraints": {"macs": {"at_most": "plnet"}, "params": {"at_most": "unet", "times": 0.5}}})
+    assert (space.pruning.name, space.pruning.min_epochs, space.pruning.eta) == ("asha", 2, 4)
+    macs = dict(space.constraints)["macs"]
+    assert macs == resolve_budget("macs", {"at_most": "plnet"}, {"model.base_width": 4, "data.image_size": 64})[0]
+    assert 8.0e7 < macs < 8.5e7  # PL-Net at width 4, 64 px: 82.5 M
+    assert parse_space(base).pruning.name is None  # no name: today's choice (dominance / median)
+    for bad, msg in (({"pruning": {"name": "x"}}, "choose one of"), ({"pruning": {"name": "median"}}, "one objective"),
+                     ({"pruning": {"name": "asha", "eta": 1}}, "eta"),
+                     ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset")):
+        with pytest.raises(SearchSpaceError, match=msg):
+            parse_space({**base, **bad})

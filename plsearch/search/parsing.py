@@ -61,10 +61,16 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class Pruning:
+    """``name``: asha, dominance, median or a registered pruner (None: dominance for several objectives,
+    median for one); ``min_epochs``/``eta``: asha's first rung and reduction factor."""
+
     enabled: bool = True
     n_startup_trials: int = 3
     n_warmup_epochs: int = 1
     min_delta: float = 0.0
+    name: str | None = None
+    min_epochs: int = 1
+    eta: int = 3
 
 
 def _field_type(path: str) -> Any:
@@ -221,7 +227,9 @@ def as_int(key: str, v: Any, lo: int) -> int:
 
 
 
-def parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
+def parse_constraints(cons: Any, fixed: Mapping[str, Any] | None = None) -> tuple[tuple[str, float], ...]:
+    """Upper bounds: a number, or ``{at_most: PRESET, times: X}`` (the preset's size at the space's
+    fidelity ``fixed``, see ``plsearch.search.budgets``)."""
     cons = cons or {}
     if not isinstance(cons, Mapping):
         raise SearchSpaceError(f"constraints must be a mapping such as {{params: 2.0e+6, macs: 1.0e+8}}, got {cons!r}")
@@ -231,6 +239,13 @@ def parse_constraints(cons: Any) -> tuple[tuple[str, float], ...]:
         if k not in CONSTRAINT_METRICS:
             raise SearchSpaceError(f"constraints: unknown metric {k!r}; allowed: {', '.join(CONSTRAINT_METRICS)} "
                                    "(upper bounds checked before training)")
+        if isinstance(v, Mapping):
+            from plsearch.search.budgets import resolve_budget
+
+            try:
+                v = resolve_budget(k, {a: yaml_number(b) for a, b in v.items()}, fixed or {})[0]
+            except ValueError as e:
+                raise SearchSpaceError(str(e)) from None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise SearchSpaceError(f"constraints.{k}={v!r} must be a positive number (the maximum)")
         out.append((k, float(v)))
@@ -249,9 +264,15 @@ def parse_pruning(pr: Any) -> Pruning:
     enabled = pr.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SearchSpaceError(f"pruning.enabled={enabled!r} must be true or false")
+    from plsearch.search.pruning import list_pruners
+
+    name = pr.get("name")
+    if name is not None and name not in list_pruners():
+        raise SearchSpaceError(f"pruning.name={name!r} is not known; choose one of {', '.join(list_pruners())}")
     return Pruning(enabled, as_int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
                    as_int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
-                   float(number("pruning", "min_delta", pr.get("min_delta", 0.0))))
+                   float(number("pruning", "min_delta", pr.get("min_delta", 0.0))), name,
+                   as_int("pruning.min_epochs", pr.get("min_epochs", 1), 1), as_int("pruning.eta", pr.get("eta", 3), 2))
 
 
 def parse_references(refs: Any) -> tuple[str, ...]:

@@ -170,9 +170,12 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     if not axes:
         raise SearchSpaceError("the space has no search axes; add one, e.g. model.steps: {low: 1, high: 4}")
     objectives = parse_objectives(data.get("objectives", ["val_dice", "macs"]))
-    cons = parse_constraints(data.get("constraints"))
+    cons = parse_constraints(data.get("constraints"), fixed)
     sampler, options = parse_sampler(data.get("sampler", "tpe"))
     pruning = parse_pruning(data.get("pruning", True))
+    if pruning.name == "median" and len(objectives) > 1:
+        raise SearchSpaceError("pruning.name=median needs one objective (Optuna cannot prune multi-objective "
+                               "studies); use asha or dominance")
     timeout = yaml_number(data.get("timeout"))
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
