@@ -1,0 +1,155 @@
+"""``python -m plsearch.confirm --out results/NAME``: retrain a search's front and presets with seeds, on test.
+
+    python -m plsearch.confirm --out results/ipl_epl                         # front + presets, 3 seeds
+    python -m plsearch.confirm --out results/ipl_epl --trials 3,8,12 --seeds 5 --set train.epochs=60
+    python -m plsearch.confirm --out results/isic --folds 5                  # K-fold CV for small data sets
+    python -m plsearch.confirm --out results/dsb --device cuda --set data.image_size=224 --plan
+
+Writes ``confirm/confirmed.csv``, ``.md`` and ``.png`` in the study's folder; rerun to resume (no
+finished run is repeated). The final fidelity is the space's ``confirm:`` section, then ``--set``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
+
+
+def build_parser() -> Parser:
+    from plsearch.naming import add_study_args
+
+    p = Parser(prog="python -m plsearch.confirm", description="Confirm a search's front on the test split.")
+    add_study_args(p, out_help="the search's results folder, e.g. results/NAME; confirm writes NAME/confirm/")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trials", help="comma-separated trial numbers, e.g. 3,8,12 [the Pareto front]")
+    which.add_argument("--front", action="store_true", help="the search's Pareto front (the default)")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--seeds", type=int, help="runs per config [the space's confirm.seeds, else 3]")
+    runs.add_argument("--folds", type=int, help="K-fold cross-validation over all images instead of seeds")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="final-fidelity value over the confirm: section, e.g. --set train.epochs=60")
+    p.add_argument("--no-references", action="store_true", help="do not retrain the presets")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the runs [1]")
+    p.add_argument("--device", help="train.device for every run")
+    p.add_argument("--devices", help="comma-separated devices, one worker each, e.g. cuda:0,cuda:1")
+    p.add_argument("--plan", action="store_true", help="print the runs and their predicted time, run nothing")
+    p.add_argument("--tflops", type=float, help="assumed sustained TFLOP/s for --plan [0.03 CPU, 100 CUDA]")
+    p.add_argument("--force", action="store_true", help="write into a results folder of another study")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def _trial_numbers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    if not parts or not all(t.isdigit() for t in parts):
+        raise CLIError(f"--trials {text!r} is not a list of trial numbers; write e.g. --trials 3,8,12")
+    return [int(t) for t in parts]
+
+
+def _search_extra(cfg: Any, space: Any) -> dict[str, Any]:
+    """The values the search fixed for every trial (data, train, width), read back from a trial's config."""
+    searched = {a.path for a in space.axes}
+    d = cfg.to_dict()
+    extra = {f"{g}.{k}": v for g in ("data", "train") for k, v in d[g].items() if f"{g}.{k}" not in searched}
+    if "model.base_width" not in searched:
+        extra["model.base_width"] = d["model"]["base_width"]
+    return extra
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    from plsearch.cli.runs import run_line
+    from plsearch.confirm import (confirm_jobs, fold_split_files, mark_nondominated, reference_candidates,
+                                  search_candidates, size_objectives, aggregate)
+    from plsearch.confirm_report import markdown, plot_confirmed, write_csv
+    from plsearch.gate import parse_sets
+    from plsearch.naming import study_ref
+    from plsearch.report import load_study
+    from plsearch.search.confirm_section import parse_confirm_section
+    from plsearch.search.references import load_references
+    from plsearch.search.space import parse_space
+    from plsearch.search.storage import parse_storage
+    from plsearch.search.study import SPACE_ATTR
+
+    args = build_parser().parse_args(argv_or_sys(argv))
+    setup_logging(args.verbose)
+    check_positive(args, "seeds", "folds", "workers", "tflops")
+    if args.folds is not None and args.folds < 2:
+        raise CLIError(f"--folds must be at least 2, got {args.folds}; pass e.g. --folds 5")
+    trials = _trial_numbers(args.trials)
+    ref = study_ref(args)
+    out = ref.folder
+    if ref.storage is None and not ((out / "study.db").is_file() or (out / "study.journal").is_file()):
+        raise CLIError(f"no study in {out} (no study.db or study.journal); pass the --out folder of a search, or "
+                       "--storage URL --study NAME")
+    study = load_study(ref.storage, ref.name, out)
+    raw = study.user_attrs.get(SPACE_ATTR)
+    if not raw:
+        raise CLIError(f"study {study.study_name!r} records no search space; confirm needs a plsearch search")
+    space = parse_space(raw, study.study_name)
+    section = parse_confirm_section(raw.get("confirm"))
+    cands = search_candidates(study, trials)
+    if section.references and not args.no_references and space.references:
+        cands += reference_candidates(space, _search_extra(cands[0].config, space), load_references(out))
+    overrides = {**dict(section.fidelity), **parse_sets(args.set)}
+    if args.device:
+        overrides["train.device"] = args.device
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices else []
+    folds_k = args.folds or (section.folds if args.seeds is None else None)
+    seeds = args.seeds or section.seeds
+    confirm_dir = out / "confirm"
+    folds = []
+    if folds_k:
+        from plsearch.config import apply_overrides
+
+        folds = fold_split_files(apply_overrides(cands[0].config, overrides), folds_k, confirm_dir / "folds")
+    jobs = confirm_jobs(cands, overrides, seeds=seeds, folds=folds)
+    runs_desc = f"{folds_k}-fold cross-validation" if folds_k else f"{seeds} seed(s) per config"
+    print(f"confirm {study.study_name!r}: {len(cands)} configs ({', '.join(c.label for c in cands)}) x {runs_desc} "
+          f"= {len(jobs)} runs, out {confirm_dir}", flush=True)
+    if args.plan:
+        import torch
+
+        from plsearch.runplan import plan_lines
+
+        cuda = any(str(x).startswith("cuda") for x in [args.device, *devices]) or \
+            (args.device is None and not devices and torch.cuda.is_available())
+        for line in plan_lines(jobs, (args.tflops or (100.0 if cuda else 0.03)) * 1e12, "cuda" if cuda else "cpu"):
+            print(line)
+        return 0
+    from plsearch.outputs import claim_results
+
+    claim_results(out, study.study_name, storage=ref.storage, force=args.force)
+    spec = parse_storage(ref.storage, out) if ref.storage else None
+    t0 = time.perf_counter()
+    from plsearch.runs import run_jobs
+
+    rows = run_jobs(jobs, confirm_dir, f"{study.study_name}-confirm", workers=args.workers, devices=devices,
+                    storage=spec.target if spec is not None and spec.kind == "rdb" else None,
+                    on_done=lambda r: print(run_line(r), flush=True))
+    items = aggregate(rows, cands)
+    sizes = size_objectives(study)
+    mark_nondominated(items, sizes)
+    write_csv(items, confirm_dir / "confirmed.csv")
+    md = markdown(items, study=study.study_name, fidelity=overrides, runs=runs_desc, sizes=sizes)
+    (confirm_dir / "confirmed.md").write_text(md)
+    front = [{"macs": c.macs, "params": c.params, "val_dice": c.search_val_dice} for c in cands if c.kind == "trial"]
+    plot_confirmed(items, confirm_dir / "confirmed.png", search_front=front,
+                   title=f"{study.study_name}: confirmed on the test split ({runs_desc})")
+    print(f"\n{len(rows)} of {len(jobs)} runs finished, {time.perf_counter() - t0:.0f}s this run\n")
+    print(md, end="")
+    print(f"tables: {confirm_dir / 'confirmed.md'}, {confirm_dir / 'confirmed.csv'}; plot: {confirm_dir / 'confirmed.png'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from plsearch.data import DataError
+    from plsearch.naming import NamingError
+    from plsearch.report import ReportError
+    from plsearch.search.space import SearchSpaceError
+
+    return run_cli(lambda: _body(argv), (SearchSpaceError, DataError, NamingError, ReportError))

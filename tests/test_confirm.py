@@ -1,0 +1,103 @@
+"""plsearch.confirm: the non-domination rule, bad input, and the tiny space end to end (slow)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+
+import pytest
+
+from plsearch.confirm import dominates, mark_nondominated
+
+
+def item(label, mean, sd, n=3, params=100, macs=100, degenerate=0):
+    return {"label": label, "test_dice": mean, "test_dice_sd": sd, "n": n, "params": params, "macs": macs,
+            "degenerate": degenerate}
+
+
+def test_dominated_only_when_no_larger_and_better_by_more_than_the_pooled_standard_error():
+    small_good = item("a", 0.80, 0.03, params=50, macs=50)
+    big_bad = item("b", 0.70, 0.03)
+    close = item("c", 0.78, 0.03)  # 0.02 behind a; pooled se = sqrt(2) * 0.03 / sqrt(3) = 0.0245
+    assert dominates(small_good, big_bad) and not dominates(big_bad, small_good)
+    assert not dominates(small_good, close)  # within the spread: both stay
+    assert not dominates(item("d", 0.99, 0.0, params=101), big_bad)  # larger in params: never dominates
+    assert dominates(item("e", 0.75, math.nan, n=1), item("f", 0.70, math.nan, n=1))  # one run: se 0
+    items = [small_good, big_bad, close, item("deg", 0.5, 0.0, params=1, macs=1, degenerate=3)]
+    mark_nondominated(items)
+    assert [i["non_dominated"] for i in items] == [True, False, True, False]
+    assert items[1]["dominated_by"] == ["a", "c"] and items[3]["dominated_by"] == []
+    mark_nondominated(items, sizes=("params",))
+    assert items[2]["dominated_by"] == []
+
+
+def fake_study(folder, n_trials=3):
+    """A finished search in folder/study.db without training: trial 0 trained, 1 infeasible, 2 trained."""
+    import optuna
+    import yaml
+
+    from plsearch.config import RunConfig
+    from plsearch.search.study import SPACE_ATTR
+
+    raw = yaml.safe_load(open("search_spaces/tiny.yaml"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}",
+                                directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # set_metric_names is "experimental"
+        study.set_metric_names(["val_dice", "params"])
+    study.set_user_attr(SPACE_ATTR, raw)
+    cfg = RunConfig().to_dict()
+    for n in range(n_trials):
+        ok = n != 1
+        attrs = {"feasible": ok, "config": cfg if ok else None, "profile": {"params": 10 + n, "macs": 5},
+                 "metrics": {"val_dice": 0.5} if ok else None, "fail_reason": None if ok else "over budget"}
+        study.add_trial(optuna.trial.create_trial(values=[0.5 - n / 10, 10 + n], user_attrs=attrs))
+    return study
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0"], "--seeds must be positive"),
+    (["--trials", "7"], "trial 7 does not exist"),
+    (["--trials", "1"], "trial 1 of study 'tiny' was not trained (over budget)"),
+    (["--trials", "x"], "not a list of trial numbers"),
+    (["--folds", "1"], "--folds must be at least 2"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    from plsearch.cli.confirm import main
+
+    fake_study(tmp_path)
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_no_study_in_out_is_one_line(tmp_path, capsys):
+    from plsearch.cli.confirm import main
+
+    assert main(["--out", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no study in" in err[0]
+
+
+@pytest.mark.slow
+def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path, capsys):
+    from plsearch.cli.confirm import main
+    from plsearch.cli.search import main as search
+
+    out = tmp_path / "tiny"
+    assert search(["--space", "search_spaces/tiny.yaml", "--out", str(out), "--no-references", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\nrun trial_") + printed.startswith("run trial_") == 4
+    rows = list(csv.DictReader(open(out / "confirm" / "confirmed.csv")))
+    assert [r["label"] for r in rows] == ["trial_0", "trial_1"] and all(r["n"] == "2" for r in rows)
+    assert all(len(r["test_dice_runs"].split(";")) == 2 for r in rows)
+    assert (out / "confirm" / "confirmed.png").is_file() and "non-dominated" in (out / "confirm" / "confirmed.md").read_text()
+    assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
+    assert "run trial_" not in capsys.readouterr().out  # resumed: no finished seed repeated
+    assert main(["--out", str(out), "--trials", "0,1", "--seeds", "3", "--no-references"]) == 0
+    assert capsys.readouterr().out.count("run trial_") == 2  # only the new seed
