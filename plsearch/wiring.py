@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from plsearch.config import ModelConfig
+from plsearch.registry import get_block
 
 # Which edge kind each input of an op is, for drawing and inspection.
 EDGE_KINDS = ("flow", "bsc", "self", "fsc", "down", "up", "fuse")
@@ -214,13 +215,24 @@ class Estimate:
 def layer_class(cfg: ModelConfig, kind: str) -> type:
     """The torch class that implements a layer kind (the registered block for ``block``)."""
     from plsearch.blocks import Head, UpConvT2Half, UpConvT3
-    from plsearch.registry import get_block
 
     if kind == "block":
         return get_block(cfg.block)
     if kind in ("up", "final_up"):
         return UpConvT3 if cfg.up == "convt3" else UpConvT2Half
     return Head
+
+
+def layer_cost(cfg: ModelConfig, kind: str) -> Any:
+    """What answers a layer's ``params``/``macs``: the built-in cost table (no torch), else the plug-in
+    block's own class (its module imported torch already)."""
+    from plsearch import costs
+
+    if kind == "block":
+        return costs.BLOCK_COSTS.get(cfg.block) or get_block(cfg.block)
+    if kind in ("up", "final_up"):
+        return costs.UP_COSTS[cfg.up]
+    return costs.HEAD_COST
 
 
 def padded_size(cfg: ModelConfig, input_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -243,13 +255,13 @@ def estimate(cfg: ModelConfig, input_size: int | Sequence[int] = 224, wiring: Wi
     size = padded_size(cfg, input_size)
     params = 0
     for layer in w.layers:
-        params += layer_class(cfg, layer.kind).params(layer.cin, layer.cout, cfg.spatial_dims)[0]
+        params += layer_cost(cfg, layer.kind).params(layer.cin, layer.cout, cfg.spatial_dims)[0]
     macs = 0
     for op in w.ops:
         if op.kind == "pool":
             continue
         layer = w.layer(op.layer)
-        cls = layer_class(cfg, layer.kind)
+        cls = layer_cost(cfg, layer.kind)
         if op.state:
             params += cls.params(layer.cin, layer.cout, cfg.spatial_dims)[1]
     for op in w.needed_ops(training=False):
@@ -257,5 +269,5 @@ def estimate(cfg: ModelConfig, input_size: int | Sequence[int] = 224, wiring: Wi
             continue
         layer = w.layer(op.layer)
         voxels = math.prod(n // 2**op.res for n in size)
-        macs += layer_class(cfg, layer.kind).macs(layer.cin, layer.cout, cfg.spatial_dims, voxels)
+        macs += layer_cost(cfg, layer.kind).macs(layer.cin, layer.cout, cfg.spatial_dims, voxels)
     return Estimate(params, macs, size)

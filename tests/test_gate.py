@@ -78,7 +78,7 @@ def test_check_value_field_rules_only():
 
 
 TORCH_FREE = ["plsearch", "plsearch.config", "plsearch.registry", "plsearch.presets", "plsearch.gate",
-              "plsearch.naming", "plsearch.wiring"]
+              "plsearch.naming", "plsearch.wiring", "plsearch.costs", "plsearch.search.space"]
 
 
 def test_config_wiring_and_space_parser_import_no_torch():
@@ -89,7 +89,12 @@ def test_config_wiring_and_space_parser_import_no_torch():
         "from plsearch.wiring import build_wiring, estimate\n"
         "cfg = resolve(None, ['model.block=residual', 'data.image_size=64'])\n"
         "build_wiring(cfg.model)\n"
-        "heavy = sorted(m for m in ('torch', 'optuna', 'matplotlib', 'fvcore') if m in sys.modules)\n"
+        "estimate(cfg.model, 64)\n"
+        "from plsearch.search.space import load_space\n"
+        "space = load_space('search_spaces/tiny.yaml')\n"
+        "cfgs = [space.build(p) for p in space.corner_params()]\n"
+        "[estimate(c.model, c.data.image_size) for c in cfgs]\n"
+        "heavy = sorted(m for m in ('torch', 'matplotlib', 'fvcore') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     from pathlib import Path
