@@ -5,6 +5,9 @@ Outcomes, as recorded in storage (user attr ``fail_reason`` says why a trial did
 - invalid combination (``ConfigError``, e.g. ``bsc`` with ``transition: none``): COMPLETE but
   infeasible (constraint ``valid`` = 1), not trained;
 - over a budget in ``constraints:``: COMPLETE but infeasible (``<metric>`` > 0), not trained;
+- degenerate: trained, but its best val Dice is no better than a trivial predictor's (all background
+  or all foreground, ``plsearch.metrics.trivial_dice`` on the same split): COMPLETE but infeasible
+  (``valid`` = 1, user attr ``degenerate``), never on the front;
 - non-finite loss (``NonFiniteLossError``): COMPLETE but infeasible (``valid`` = 1): the config
   does not train at this learning rate, which the sampler should learn to avoid;
 - out of memory: FAIL (a property of the device, not of the config);
@@ -70,6 +73,7 @@ class Objective:
         self.space = space
         self.extra = dict(extra or {})
         self.metrics = [resolve_metric(o.name) for o in space.objectives]
+        self._trivial: dict[Any, dict[str, float]] = {}
 
     def worst(self, prof: Mapping[str, Any]) -> list[float]:
         """Objective values of an infeasible trial: 0 Dice/IoU, measured sizes, else the worst value."""
@@ -137,7 +141,20 @@ class Objective:
             trial.set_user_attr("feasible", True)
             self._set_constraints(trial, prof, True)
             return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
-        return self._train(trial, cfg, prof, make_epoch_callback(trial, self.space, prof, cfg.train.epochs))
+        floor = self.trivial(cfg)
+        trial.set_user_attr("trivial_val_dice", floor)
+        callback = make_epoch_callback(trial, self.space, prof, cfg.train.epochs, floor=floor["best"])
+        return self._train(trial, cfg, prof, callback, floor)
+
+    def trivial(self, cfg: RunConfig) -> dict[str, float]:
+        """The trivial predictors' val Dice on this trial's validation split (``plsearch.metrics.trivial_dice``),
+        computed once per split."""
+        from plsearch.metrics import trivial_dice
+
+        key = (cfg.data, cfg.model.num_classes)
+        if key not in self._trivial:
+            self._trivial[key] = trivial_dice(load_data(*key)["val"].masks, cfg.model.num_classes)
+        return self._trivial[key]
 
     def _set_constraints(self, trial: Any, prof: Mapping[str, Any] | None, valid: bool) -> None:
         for name, value in self.constraints(prof, valid).items():
@@ -149,7 +166,8 @@ class Objective:
         trial.set_user_attr("feasible", False)
         return Outcome("complete", self.worst(prof or {}), feasible=False, reason=reason)
 
-    def _train(self, trial: Any, cfg: RunConfig, prof: dict[str, Any], callback: Callable) -> Outcome:
+    def _train(self, trial: Any, cfg: RunConfig, prof: dict[str, Any], callback: Callable,
+               floor: Mapping[str, float] | None = None) -> Outcome:
         import optuna
         import torch
 
@@ -175,6 +193,11 @@ class Objective:
         values = [float(metrics[m.name]) if m.name in metrics else float(prof[m.name]) for m in self.metrics]
         if any(math.isnan(v) for v in values):
             return self._infeasible(trial, prof, f"objective values {values} contain NaN")
+        if floor is not None and metrics["val_dice"] <= floor["best"]:  # learned nothing a constant cannot do
+            which = "all-background" if floor["all_background"] >= floor["all_foreground"] else "all-foreground"
+            trial.set_user_attr("degenerate", True)
+            return self._infeasible(trial, prof, f"degenerate: val Dice {metrics['val_dice']:.4f} <= {which} "
+                                                 f"{floor['best']:.4f} (a trivial predictor on the same split)")
         trial.set_user_attr("feasible", True)
         self._set_constraints(trial, prof, True)
         return Outcome("complete", values)
