@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from plsearch.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict
+from plsearch.config import ConfigError, ModelConfig, RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
@@ -25,22 +25,19 @@ FILE = "references.json"
 
 
 def reference_config(space: "SearchSpace", name: str, extra: Mapping[str, Any] | None = None) -> RunConfig:
-    """Preset ``name`` at the space's fidelity (fixed data/train values, scaled width)."""
+    """Preset ``name`` at the space's fidelity (fixed data/train values, scaled width), through the gate."""
+    from plsearch.gate import resolve
     from plsearch.presets import preset_config
-    from plsearch.search.objective import load_data
+    from plsearch.search.datacache import load_data
 
-    d = RunConfig().to_dict()
-    for path, value in (*space.fixed, *(extra or {}).items()):
-        group, key = path.split(".", 1)
-        d[group][key] = value
-    data, train = from_dict(DataConfig, d["data"]), from_dict(TrainConfig, d["train"])
-    m = d["model"]
-    scale = m["base_width"] / ModelConfig().base_width
+    given = [(p, v) for p, v in (*space.fixed, *(extra or {}).items())]
+    model = dict(ModelConfig().to_dict(), **{p.split(".", 1)[1]: v for p, v in given if p.startswith("model.")})
     preset = preset_config(name)
-    channels = load_data(data, m["num_classes"])["train"].channels
-    model = preset_config(name, base_width=max(1, round(preset.base_width * scale)), in_channels=channels,
-                          num_classes=m["num_classes"], spatial_dims=m["spatial_dims"])
-    return RunConfig(model=model, data=data, train=train)
+    sized = {"model.base_width": max(1, round(preset.base_width * model["base_width"] / ModelConfig().base_width)),
+             "model.num_classes": model["num_classes"], "model.spatial_dims": model["spatial_dims"]}
+    fidelity = [(p, v) for p, v in given if not p.startswith("model.")]  # the preset keeps its own shape
+    cfg = resolve(RunConfig(model=preset), [*fidelity, *sized.items()])
+    return resolve(cfg, {}, data=load_data(cfg.data, cfg.model.num_classes))
 
 
 def config_key(cfg: RunConfig) -> str:
@@ -73,7 +70,14 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
     result: dict[str, dict] = {}
     measure = Objective(space, extra).measure
     for name in space.references:
-        cfg = reference_config(space, name, extra)
+        try:
+            cfg = reference_config(space, name, extra)
+        except ConfigError as e:  # e.g. the preset's stride exceeds the space's images: say so, go on
+            result[name] = {"name": name, "key": None, "config": None, "profile": {"params": None, "macs": None},
+                            "metrics": None, "fail_reason": f"ConfigError: {e}", "seconds": 0.0}
+            if on_reference:
+                on_reference(name, result[name], False)
+            continue
         key = config_key(cfg)
         if cache.get(name, {}).get("key") == key:
             result[name] = cache[name]
