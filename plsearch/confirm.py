@@ -96,15 +96,20 @@ def search_candidates(study: Any, trials: Sequence[int] | None = None) -> list[C
 
 def reference_candidates(space: Any, extra: Mapping[str, Any] | None = None,
                          cached: Mapping[str, Mapping[str, Any]] | None = None) -> list[Candidate]:
-    """The space's presets at the search's fidelity (as its references were trained)."""
+    """The space's presets at the search's fidelity, each at the learning rate its reference was trained
+    with (``cached``: the search's ``references.json``), so confirm follows the search's rate rule."""
     from plsearch.search.references import reference_config
     from plsearch.wiring import estimate
 
     out = []
     for name in space.references:
         cfg = reference_config(space, name, extra)
+        rec = (cached or {}).get(name) or {}
+        lr = ((rec.get("config") or {}).get("train") or {}).get("lr")
+        if lr is not None:  # the rate the search's learning-rate rule (plsearch.lr) chose for this preset
+            cfg = apply_overrides(cfg, {"train.lr": lr})
         est = estimate(cfg.model, cfg.data.image_size)
-        val = ((cached or {}).get(name, {}).get("metrics") or {}).get("val_dice")
+        val = (rec.get("metrics") or {}).get("val_dice")
         out.append(Candidate(name, "preset", cfg, None, val, int(est.params), int(est.macs)))
     return out
 

@@ -13,8 +13,10 @@ recovery and PostgreSQL heartbeats then work here unchanged, and the runs open i
   and its run folder's ``last.pt`` lets ``fit`` continue where it stopped; finished jobs are never redone.
 
 Storage: ``<out>/runs.journal`` (any number of local workers) unless a ``--storage`` URL is given,
-where the study is ``<name>`` beside the search's. Run folders: ``<out>/runs/<key>/`` (``best.pt``,
-``last.pt``, ``log.jsonl``, ``test_curve.jsonl``). ``python -m plsearch.runs`` is the worker process.
+where the study is ``<name>`` beside the search's. Run folders: ``<out>/runs/<key>/`` (``log.jsonl``,
+``test_curve.jsonl``, ``curves.png``; ``best.pt`` and ``last.pt`` while it runs). A finished run's best
+weights become an Optuna artifact of its trial in ``<out>/artifacts/`` (``plsearch.artifacts``); its
+row's ``checkpoint`` is that file. ``python -m plsearch.runs`` is the worker process.
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ def work(runs: Runs, *, device: str | None = None, on_done: Callable[[dict], Non
         try:
             with Heartbeat(runs.study._storage, trial._trial_id, runs.heartbeat[0] if runs.heartbeat else None):
                 result = run_job(job, runs.out / "runs" / key, device=device)
+                if not result.get("fail_reason"):
+                    result.update(_keep_checkpoint(trial, runs.out, runs.out / "runs" / key))
             trial.set_user_attr("result", result)
             if result.get("fail_reason"):
                 trial.set_user_attr("fail_reason", result["fail_reason"])
@@ -300,13 +304,29 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
                test_curve=[round(float(r["test_dice"]), 6) for r in test_curve],
                train_seconds=round(sum(float(r["seconds"]) for r in hist), 3),
                seconds=round(time.perf_counter() - t0, 3), n_test=len(splits["test"]))
-    out["checkpoint"] = _keep_checkpoint(run_dir / "best.pt", job)
     return out
 
 
-def _keep_checkpoint(path: Path, job: Mapping[str, Any]) -> str:
-    """The best checkpoint stays in the run folder (H4's artifact store takes it over where it exists)."""
-    return str(path)
+def _keep_checkpoint(trial: Any, out: Path, run_dir: Path) -> dict[str, Any]:
+    """Move a finished run's ``best.pt`` into the artifact store of ``out`` (``plsearch.artifacts``), linked
+    from its trial; drop ``last.pt`` (only a resume needs it). Returns ``checkpoint`` and ``artifact_id``."""
+    (run_dir / "last.pt").unlink(missing_ok=True)
+    best = run_dir / "best.pt"
+    try:
+        from plsearch.artifacts import artifact_store, keep_checkpoint
+    except ImportError:  # pragma: no cover - an install without the artifact module
+        return {"checkpoint": str(best)}
+    store = artifact_store(out)
+    try:
+        artifact_id = keep_checkpoint(trial, best, store)
+    except Exception as e:  # noqa: BLE001 - the run's own best.pt stays where it is
+        log.warning("could not keep %s as an artifact (%s); it stays in the run folder", best, e)
+        return {"checkpoint": str(best)}
+    kept = Path(getattr(store, "_base_path", out / "artifacts")) / artifact_id
+    if kept.is_file():
+        best.unlink()
+        return {"checkpoint": str(kept.resolve()), "artifact_id": artifact_id}
+    return {"checkpoint": str(best), "artifact_id": artifact_id}
 
 
 def launch_workers(runs: Runs, workers: int, devices: Sequence[str] = (), *,
