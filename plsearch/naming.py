@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["NamingError", "StudyRef", "TrialRef", "check_study_name", "parse_trial_ref", "add_study_args",
-           "add_trial_arg", "study_ref", "STORAGE_ENV", "RESULTS"]
+           "add_trial_arg", "study_ref", "study_name_arg", "STORAGE_ENV", "RESULTS"]
 
 STORAGE_ENV = "PLSEARCH_STORAGE"
 RESULTS = Path("results")  # where a study's folder goes when only a name is given
@@ -132,7 +132,8 @@ def _trial_type(text: str) -> TrialRef:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _name_type(text: str) -> str:
+def study_name_arg(text: str) -> str:
+    """argparse ``type=`` for a study name (``check_study_name``; a bad one is a usage error)."""
     try:
         return check_study_name(text)
     except NamingError as e:
@@ -146,7 +147,7 @@ def add_study_args(parser: argparse.ArgumentParser, *, out_help: str | None = No
     env = f" [${STORAGE_ENV}]" if storage_env else ""
     parser.add_argument("--storage", help="Optuna storage: PATH.journal, sqlite:///PATH.db or "
                         f"postgresql://USER@HOST:PORT/DB (password in ~/.pgpass){env}")
-    parser.add_argument("--study", type=_name_type, help="study name in the storage (optional when it holds one)")
+    parser.add_argument("--study", type=study_name_arg, help="study name in the storage (optional when it holds one)")
 
 
 def add_trial_arg(parser: argparse.ArgumentParser, *, required: bool = False, flag: str = "--trial") -> None:

@@ -55,3 +55,15 @@ def test_study_ref_from_args():
     with pytest.raises(SystemExit):
         p.parse_args(["--study", "../etc"])
     assert _parser().parse_args(["--trial", "results/a:3"]).trial.number == 3
+
+
+def test_search_cli_refuses_a_path_as_study_name(capsys, tmp_path):
+    from plsearch.cli.search import main
+
+    space = tmp_path / "s.yaml"
+    space.write_text("name: ../escape\nmodel.steps: {low: 1, high: 2}\n")
+    for argv in (["--space", "search_spaces/tiny.yaml", "--study", "../x"], ["--space", str(space)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "not a plain name" in err and err.count("\n") == 1
+    assert not (tmp_path.parent / "escape").exists()

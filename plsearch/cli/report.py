@@ -10,14 +10,13 @@ import os
 from typing import Sequence
 
 from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
+from plsearch.naming import STORAGE_ENV, add_study_args
 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.report", description="Redraw a search's Pareto table and plots.")
-    p.add_argument("--out", help="folder to write (and, without --storage, the one holding study.db)")
-    p.add_argument("--storage", help="Optuna storage: PATH.journal, sqlite:///PATH.db or postgresql://... "
-                   "[$PLSEARCH_STORAGE when --out is not given]")
-    p.add_argument("--study", help="study name (optional when the storage holds one study)")
+    add_study_args(p, out_help="folder to write (and, without --storage, the one holding study.db)",
+                   storage_env=False)  # $PLSEARCH_STORAGE only when --out is not given
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -29,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args = build_parser().parse_args(argv_or_sys(argv))
         setup_logging(args.verbose)
-        storage = args.storage or (os.environ.get("PLSEARCH_STORAGE") if args.out is None else None)
+        storage = args.storage or (os.environ.get(STORAGE_ENV) if args.out is None else None)
         if args.out is None and not storage:
             from plsearch.cli import CLIError
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
+from plsearch.naming import study_name_arg
 
 
 def build_parser() -> Parser:
@@ -40,8 +41,9 @@ def build_parser() -> Parser:
     p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats on a database "
                    "storage; a trial without one for twice that is failed and re-queued [60]")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set in the processes --workers starts
-    p.add_argument("--study-name", help="study name [the space file's name]")
-    p.add_argument("--out", help="output folder [results/<study-name>]")
+    p.add_argument("--study", "--study-name", dest="study", type=study_name_arg,
+                   help="study name [the space's name]")
+    p.add_argument("--out", help="output folder [results/<study>]")
     p.add_argument("--device", help="train.device for every trial: auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="sampler and training seed [the space's seed]")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -143,7 +145,7 @@ def _say(message: str) -> None:
 def _worker_command(args: Any, space_path: str, out: Path, name: str, total: int, index: int, device: str | None,
                     remaining: float | None) -> list[str]:
     cmd = [sys.executable, "-m", "plsearch.search", "--space", space_path, "--out", str(out.resolve()),
-           "--study-name", name, "--n-trials", str(total), "--heartbeat", str(args.heartbeat),
+           "--study", name, "--n-trials", str(total), "--heartbeat", str(args.heartbeat),
            "--worker-index", str(index), "--no-references", "--no-plots"]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
@@ -222,6 +224,7 @@ def _search(argv: Sequence[str] | None) -> int:
     from plsearch.search.runner import prepare, run_search, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
+    from plsearch.naming import study_ref
     from plsearch.search.workers import tally
 
     args = build_parser().parse_args(argv_or_sys(argv))
@@ -233,8 +236,8 @@ def _search(argv: Sequence[str] | None) -> int:
     extra = _extra(args, space)
     if devices and workers == 1:
         extra["train.device"] = devices[0]
-    name = args.study_name or space.name
-    out = Path(args.out or Path("results") / name)
+    ref = study_ref(args, default_name=space.name, env={})  # the storage is parse_storage's ($PLSEARCH_STORAGE)
+    name, out = str(ref.name), ref.folder
     n_trials = args.n_trials or space.n_trials
     spec = parse_storage(args.storage, out, workers)
     if args.worker_index is not None:  # one of the processes --workers started: trial lines only
