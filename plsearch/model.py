@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,11 @@ from torch.utils.checkpoint import checkpoint
 
 from plsearch.config import ModelConfig, from_dict
 from plsearch.wiring import Op, Wiring, build_wiring, layer_class, padded_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plsearch.plan import Plan
+
+EXECUTORS = ("compiled", "reference")
 
 
 def _key(name: str) -> str:
@@ -130,6 +136,45 @@ class PLNet(nn.Module):
         self._segments = _segments(*self._plans[True][::2])
         self._checkpointing = False
         self.fused: nn.ModuleDict | None = None  # set only on copies made by fuse_for_inference()
+        self._executor = "compiled"
+
+    def set_executor(self, name: str) -> "PLNet":
+        """``"compiled"`` (default): run the wiring as generated straight-line code (``plsearch.plan``)
+        with the blocks' functional fast paths; ``"reference"``: interpret the op records with module
+        calls, as before (kept to hold the compiled path equal to it, and to time both). Returns ``self``."""
+        if name not in EXECUTORS:
+            raise ValueError(f"executor={name!r} is not known; choose one of {list(EXECUTORS)}")
+        self._executor = name
+        return self
+
+    @property
+    def executor(self) -> str:
+        return self._executor
+
+    def compiled_plan(self, all_stages: bool, training: bool) -> Plan:
+        """The generated forward for one op list and mode (built on first use; copies build their own)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        entry = cache.get((all_stages, training))
+        if entry is None or entry[0]() is not self:  # a deepcopy carries the original's entries
+            from plsearch.plan import build_plan
+
+            entry = cache[all_stages, training] = (weakref.ref(self), build_plan(self, all_stages, training))
+        return entry[1]
+
+    def _segment_plan(self, seg: _Segment) -> Plan:
+        cache = self.__dict__.setdefault("_compiled", {})
+        entry = cache.get(id(seg))
+        if entry is None or entry[0]() is not self:
+            from plsearch.plan import build_ops
+
+            entry = cache[id(seg)] = (weakref.ref(self), build_ops(self, seg.ops, seg.drops, seg.inputs, seg.outputs,
+                                                                True))
+        return entry[1]
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling (torch.save of a whole model): no generated code
+        state = self.__dict__.copy()
+        state.pop("_compiled", None)
+        return state
 
     @classmethod
     def from_config(cls, config: ModelConfig | Mapping[str, Any]) -> "PLNet":
@@ -179,6 +224,16 @@ class PLNet(nn.Module):
                 env.update(zip(seg.outputs, ys))
                 for name in seg.release:
                     del env[name]
+            if self._executor == "compiled":  # segments count their norms' batches here, once
+                norms = [m for seg in self._segments for m in self._segment_plan(seg).norms]
+                if norms:
+                    torch._foreach_add_([m.num_batches_tracked for m in norms], 1)
+        elif self._executor == "compiled":
+            plan = self.compiled_plan(all_stages, self.training)
+            ys = plan.fn(x)
+            if plan.norms and self.training:  # the batch counters nn.BatchNorm advances per call, in one op
+                torch._foreach_add_([m.num_batches_tracked for m in plan.norms], 1)
+            env.update(zip(outs, ys))
         else:
             self._exec(ops, drops, env)
         crop = (slice(None), slice(None)) + tuple(slice(0, n) for n in size)
@@ -210,6 +265,8 @@ class PLNet(nn.Module):
                 del env[name]
 
     def _exec_segment(self, seg: _Segment, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self._executor == "compiled":
+            return self._segment_plan(seg).fn(*xs)
         env = dict(zip(seg.inputs, xs))
         self._exec(seg.ops, seg.drops, env)
         return tuple(env[name] for name in seg.outputs)

@@ -43,6 +43,43 @@ def conv_fn(dims: int):
     return {2: F.conv2d, 3: F.conv3d}[dims]
 
 
+def batch_norm(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
+    """``bn(x)`` as one functional call, for the compiled forward (``plsearch.plan``).
+
+    Skips the module's per-call bookkeeping: the batch counter ``num_batches_tracked`` (unused
+    when ``momentum`` is set) is advanced by the caller for all norms at once. Norms with a
+    cumulative average (``momentum=None``) or without running stats run as modules.
+    """
+    if bn.momentum is None or not bn.track_running_stats:
+        return bn(x)
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum, bn.eps)
+
+
+def fast_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+              training: bool) -> torch.Tensor:
+    """A stride-1 convolution, on the faster CPU kernel for its size (see ``native_conv_pays``)."""
+    if training and x.device.type == "cpu" and native_conv_pays(x, weight):
+        if weight.dim() == 4:
+            return torch._C._nn.thnn_conv2d(x, weight, weight.shape[2:], bias, 1, padding)
+        return torch._C._nn.slow_conv3d(x, weight, weight.shape[2:], bias, 1, padding)
+    return conv_fn(weight.dim() - 2)(x, weight, bias, padding=padding)
+
+
+def native_conv_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ATen's native (im2col + GEMM) convolution beats oneDNN's for this training conv.
+
+    oneDNN pays a fixed cost per call (reorders to blocked layouts, primitive lookup) that
+    dominates tiny convs; measured on a 2-core AVX2 CPU, one thread (``benchmarks/trial_cost.py``,
+    README Speed): forward + backward of a 3x3 conv with few channels ran about 2x faster on the
+    native kernel, while wide convs (>= 16 -> 16 channels at 32 px) ran faster on oneDNN.
+    """
+    return (x.is_contiguous() and weight.shape[0] * weight.shape[1] <= NATIVE_CONV_MAX_CHANNEL_PRODUCT
+            and weight.dim() == 4)
+
+
+NATIVE_CONV_MAX_CHANNEL_PRODUCT = 64
+
+
 def fold_halves(weight: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Weights for the self-concatenation ``conv([x, x])``: ``W1 * x + W2 * x = (W1 + W2) * x``."""
     first, second = weight.chunk(2, dim=dim)
@@ -141,6 +178,21 @@ class Block(nn.Module):
         """``self(cat([x, x], 1), state)``; blocks with one conv on the input override it to run
         that conv once on ``x`` with summed weight halves (exact; half its MACs, no concat copy)."""
         return self(torch.cat([x, x], dim=1), state)
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        """``self(x, state)`` for the compiled forward (``plsearch.plan``); ``training`` is the model's mode.
+
+        Built-in blocks override it with functional calls (``batch_norm``, ``fast_conv``); an
+        override must apply every BatchNorm of ``state`` through ``batch_norm`` (the plan advances
+        their batch counters). The default calls the module, hooks included.
+        """
+        return self(x, state)
+
+    def fast_self_concat(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        """``forward_self_concat`` for the compiled forward (training mode)."""
+        if type(self).fast_forward is Block.fast_forward:
+            return self.forward_self_concat(x, state)
+        return self.fast_forward(torch.cat([x, x], dim=1), state, training)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module | None:
         """An inference-only module equal to ``self(x, state)`` in eval mode, norms folded in.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, conv_fn, conv_nd, fold_conv_bn, fold_halves, norm_nd
+from plsearch.blocks.base import Block, batch_norm, conv_fn, conv_nd, fast_conv, fold_conv_bn, fold_halves, norm_nd
 from plsearch.registry import register_block
 
 
@@ -29,6 +29,13 @@ class PLConv(Block):
     def forward_self_concat(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         z = conv_fn(self.dims)(x, fold_halves(self.conv.weight), self.conv.bias, padding=1)
         return state(F.relu(z, inplace=True))
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return batch_norm(F.relu(fast_conv(x, self.conv.weight, self.conv.bias, 1, training), inplace=True), state)
+
+    def fast_self_concat(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        z = fast_conv(x, fold_halves(self.conv.weight), self.conv.bias, 1, training)
+        return batch_norm(F.relu(z, inplace=True), state)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
         # BN after ReLU: a * relu(z) + b = max(a * z + b, b) for a >= 0 (exact; see FusedConv)
@@ -59,6 +66,12 @@ class ConvBNReLU(Block):
 
     def forward_self_concat(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return F.relu(state(conv_fn(self.dims)(x, fold_halves(self.conv.weight), None, padding=1)), inplace=True)
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return F.relu(batch_norm(fast_conv(x, self.conv.weight, None, 1, training), state), inplace=True)
+
+    def fast_self_concat(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return F.relu(batch_norm(fast_conv(x, fold_halves(self.conv.weight), None, 1, training), state), inplace=True)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
         return fold_conv_bn(self.conv, state, dims=self.dims, post="relu", self_concat=self_concat)

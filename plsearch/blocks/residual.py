@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, FusedConv, conv_nd, fold_conv_bn, norm_nd
+from plsearch.blocks.base import Block, FusedConv, batch_norm, conv_nd, fast_conv, fold_conv_bn, norm_nd
 from plsearch.registry import register_block
 
 
@@ -36,6 +36,12 @@ class ResidualUnit(Block):
         y = F.relu(state[0](self.conv1(x)), inplace=True)
         y = state[1](self.conv2(y))
         skip = x if self.proj is None else state[2](self.proj(x))
+        return F.relu(y + skip)
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        y = F.relu(batch_norm(fast_conv(x, self.conv1.weight, None, 1, training), state[0]), inplace=True)
+        y = batch_norm(fast_conv(y, self.conv2.weight, None, 1, training), state[1])
+        skip = x if self.proj is None else batch_norm(fast_conv(x, self.proj.weight, None, 0, training), state[2])
         return F.relu(y + skip)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module | None:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, conv_nd, conv_transpose_nd, fold_conv_bn, norm_nd
+from plsearch.blocks.base import Block, batch_norm, conv_nd, conv_transpose_nd, fast_conv, fold_conv_bn, norm_nd
 
 
 class UpConvT3(Block):
@@ -23,6 +23,9 @@ class UpConvT3(Block):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return state(F.relu(self.conv(x), inplace=True))
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return batch_norm(F.relu(self.conv(x), inplace=True), state)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
         return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat,
@@ -51,6 +54,9 @@ class UpConvT2Half(Block):
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return self.conv(x)
 
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return self.conv.forward(x)
+
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
         return cin * cout * 2**dims + cout, 0
@@ -72,6 +78,9 @@ class Head(Block):
 
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return self.conv(x)
+
+    def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
+        return fast_conv(x, self.conv.weight, self.conv.bias, 0, training)
 
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:

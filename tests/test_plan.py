@@ -1,0 +1,154 @@
+"""The compiled forward (``plsearch.plan``) and the fast kernels equal the reference executor.
+
+Every registered block, 2D and 3D, train and eval, ``forward_stages``, fused inference copies:
+outputs, gradients of every parameter and the BatchNorm buffers after a step must match the
+reference path (``set_executor("reference")``). In float32 with the native-conv rule off the two
+paths run the same kernels and must agree bit for bit; with it on (float64, where rounding cannot
+hide a wrong argument) they must agree to 1e-10.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+
+import plsearch.blocks.base as base
+from plsearch import create_model
+from plsearch.losses import deep_supervision_loss
+from plsearch.registry import list_blocks
+
+CASES = [  # (preset, overrides): every plan, up mode, IPL mode and both fusions, kept tiny
+    ("plnet", {}),
+    ("bionet", {}),
+    ("unet", {"base_width": 4}),
+    ("plnet", {"stages": 1, "ipl": "stacked", "up": "convt2_half", "bsc": False, "depth": 3}),
+]
+
+
+def _pair(name: str, block: str, dims: int = 2, dtype: torch.dtype = torch.float32, **kw):
+    torch.manual_seed(0)
+    kw = {"base_width": 2, "block": block, "spatial_dims": dims, **kw}
+    if dims == 3:
+        kw.update(depth=3, stem=min(kw.get("stem", 1), 1))
+    fast = create_model(name, **kw).to(dtype)
+    ref = copy.deepcopy(fast).set_executor("reference")
+    assert fast.executor == "compiled"
+    return fast, ref
+
+
+def _step(model, x, y):
+    outs = model(x)
+    deep_supervision_loss(outs, y).backward()
+    return [o.detach() for o in outs]
+
+
+def _compare(fast, ref, x, y, *, exact: bool, tol: float = 0.0):
+    def same(a, b):
+        if exact:
+            assert torch.equal(a, b)
+        else:
+            assert torch.allclose(a, b, rtol=tol, atol=tol), (a - b).abs().max()
+
+    fast.train(), ref.train()
+    for a, b in zip(_step(fast, x, y), _step(ref, x, y), strict=True):
+        same(a, b)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            same(p.grad, q.grad)
+    for (name, a), b in zip(fast.state_dict().items(), ref.state_dict().values(), strict=True):
+        same(a, b)  # running stats and batch counters, after one training forward
+    fast.eval(), ref.eval()
+    with torch.no_grad():
+        same(fast(x), ref(x))
+        for a, b in zip(fast.forward_stages(x), ref.forward_stages(x), strict=True):
+            same(a, b)
+
+
+@pytest.mark.parametrize("block", list_blocks())
+@pytest.mark.parametrize("name,kw", CASES)
+def test_compiled_path_is_bitwise_the_reference_path(monkeypatch, name, kw, block):
+    monkeypatch.setattr(base, "NATIVE_CONV_MAX_CHANNEL_PRODUCT", 0)  # same kernels on both paths
+    fast, ref = _pair(name, block, **kw)
+    x, y = torch.randn(2, 3, 32, 32), torch.rand(2, 32, 32) > 0.5
+    _compare(fast, ref, x, y, exact=True)
+
+
+@pytest.mark.parametrize("block", list_blocks())
+@pytest.mark.parametrize("dims", [2, 3])
+def test_native_convs_equal_the_reference_in_float64(monkeypatch, block, dims):
+    monkeypatch.setattr(base, "NATIVE_CONV_MAX_CHANNEL_PRODUCT", 10**6)  # every conv on the native kernel
+    fast, ref = _pair("plnet", block, dims=dims, dtype=torch.float64)
+    s = (2, 3) + (16,) * dims
+    x, y = torch.randn(s, dtype=torch.float64), torch.rand(s[:1] + s[2:]) > 0.5
+    _compare(fast, ref, x, y, exact=False, tol=1e-10)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_fast_conv_matches_conv_in_float32(dims):
+    torch.manual_seed(0)
+    x = torch.randn((2, 3) + (8,) * dims, requires_grad=True)
+    w = torch.randn((4, 3) + (3,) * dims, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    conv = base.conv_fn(dims)
+    assert base.native_conv_pays(x, w) == (dims == 2)
+    ys = [base.fast_conv(x, w, b, 1, True), conv(x, w, b, padding=1)]
+    grads = [torch.autograd.grad(y.square().sum(), (x, w, b)) for y in ys]
+    assert torch.allclose(ys[0], ys[1], atol=1e-5)
+    for g, h in zip(*grads):
+        assert torch.allclose(g, h, rtol=1e-4, atol=1e-4)
+
+
+def test_a_deepcopy_runs_its_own_weights_not_the_originals():
+    m = create_model("plnet", base_width=2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        m(x)  # builds and caches the plan
+        twin = copy.deepcopy(m)
+        twin.layers["stem0"].conv.weight.mul_(-1.0)
+        assert not torch.allclose(twin(x), m(x))
+        twin.set_executor("reference")
+        ref_out = twin(x)
+        assert torch.equal(twin.set_executor("compiled")(x), ref_out)
+
+
+def test_fused_copy_and_channels_last_and_pickling_use_the_plan():
+    m = create_model("plnet-small", base_width=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want = m(x)
+        fused = m.fuse_for_inference()
+        assert torch.allclose(fused(x), want, rtol=1e-4, atol=1e-4)
+        assert torch.equal(fused(x), copy.deepcopy(fused).set_executor("reference")(x))
+        cl = copy.deepcopy(m).to(memory_format=torch.channels_last)
+        assert torch.allclose(cl(x.contiguous(memory_format=torch.channels_last)), want, rtol=1e-4, atol=1e-5)
+    buf = io.BytesIO()
+    torch.save(m, buf)  # generated code is not pickled
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(back(x), want)
+
+
+def test_checkpointing_still_matches_plain_training():
+    torch.manual_seed(0)
+    m = create_model("plnet", base_width=2)
+    ck = copy.deepcopy(m).set_checkpointing(True)
+    x, y = torch.randn(2, 3, 32, 32), torch.rand(2, 32, 32) > 0.5
+    for a, b in zip(_step(m.train(), x, y), _step(ck.train(), x, y)):
+        assert torch.allclose(a, b, atol=1e-5)
+    for p, q in zip(m.parameters(), ck.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-4)
+    for a, b in zip(m.state_dict().values(), ck.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_plan_source_is_straight_line_and_executor_names_are_checked():
+    m = create_model("plnet", base_width=2)
+    src = m.compiled_plan(True, True).source
+    assert src.startswith("def plan(a0):") and "for " not in src and "cat((" in src
+    with pytest.raises(ValueError, match="executor"):
+        m.set_executor("fast")
