@@ -151,11 +151,22 @@ def confirm_jobs(cands: Sequence[Candidate], overrides: Mapping[str, Any], *, se
         [(f"seed_{s}", {"train.seed": s}) for s in range(seeds)]
     for tag, over in runs:
         for c in cands:
-            cfg = apply_overrides(c.config, {**dict(overrides), **over})
+            cfg = apply_overrides(c.config, {**_for(c, overrides), **over})
             jobs.append(Job(f"{c.label}/{tag}", cfg, group=c.label,
                             info={"kind": c.kind, "number": c.number, "search_val_dice": c.search_val_dice,
                                   "params_count": c.params, "macs": c.macs}))
     return jobs
+
+
+def _for(c: Candidate, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` for candidate ``c``: a preset scales ``model.base_width`` like the search's references
+    (preset width x value / 32, so U-Net keeps twice PL-Net's width) instead of taking it as is."""
+    out = dict(overrides)
+    if c.kind == "preset" and "model.base_width" in out:
+        from plsearch.presets import preset_config
+
+        out["model.base_width"] = max(1, round(preset_config(c.label).base_width * out["model.base_width"] / 32))
+    return out
 
 
 def _ms(values: Sequence[float]) -> tuple[float, float]:

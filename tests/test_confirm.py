@@ -101,3 +101,15 @@ def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path,
     assert "run trial_" not in capsys.readouterr().out  # resumed: no finished seed repeated
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "3", "--no-references"]) == 0
     assert capsys.readouterr().out.count("run trial_") == 2  # only the new seed
+
+
+def test_a_width_override_scales_presets_like_the_search_references():
+    from plsearch.config import RunConfig
+    from plsearch.confirm import Candidate, confirm_jobs
+    from plsearch.presets import preset_config
+
+    cands = [Candidate("trial_1", "trial", RunConfig()), Candidate("unet", "preset", RunConfig(model=preset_config("unet")))]
+    jobs = confirm_jobs(cands, {"model.base_width": 16}, seeds=2)
+    assert [j.key for j in jobs] == ["trial_1/seed_0", "unet/seed_0", "trial_1/seed_1", "unet/seed_1"]
+    assert [j.config.model.base_width for j in jobs[:2]] == [16, 32]  # U-Net keeps twice PL-Net's width
+    assert [j.config.train.seed for j in jobs] == [0, 0, 1, 1]
