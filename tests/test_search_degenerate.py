@@ -57,3 +57,11 @@ def test_an_all_background_network_is_recorded_infeasible_and_never_on_the_front
         assert r["state"] == "COMPLETE" and r["feasible"] is False
         assert r["fail_reason"].startswith("degenerate: val Dice") and "trivial predictor" in r["fail_reason"]
     assert result.pareto == []
+    # the table, the plot and the learning curves say how many there were
+    from plsearch.report import draw_plots
+
+    out = tmp_path / "tiny"
+    assert f"{len(recs)} degenerate trial(s)" in (out / "pareto.md").read_text()
+    plots = draw_plots(result.study, out)
+    assert (out / "curves.png").is_file() and plots["curves"].endswith("curves.png")
+    assert plots["dashboard"].startswith("optuna-dashboard figure") or plots["dashboard"].startswith("skipped")

@@ -220,7 +220,7 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
 def _search(argv: Sequence[str] | None) -> int:
     import time
 
-    from plsearch.search.pareto import pareto_markdown
+    from plsearch.search.pareto import degenerate_line, pareto_markdown
     from plsearch.search.runner import prepare, run_search, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
@@ -262,6 +262,7 @@ def _search(argv: Sequence[str] | None) -> int:
     print(f"\n{n_done} finished trial(s), {result.ran} this run, {time.perf_counter() - t0:.0f}s. Pareto front "
           f"(validation; {', '.join(space.metric_names)}):")
     print(pareto_markdown(result.pareto), end="")
+    print(degenerate_line(result.records), end="")
     for what, where in result.plots.items():
         print(f"{what}: {where}")
     print(f"records: {out / 'trials.jsonl'}; Pareto configs: {out / 'pareto'}/trial_<n>.yaml; rerun the same "

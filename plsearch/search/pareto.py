@@ -23,6 +23,15 @@ def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]])
     return sorted(front, key=lambda r: (r["values"][size], r["number"]))
 
 
+def degenerate_line(records: Iterable[dict]) -> str:
+    """How many trials were no better than a trivial predictor (infeasible, never on the front)."""
+    reasons = [str(r.get("fail_reason") or "") for r in records]
+    deg = [x for x in reasons if x.startswith("degenerate")]
+    trivial = deg[0].rsplit(" (", 1)[0].split("<= ", 1)[-1] if deg else ""
+    return (f"{len(deg)} degenerate trial(s): trained, but no better than a trivial predictor on validation"
+            + (f" ({trivial})" if trivial else "") + "; infeasible, not on the front\n")
+
+
 def params_summary(params: dict[str, Any], width: int = 0) -> str:
     """``steps=2 stages=2 ocs=1.25 ...``: leaf names unless two paths share one."""
     leaves = [p.rsplit(".", 1)[-1] for p in params]

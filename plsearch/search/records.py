@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from plsearch.search.pareto import (  # noqa: F401  (re-exported: the names callers know)
-    fmt_count, params_summary, pareto_front, pareto_markdown, pareto_rows,
+    degenerate_line, fmt_count, params_summary, pareto_front, pareto_markdown, pareto_rows,
 )
 from plsearch.search.provenance import environment  # noqa: F401  (re-exported)
 
@@ -83,7 +83,8 @@ def write_outputs(study: Any, out_dir: str | Path) -> tuple[list[dict], list[dic
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    (out / "pareto.md").write_text(f"# Pareto front of study {study.study_name}\n\n" + pareto_markdown(rows))
+    (out / "pareto.md").write_text(f"# Pareto front of study {study.study_name}\n\n" + pareto_markdown(rows)
+                                   + "\n" + degenerate_line(records))
     pdir = out / "pareto"
     pdir.mkdir(exist_ok=True)
     keep = {f"trial_{r['number']}.yaml" for r in front}
