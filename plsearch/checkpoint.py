@@ -106,3 +106,46 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
             f"checkpoint {path} does not rebuild its model ({first}); retrain with this plsearch version"
         ) from None
     return model.to(device).eval(), ckpt
+
+
+TRAIN_STATE_KEYS = ("epoch", "best_val_dice", "best_epoch", "bad_epochs", "history", "optimizer", "rng")
+
+
+def _first_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            return f"{k}: {b.get(k)!r} there, {a.get(k)!r} in the run's config"
+    return "the same fields"
+
+
+def check_resumable(run_dir: str | Path, model_config: Mapping[str, Any],
+                    shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """Check a run folder before a resume writes anything; returns its ``last.pt`` dict.
+
+    ``last.pt`` must hold a training state, and ``last.pt`` and ``best.pt`` (when present) must be
+    checkpoints of the run's model: the same ``model_config`` and, given ``shapes`` (the state_dict
+    shapes of the model the run builds), the same tensors. Raises ``CheckpointError`` (one line, the fix).
+    """
+    run = Path(run_dir)
+    fix = "restore the run's own checkpoint, or train a new run with another --out"
+    last = read_checkpoint(run / "last.pt")
+    ts = last.get("train_state") or {}
+    missing = [k for k in TRAIN_STATE_KEYS if k not in ts]
+    if missing:
+        raise CheckpointError(f"{run / 'last.pt'} holds no training state ({missing[0]} is missing), so it cannot "
+                              f"be resumed; {fix}")
+    for name in ("last.pt", "best.pt"):
+        path = run / name
+        if name == "best.pt" and not path.exists():
+            continue
+        ckpt = last if name == "last.pt" else read_checkpoint(path)
+        mc = dict(ckpt.get("model_config") or {})
+        if mc != dict(model_config):
+            raise CheckpointError(f"{path} is a checkpoint of another model ({_first_difference(dict(model_config), mc)}); "
+                                  f"{fix}")
+        if shapes is not None:
+            got = {k: tuple(v.shape) for k, v in (ckpt.get("state_dict") or {}).items()}
+            if got != {k: tuple(v) for k, v in shapes.items()}:
+                odd = sorted(set(got) ^ set(shapes)) or sorted(k for k in got if got[k] != tuple(shapes[k]))
+                raise CheckpointError(f"{path} does not fit the run's model (tensor {odd[0]} differs); {fix}")
+    return last
