@@ -50,6 +50,7 @@ __all__ = [
     "check_out",
     "claim_folder",
     "claim_results",
+    "plan_outputs",
     "read_marker",
     "record_written",
     "safe_child",
@@ -179,7 +180,7 @@ def claim_results(out: str | Path, study_name: str, *, storage: str | None = Non
         present = [n for n in RESULTS_FILES if (path / n).exists()]
         owners = _earlier_owners(path) if present else set()
         if owners and study_name not in owners and not force:
-            raise OutputError(f"results folder {out} holds study {sorted(owners)[0]!r}, not {study_name!r}; {fix}")
+            raise OutputError(f"results folder {out} holds study {min(owners)!r}, not {study_name!r}; {fix}")
         if present and sid != "own" and not owners and (path / "study.db").is_file() and not force:
             raise OutputError(f"results folder {out} holds another storage's results (study.db); {fix}")
         if present:
@@ -257,3 +258,24 @@ def safe_child(out: str | Path, name: str, *, what: str = "name") -> Path:
     if not _inside(child, base) or child == base:
         raise OutputError(f"{what} {text!r} leads outside {out}; use a plain name")
     return child
+
+
+def plan_outputs(out: str | Path, files: Sequence[str | Path], *, kind: str = "predict", suffix: str = ".png",
+                 inputs: Iterable[str | Path | None] = (), force: bool = False, flag: str = "--out") -> list[Path]:
+    """Where each of ``files`` writes its output in ``out`` (``check_out`` + ``unique_names`` + ``claim_folder``).
+
+    Refuses (nothing written) an ``out`` that is a file, lies in an input, holds an input file that an
+    output would replace, or holds files of those names that plsearch did not write. On success ``out``
+    exists and its marker lists the names, so a rerun (or a run killed half-way) may replace them.
+    """
+    srcs = [_resolve(f) for f in files]
+    path = check_out(out, inputs=inputs, flag=flag)
+    names = unique_names(srcs, suffix)
+    targets = [path / n for n in names]
+    hit = sorted(set(targets) & set(srcs))
+    if hit:
+        raise OutputError(f"{flag} {out} would replace the input {hit[0].name}; choose an --out outside the inputs")
+    claim_folder(path, kind, targets=names, force=force, flag=flag)
+    record_written(path, names)
+    return targets
+
