@@ -4,6 +4,8 @@ Training cost is counted analytically: a train step costs about 3 forward passes
 at about twice the forward), each ``estimate(model, size).macs`` multiply-adds per image, 2 FLOPs
 each; every epoch also validates once, and a run with a test curve also evaluates the test split.
 Time is that over an assumed throughput (say which, and that early stopping can only shorten it).
+Small nets (CPU fidelities, widths of a few channels) run far below any such rate because per-step
+overhead dominates: there the figure is a lower bound; at 224 px on a GPU it is the useful one.
 """
 
 from __future__ import annotations
@@ -64,5 +66,6 @@ def plan_lines(jobs: Sequence[Any], flops_per_s: float, device: str) -> list[str
         total += secs
         lines.append(f"{g:<32} {len(fl)} run(s)  {sum(fl) / 1e15:8.2f} PFLOP  ~{secs / 60:7.1f} min")
     lines.append(f"total {len(jobs)} runs ~{total / 3600:.2f} h on {device} at an assumed {flops_per_s / 1e12:g} "
-                 "TFLOP/s sustained (upper bound: early stopping only shortens it)")
+                 "TFLOP/s sustained (early stopping only shortens it; small nets run far below that rate, "
+                 "so for them this is a lower bound)")
     return lines

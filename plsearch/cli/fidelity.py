@@ -38,6 +38,8 @@ def build_parser() -> Parser:
     p.add_argument("--workers", type=int, default=1, help="worker processes [1]")
     p.add_argument("--device", help="train.device for every run")
     p.add_argument("--devices", help="comma-separated devices, one worker each")
+    p.add_argument("--plan", action="store_true", help="print the runs' predicted time and exit")
+    p.add_argument("--tflops", type=float, help="assumed sustained TFLOP/s for --plan [0.03 CPU, 100 CUDA]")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -61,7 +63,7 @@ def _body(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
-    check_positive(args, "configs", "workers")
+    check_positive(args, "configs", "workers", "tflops")
     space = load_space(args.space)
     extra = _sets(args.set, "--set", space)
     if args.data is not None:
@@ -84,6 +86,13 @@ def _body(argv: Sequence[str] | None) -> int:
     print(f"fidelity check of {args.space}: {args.configs} sampled configs"
           f"{' + ' + str(len(space.references)) + ' presets' if fc.references else ''} x (low, high) = {len(jobs)} "
           f"runs, out {out}", flush=True)
+    if args.plan:
+        from plsearch.runplan import plan_lines
+
+        cuda = any(str(d).startswith("cuda") for d in [args.device, *devices])
+        for line in plan_lines(jobs, (args.tflops or (100.0 if cuda else 0.03)) * 1e12, "cuda" if cuda else "cpu"):
+            print(line)
+        return 0
     t0 = time.perf_counter()
     rows = run_jobs(jobs, out, f"{space.name}-fidelity", workers=args.workers, devices=devices, storage=args.storage,
                     on_done=lambda r: print(run_line(r), flush=True))
