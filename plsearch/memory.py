@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-__all__ = ["activation_bytes", "available_bytes", "check_fits", "largest_side", "MemoryLimitError", "fmt_bytes"]
+__all__ = ["MemoryLimitError", "activation_bytes", "available_bytes", "check_fits", "fmt_bytes", "largest_side"]
 
 # Transient tensors inside one application, in units of its output (the output itself excluded):
 # plconv/convbnrelu: the conv result before the norm; residual: conv1, its norm, conv2, the sum.
@@ -67,7 +68,7 @@ def _elements(cfg: Any, size: tuple[int, ...], training: bool) -> tuple[int, int
             last[name] = i
     width: dict[str, int] = {"input": cfg.in_channels}
     res: dict[str, int] = {"input": 0}
-    vox = lambda r: math.prod(n // 2**r for n in padded)  # noqa: E731
+    vox = lambda r: math.prod(n // 2**r for n in padded)
     transient_k = _BLOCK_TRANSIENT.get(cfg.block, _DEFAULT_TRANSIENT)
     in_elems = cfg.in_channels * math.prod(padded)
     extra_input = in_elems if tuple(padded) != tuple(size) else 0  # the caller's unpadded copy
