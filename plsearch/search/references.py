@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -60,9 +61,13 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
     """Train (or load from the cache) each of ``space.references``; returns ``{name: record}``.
 
     A record holds ``config``, ``key``, ``profile`` (params, macs), ``metrics`` (val_dice, ...),
-    ``seconds`` and ``fail_reason`` (None unless training failed). ``on_reference(name, record, cached)``
+    ``seconds`` and ``fail_reason`` (None unless training failed). When the space searches ``train.lr``,
+    each preset trains at ``plsearch.lr.lr_candidates(space)`` (3 rates spread over the axis) and keeps
+    the best on validation (``lr``, ``lr_tried``; ``config`` holds the chosen rate): the same rule
+    confirmation runs use, so no preset is compared at a rate that does not suit it. ``on_reference(name, record, cached)``
     is called after each one.
     """
+    from plsearch.lr import choose_lr, lr_candidates
     from plsearch.search.objective import Objective, train_and_score
 
     out = Path(out_dir)
@@ -78,7 +83,8 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
             if on_reference:
                 on_reference(name, result[name], False)
             continue
-        key = config_key(cfg)
+        lrs = lr_candidates(space)  # the space's train.lr axis: each preset keeps its best rate on val
+        key = config_key(cfg) + ("-lr" + ",".join(f"{x:g}" for x in lrs) if lrs else "")
         if cache.get(name, {}).get("key") == key:
             result[name] = cache[name]
             if on_reference:
@@ -89,7 +95,10 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
         rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
                                "metrics": None, "fail_reason": None}
         try:
-            rec["metrics"] = train_and_score(cfg, prof)
+            choice = choose_lr(cfg, lrs, lambda c: train_and_score(c, prof))
+            rec["metrics"], rec["lr"] = choice.result, choice.lr
+            rec["lr_tried"] = {f"{k:g}": v for k, v in choice.tried.items()}
+            rec["config"] = replace(cfg, train=replace(cfg.train, lr=choice.lr)).to_dict()
         except (RuntimeError, MemoryError, ValueError) as e:  # NonFiniteLossError, OOM: keep going
             rec["fail_reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         rec["seconds"] = round(time.perf_counter() - t0, 3)
