@@ -95,7 +95,7 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
         rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
                                "metrics": None, "fail_reason": None}
         try:
-            choice = choose_lr(cfg, lrs, lambda c: train_and_score(c, prof))
+            choice = choose_lr(cfg, lrs, lambda c, prof=prof: train_and_score(c, prof))
             rec["metrics"], rec["lr"] = choice.result, choice.lr
             rec["lr_tried"] = {f"{k:g}": v for k, v in choice.tried.items()}
             rec["config"] = replace(cfg, train=replace(cfg.train, lr=choice.lr)).to_dict()
