@@ -112,7 +112,7 @@ def _default_store(study: Any, ref_folder: Path | None) -> Any:
 
 def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
     """``(frozen trial, artifact id, store)`` of a ``TrialRef``'s newest kept checkpoint."""
-    from plsearch.report import load_study
+    from plsearch.search.studies import load_study
 
     sref = ref.study
     study = load_study(storage=sref.storage, study_name=sref.name, out_dir=sref.out)

@@ -162,6 +162,9 @@ def profile(model: nn.Module, input_size: int | Sequence[int] = 224, *, batch_si
     return Profile(params, macs, lat, mem, tuple(x.shape), str(dev), unsupported, buffers)
 
 
+# Why a module class swap: ``plsearch.profile`` is both this submodule and the function the README
+# calls (``plsearch.profile(model, 224)``); assigning a ModuleType subclass to a module's __class__ is
+# the documented way to give a module behaviour (Python data model, "Customizing module attribute access").
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Profile:
         return profile(*args, **kwargs)
