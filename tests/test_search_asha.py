@@ -203,3 +203,76 @@ def test_space_names_its_pruner_and_states_budgets_relative_to_a_preset():
                      ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset")):
         with pytest.raises(SearchSpaceError, match=msg):
             parse_space({**base, **bad})
+
+
+SLOW_ASHA = '''
+import time
+from plsearch.search.pruning import AshaPruner
+from plsearch.search.registries import register_pruner
+
+@register_pruner("asha_slow")
+class SlowAsha(AshaPruner):
+    """asha that lingers after each epoch, so the test can kill a trial that recorded a rung."""
+
+    def check(self, state):
+        reason = super().check(state)
+        time.sleep(1.5)
+        return reason
+'''
+
+ASHA_SPACE = """imports: [slow_asha.py]
+n_trials: 4
+seed: 0
+sampler: {name: random}
+objectives: [val_dice, params]
+pruning: {name: asha_slow, min_epochs: 1, eta: 3}
+references: false
+model.steps: {low: 1, high: 2}
+model.ocs: {low: 0.5, high: 1.0, step: 0.25}
+model.depth: 3
+model.stem: 1
+fidelity: {model.base_width: 4, data.image_size: 32, data.synthetic_count: 16, train.epochs: 4,
+           train.batch_size: 8, train.max_steps_per_epoch: 1, train.eval_batch_size: 16, train.augment: false,
+           train.lr: 0.003, train.patience: 0}
+"""
+
+
+@pytest.mark.slow
+def test_a_search_with_asha_resumes_after_a_kill(tmp_path):
+    import os
+    import signal
+    import time
+
+    from plsearch.cli.search import main
+
+    (tmp_path / "slow_asha.py").write_text(SLOW_ASHA)
+    (tmp_path / "asha.yaml").write_text(ASHA_SPACE)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "plsearch.search", "--space", str(tmp_path / "asha.yaml"),
+                             "--out", str(out), "--no-plots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{out / 'study.db'}"
+    killed, deadline = None, time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name="asha", storage=storage).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001  (the study may not exist yet)
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING and RUNG_ATTR in t.user_attrs]
+        if running:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = running[0]
+    proc.wait(timeout=30)
+    assert killed is not None, "no trial was caught between its first rung and its end"
+    assert main(["--space", str(tmp_path / "asha.yaml"), "--out", str(out), "--no-plots"]) == 0
+    trials = optuna.load_study(study_name="asha", storage=storage).get_trials()
+    dead = trials[killed.number]
+    assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"]
+    rerun = [t for t in trials if t.user_attrs.get("requeued_from") == killed.number]
+    assert len(rerun) == 1 and rerun[0].params == killed.params and rerun[0].state.is_finished()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("requeued")]
+    assert len(finished) == 4
+    for t in finished:
+        if "metrics" in t.user_attrs or t.state == TrialState.PRUNED:
+            assert "1" in t.user_attrs[RUNG_ATTR]
+            assert killed.number not in t.user_attrs[RUNG_ATTR]["1"]["peers"]  # a killed trial is nobody's peer
