@@ -89,8 +89,9 @@ def _finished(number_params: int, rung_dice: dict[int, float], state=TrialState.
 
 def test_pruner_reads_peers_from_storage_and_records_its_decision():
     study = optuna.create_study(directions=["maximize", "minimize"])
-    for i, d in enumerate([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]):
-        study.add_trial(_finished(1000, {1: d, 3: d + 0.05}, state=TrialState.PRUNED if d < 0.5 else TrialState.COMPLETE))
+    for d in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]:
+        state = TrialState.PRUNED if d < 0.5 else TrialState.COMPLETE
+        study.add_trial(_finished(1000, {1: d, 3: d + 0.05}, state=state))
     study.add_trial(_finished(1000, {1: 0.99}, state=TrialState.FAIL))  # killed and re-queued: not a peer
     study.add_trial(_finished(1000, {1: 0.99}, duplicate_of=3))  # a duplicate: not a peer
     pruner = AshaPruner(_space())
@@ -270,7 +271,8 @@ def test_a_search_with_asha_resumes_after_a_kill(tmp_path):
     assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"]
     rerun = [t for t in trials if t.user_attrs.get("requeued_from") == killed.number]
     assert len(rerun) == 1 and rerun[0].params == killed.params and rerun[0].state.is_finished()
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("requeued")]
+    finished = [t for t in trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("requeued")]
     assert len(finished) == 4
     for t in finished:
         if "metrics" in t.user_attrs or t.state == TrialState.PRUNED:
