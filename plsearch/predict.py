@@ -1,9 +1,10 @@
-"""Predict masks for image files with a trained checkpoint.
+"""Predict masks for image files and NIfTI volumes with a trained network (a checkpoint or a kept trial).
 
-Each image is resized to the run's ``image_size`` (as in training), segmented, and its logits are
-resized back (bilinear) to the file's own size before thresholding, so a mask PNG matches its
-image pixel for pixel: 0/255 for binary models, the class index for multi-class ones.
-Run it from the shell with ``python -m plsearch.predict --checkpoint RUN/best.pt --input DIR --out DIR``.
+Images are segmented the way the network was trained (resized to its training size, logits resized
+back: ``plsearch.Segmenter``), so a mask PNG matches its image pixel for pixel: 0/255 for binary
+networks, the class index for multi-class ones. Volumes (``.nii.gz``/``.nii``) give a NIfTI label
+volume with the input's affine. Run it from the shell with
+``python -m plsearch.predict --checkpoint RUN/best.pt --input DIR --out DIR`` (or ``--trial results/NAME:12``).
 """
 
 from __future__ import annotations
@@ -12,36 +13,65 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from plsearch.checkpoint import load_checkpoint
-from plsearch.config import DataConfig, RunConfig
-from plsearch.metrics import logits_to_labels
-
-__all__ = ["IMAGE_SUFFIXES", "list_images", "predict_files", "predict_checkpoint"]
+__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "list_images", "list_inputs", "predict_checkpoint", "predict_files"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VOLUME_SUFFIXES = (".nii.gz", ".nii")
 
 
-def list_images(path: str | Path) -> list[Path]:
-    """An image file, or the images in a folder (its ``images/`` sub-folder if it has one), sorted."""
+def _is_volume(p: Path) -> bool:
+    return p.name.endswith(VOLUME_SUFFIXES)
+
+
+def list_inputs(path: str | Path, *, volumes: bool | None = None) -> list[Path]:
+    """A file, or the images / volumes in a folder (its ``images/`` or ``imagesTr/``/``imagesTs/`` if it has one).
+
+    ``volumes`` picks NIfTI (True) or image files (False); None takes whichever the folder holds.
+    """
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"input {path} does not exist; pass an image file or a folder of images")
-    folder = path / "images" if (path / "images").is_dir() else path
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; pass a folder that holds image files"
-        )
-    return files
+        raise FileNotFoundError(f"input {path} does not exist; pass an image or NIfTI file, or a folder of them")
+    for sub in ("images", "imagesTs", "imagesTr"):
+        if (path / sub).is_dir():
+            path = path / sub
+            break
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    vols = [p for p in files if _is_volume(p)]
+    imgs = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    chosen = vols if volumes or (volumes is None and vols and not imgs) else imgs
+    if not chosen:
+        kind = "NIfTI volumes (.nii.gz)" if volumes else f"images ({', '.join(IMAGE_SUFFIXES)})"
+        raise FileNotFoundError(f"no {kind} in {path}; pass a folder that holds them")
+    return chosen
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """An image file, or the images in a folder (its ``images/`` sub-folder if it has one), sorted."""
+    return list_inputs(path, volumes=False)
+
+
+def _check_readable(files: list[Path]) -> None:
+    """Open every input's header (images: full decode; volumes: the NIfTI header) and name the first bad one."""
+    from plsearch.folder import DataError, _open
+
+    for f in files:
+        if _is_volume(f):
+            import nibabel as nib
+
+            try:
+                nib.load(str(f))
+            except Exception as e:  # noqa: BLE001 - nibabel's errors for bad files vary
+                raise DataError(f"cannot read volume {f} ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}); "
+                                "replace or remove the file") from None
+        else:
+            _open(f, "image").close()
 
 
 @torch.no_grad()
@@ -50,45 +80,48 @@ def predict_files(
     files: list[Path],
     out_dir: str | Path,
     *,
-    image_size: int,
-    grey_world: bool = False,
+    image_size: int | None = None,
+    grey_world: bool | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 8,
+    mode: str = "auto",
+    show_progress: bool = False,
 ) -> list[Path]:
-    """Write one mask PNG per file (same stem) into ``out_dir``; returns the written paths.
+    """Write one mask per file into ``out_dir`` (PNG for images, NIfTI for volumes); returns the written paths.
 
     Args:
-        model: eval-mode forward returns fused logits ``(b, k, h, w)``; its ``config.in_channels``
-            picks grey or colour decoding.
-        image_size: square side the model sees (the run's ``data.image_size``).
+        model: a network from ``plsearch.load`` (or any PLNet; then ``image_size`` says its training size).
+        image_size, grey_world: override the network's preprocessing.
+        mode: ``auto``, ``resize`` or ``sliding`` (see ``plsearch.Segmenter``).
+        show_progress: a progress bar (plain lines when stderr is not a terminal).
     """
-    from PIL import Image
+    from dataclasses import replace
 
-    from plsearch.data import grey_world as apply_grey_world
-    from plsearch.data import read_image, to_input
+    from plsearch.outputs import unique_names
+    from plsearch.progress import progress
+    from plsearch.segmenter import Preprocessing, Segmenter
 
+    cfg = model.config
+    pre = getattr(model, "preprocessing", None) or Preprocessing(cfg.spatial_dims, cfg.in_channels, cfg.num_classes)
+    if image_size is not None:
+        pre = replace(pre, image_size=int(image_size))
+    if grey_world is not None:
+        pre = replace(pre, grey_world=bool(grey_world))
+    stride = cfg.total_stride()
+    if pre.image_size < stride:
+        raise ValueError(f"image size {pre.image_size} is smaller than the network's total stride {stride}; "
+                         f"use --image-size {stride} or more")
+    _check_readable(files)  # a broken file fails before anything is written or printed
+    seg = Segmenter(model, mode=mode, batch_size=batch_size, device=device, preprocessing=pre)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    channels = getattr(getattr(model, "config", None), "in_channels", 3)
-    binary = getattr(getattr(model, "config", None), "num_classes", 1) == 1
-    model.eval()
+    images = [f for f in files if not _is_volume(f)]
+    png = iter(unique_names(images, suffix=".png"))  # a.png and a.jpg do not overwrite each other
+    names = [f.name if _is_volume(f) else next(png) for f in files]  # volumes keep their .nii.gz name
     written: list[Path] = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        arrays, sizes = [], []
-        for f in chunk:
-            a = read_image(f, image_size, channels)  # first: an unreadable file is a DataError naming it
-            with Image.open(f) as im:
-                sizes.append((im.height, im.width))
-            arrays.append(apply_grey_world(a) if grey_world else a)
-        x = to_input(torch.from_numpy(np.stack(arrays))).to(device)
-        logits = model(x).float()
-        for f, size, lg in zip(chunk, sizes, logits):
-            lg = F.interpolate(lg[None], size=size, mode="bilinear", align_corners=False)
-            labels = logits_to_labels(lg)[0].to(torch.uint8).cpu().numpy()
-            target = out / f"{f.stem}.png"
-            Image.fromarray(labels * 255 if binary else labels).save(target)
-            written.append(target)
+    for f, name in progress(list(zip(files, names)), desc="predict", unit="file",
+                            mode=None if show_progress else "off"):
+        written.append(seg.predict_file(f, out / name))
     return written
 
 
@@ -100,15 +133,17 @@ def predict_checkpoint(
     device: torch.device | str = "cpu",
     image_size: int | None = None,
     batch_size: int = 8,
+    mode: str = "auto",
+    show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Load ``checkpoint`` and write masks for ``input_path`` (a file or a folder) into ``out_dir``."""
-    files = list_images(input_path)
-    model, ckpt = load_checkpoint(checkpoint, device=device)
-    run = ckpt.get("run_config")
-    data_cfg = RunConfig.from_dict(run).data if run else DataConfig()
-    size = image_size or data_cfg.image_size
-    written = predict_files(model, files, out_dir, image_size=size, grey_world=data_cfg.grey_world,
-                            device=device, batch_size=batch_size)
+    """Load ``checkpoint`` (a file, run folder or ``results/NAME:12``) and write masks for ``input_path``."""
+    from plsearch.segmenter import load
+
+    model = load(checkpoint, device=device)
+    files = list_inputs(input_path, volumes=model.config.spatial_dims == 3)
+    written = predict_files(model, files, out_dir, image_size=image_size, device=device, batch_size=batch_size,
+                            mode=mode, show_progress=show_progress)
+    size = image_size or model.preprocessing.image_size
     return {"masks": [str(p) for p in written], "image_size": size, "out_dir": str(out_dir)}
 
 

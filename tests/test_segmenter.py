@@ -137,3 +137,27 @@ def test_bad_inputs_are_named():
         seg.predict(np.zeros((1, 1, 20, 20), np.uint8))
     with pytest.raises(ValueError, match="mode"):
         Segmenter(_tiny(2), mode="tiles")
+
+
+def test_predict_cli_writes_nifti_with_each_inputs_affine(tmp_path, capsys):
+    from plsearch.cli.predict import main
+
+    model = _tiny(3, k=3)
+    ckpt = _checkpoint(tmp_path, model, 16)
+    folder = tmp_path / "vols" / "imagesTs"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    affines = []
+    for i, shape in enumerate([(18, 20, 9), (15, 21, 12)]):
+        affine = np.diag([1.0 + i, 0.8, 2.0, 1.0])
+        affine[:3, 3] = [i, -2.0, 7.0]
+        affines.append(affine)
+        nib.save(nib.Nifti1Image(rng.normal(size=shape).astype(np.float32), affine), str(folder / f"c{i}.nii.gz"))
+    assert main(["--checkpoint", ckpt, "--input", str(tmp_path / "vols"), "--out", str(tmp_path / "pred")]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 2 masks" in captured.out
+    assert "predict: 2/2 file (100%)" in captured.err  # plain progress lines: stderr is not a terminal here
+    for i, affine in enumerate(affines):
+        back = nib.load(str(tmp_path / "pred" / f"c{i}.nii.gz"))
+        np.testing.assert_allclose(back.affine, affine)
+        assert back.shape == nib.load(str(folder / f"c{i}.nii.gz")).shape
