@@ -33,7 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {"none": False, "dominance": {"name": "dominance", "n_startup_trials": 3, "n_warmup_epochs": 1,
                                         "min_delta": 0.02},
-           "asha": {"name": "asha", "min_epochs": 1, "eta": 3}}
+           "asha": {"name": "asha", "min_epochs": 3, "eta": 3},  # rung after epoch 3 of 9
+           "asha1": {"name": "asha", "min_epochs": 1, "eta": 3}}  # rungs after epochs 1 and 3
 
 
 def hypervolume(points: list[tuple[float, float]], x_ref: float, y_ref: float) -> float:
@@ -227,7 +228,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    colors = {"none": "tab:gray", "dominance": "tab:orange", "asha": "tab:blue"}
+    colors = {"none": "tab:gray", "dominance": "tab:orange", "asha": "tab:blue", "asha1": "tab:cyan"}
     for m, color in colors.items():
         rs = [r for r in rows if r["method"] == m]
         if not rs:
@@ -277,7 +278,17 @@ def main(argv: list[str] | None = None) -> int:
                 with open(rows_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 rows.append(row)
-    md = table(rows)
+    done = {(r["method"], r["seed"]) for r in rows}
+    partial = []
+    for d in sorted(Path(args.out).glob("*-s*")) if Path(args.out).is_dir() else ():
+        method, _, seed = d.name.rpartition("-s")
+        if method in METHODS and seed.isdigit() and (method, int(seed)) not in done and (d / "cpu.jsonl").is_file():
+            partial.append({**summarize_run(d, method, int(seed), args), "partial": True})
+    md = table(rows + partial)
+    if partial:
+        md += ("\nUnfinished runs (below their CPU budget, not in the rows file): "
+               + ", ".join(f"{r['method']} s{r['seed']} at {r['total_cpu_s']:.0f} CPU-s" for r in partial) + ".\n")
+    rows = rows + partial
     (rows_path.with_suffix(".md")).write_text(md)
     print(md)
     print(plot(rows, rows_path.with_suffix(".png")))

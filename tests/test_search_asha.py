@@ -50,7 +50,7 @@ def test_nondominated_fronts_and_crowding():
     assert nondominated_fronts(pts) == [[0, 2, 3], [1], [4]]
     dist = crowding(pts, [0, 2, 3])
     assert dist[2] == dist[3] == math.inf and dist[0] == pytest.approx(2 * (3 / 3))
-    assert n_promoted(2, 3) == 1 and n_promoted(9, 3) == 3 and n_promoted(10, 3) == 3
+    assert n_promoted(2, 3) == 2 and n_promoted(3, 3) == 1 and n_promoted(9, 3) == 3 and n_promoted(10, 3) == 3
 
 
 def test_top_third_goes_on_and_the_bottom_stops_with_equal_sizes():
@@ -59,6 +59,12 @@ def test_top_third_goes_on_and_the_bottom_stops_with_equal_sizes():
     promoted = {r.number for r in results if decide(r, results, eta=3).promoted}
     assert promoted == {1, 4, 6}  # Dice 0.9, 0.8, 0.7
     assert ranking(results)[:3] == [1, 4, 6]
+
+
+def test_fewer_than_eta_trials_at_a_rung_all_go_on():
+    first = RungResult(0, 0.9, (1000.0,))
+    assert decide(RungResult(1, 0.1, (1000.0,)), [first], eta=3).promoted  # 2 < eta: no ranking yet
+    assert not decide(RungResult(2, 0.1, (1000.0,)), [first, RungResult(1, 0.5, (1000.0,))], eta=3).promoted
 
 
 def test_size_counts_a_small_net_goes_on_where_a_large_one_with_the_same_dice_stops():

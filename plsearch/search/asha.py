@@ -1,8 +1,8 @@
 """Multi-objective asynchronous successive halving (MOASHA, Schmucker et al. 2021), stop-or-go form.
 
 Rungs sit at ``min_epochs * eta**k`` epochs (below the trial's last epoch). When a trial finishes a
-rung's epoch it goes on only if it ranks in the top ``max(1, n // eta)`` of the ``n`` trials that
-reached that rung so far, itself included. Ranking is non-dominated sorting over the study's
+rung's epoch it goes on only if it ranks in the top ``n // eta`` of the ``n`` trials that reached
+that rung so far, itself included (all go on while ``n < eta``). Ranking is non-dominated sorting over the study's
 objectives with the accuracy taken at the rung (sizes are exact before training), ties inside a
 front broken by crowding distance (larger first), then by Dice, then by trial number. A trial whose
 rung Dice is no better than the trivial predictors' (``floor``) ranks below every trial that beats it.
@@ -93,8 +93,10 @@ def ranking(results: Sequence[RungResult], floor: float | None = None) -> list[i
 
 
 def n_promoted(n: int, eta: int) -> int:
-    """How many of ``n`` trials at a rung go on: the top ``1/eta``, at least one."""
-    return max(1, n // eta)
+    """How many of ``n`` trials at a rung go on: the top ``1/eta``, at least one; all of them while
+    fewer than ``eta`` reached the rung (a rung of one or two trials ranks nothing: stopping there
+    would stop early trials on the luck of who came first)."""
+    return n if n < eta else n // eta
 
 
 @dataclass(frozen=True)
