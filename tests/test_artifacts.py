@@ -78,3 +78,22 @@ def test_missing_trial_and_trial_without_weights(study_dir, tmp_path):
     study.ask()  # a running trial that kept nothing
     with pytest.raises(ArtifactError, match=r"kept no weights \(it is RUNNING\)"):
         plsearch.load(f"{out}:4")
+
+
+@pytest.mark.slow  # a real 2-trial search (~20 s on an idle 2-core CPU)
+def test_a_search_keeps_each_trained_trials_weights(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from plsearch.search.runner import run_search
+    from plsearch.search.space import load_space
+
+    monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "tiny"
+    tiny = Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml"
+    result = run_search(load_space(tiny), out_dir=out, n_trials=2, references=False)
+    trained = [t for t in result.study.trials if optuna.artifacts.get_all_artifact_meta(t, storage=result.study._storage)]
+    assert trained, "no trial kept weights"
+    t = trained[0]
+    model = plsearch.load(f"{out}:{t.number}")
+    assert model.config.to_dict() == t.user_attrs.get("config", {}).get("model", model.config.to_dict())
+    assert (out / "artifacts").is_dir() and store_bytes(artifact_store(out)) > 0

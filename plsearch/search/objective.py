@@ -74,6 +74,8 @@ class Objective:
         self.extra = dict(extra or {})
         self.metrics = [resolve_metric(o.name) for o in space.objectives]
         self._trivial: dict[Any, dict[str, float]] = {}
+        self.artifacts: Any = None  # an artifact store: keep each trained trial's best weights (plsearch.artifacts)
+        self.keep_top: int | None = None  # prune kept weights to the Pareto set + top k (None: artifacts' default)
 
     def worst(self, prof: Mapping[str, Any]) -> list[float]:
         """Objective values of an infeasible trial: 0 Dice/IoU, measured sizes, else the worst value."""
@@ -174,7 +176,8 @@ class Objective:
         from plsearch.train import NonFiniteLossError
 
         try:
-            metrics = train_and_score(cfg, prof, self.metrics, on_epoch_end=callback)
+            keep = (lambda model: self._keep(trial, model, cfg)) if self.artifacts is not None else None
+            metrics = train_and_score(cfg, prof, self.metrics, on_epoch_end=callback, keep=keep)
         except optuna.TrialPruned as e:
             self._set_constraints(trial, prof, True)
             trial.set_user_attr("fail_reason", f"pruned: {e}")
@@ -202,10 +205,23 @@ class Objective:
         self._set_constraints(trial, prof, True)
         return Outcome("complete", values)
 
+    def _keep(self, trial: Any, model: Any, cfg: RunConfig) -> None:
+        """Store the trained weights as an artifact of ``trial``, then bound the disk (Pareto set + top k)."""
+        from plsearch.artifacts import DEFAULT_KEEP_TOP, keep_model, prune
+
+        try:
+            keep_model(trial, model, self.artifacts, run_config=cfg)
+            prune(trial.study, self.artifacts, keep_top=DEFAULT_KEEP_TOP if self.keep_top is None else self.keep_top)
+        except Exception as e:  # noqa: BLE001 - a full disk must not fail a trained trial
+            log.warning("trial %d: could not keep its weights (%s)", trial.number, e)
+
 
 def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[Metric] = (),
-                    on_epoch_end: Callable[[int, dict], Any] | None = None) -> dict[str, Any]:
+                    on_epoch_end: Callable[[int, dict], Any] | None = None,
+                    keep: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Build ``cfg.model``, ``fit`` it on the cached data, and return the metrics dict.
+
+    ``keep(model)`` is called with the trained model (best-epoch weights), e.g. to store them.
 
     Keys: ``val_dice`` (best epoch), ``val_iou`` (same epoch), ``best_epoch``, ``epochs_run``,
     ``train_seconds``, plus one per custom metric in ``metrics``.
@@ -225,6 +241,8 @@ def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[M
     out = {"val_dice": float(result.best_val_dice), "val_iou": float(best.get("val_iou", math.nan)),
            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
            "train_seconds": round(time.perf_counter() - t0, 3)}
+    if keep is not None:
+        keep(model.eval())
     ctx = MetricContext(model.eval(), cfg, splits, result, out, dict(prof))
     for m in metrics:
         if m.fn is not None:

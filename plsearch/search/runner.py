@@ -156,6 +156,9 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
     from plsearch.gate import DeviceError
 
     objective, env = Objective(s.space, s.extra), environment()
+    from plsearch.artifacts import artifact_store
+
+    objective.artifacts = artifact_store(s.out)  # each trained trial's best weights, in OUT/artifacts
     ran, waiting = 0, False
     poll = 1.0 if s.spec.kind == "rdb" else 0.5
     while s.limit is None or time.monotonic() - s.t_start < s.limit:  # the time limit counts references
