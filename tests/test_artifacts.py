@@ -91,7 +91,8 @@ def test_a_search_keeps_each_trained_trials_weights(tmp_path, monkeypatch):
     out = tmp_path / "tiny"
     tiny = Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml"
     result = run_search(load_space(tiny), out_dir=out, n_trials=2, references=False)
-    trained = [t for t in result.study.trials if optuna.artifacts.get_all_artifact_meta(t, storage=result.study._storage)]
+    storage = result.study._storage
+    trained = [t for t in result.study.trials if optuna.artifacts.get_all_artifact_meta(t, storage=storage)]
     assert trained, "no trial kept weights"
     t = trained[0]
     model = plsearch.load(f"{out}:{t.number}")
