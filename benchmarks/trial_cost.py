@@ -151,7 +151,8 @@ def table(rows: list[dict], peak: float) -> str:
             f"| {r['fidelity']} | {r['label']} | {r['macs'] / 1e6:.1f} M | {ms['before']:.0f} | {ms['plan']:.0f} | "
             f"{ms['native']:.0f} | **{ms['after']:.0f}** | {ms['before'] / ms['after']:.2f}x | "
             f"{r['ops']['before']:,} -> {r['ops']['after']:,} | {flop / ms['before'] / 1e6:.1f} -> "
-            f"{flop / ms['after'] / 1e6:.1f} | {r['steps'] * ms['before'] / 1e3:.1f} -> {r['steps'] * ms['after'] / 1e3:.1f} |")
+            f"{flop / ms['after'] / 1e6:.1f} | {r['steps'] * ms['before'] / 1e3:.1f} -> "
+            f"{r['steps'] * ms['after'] / 1e3:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +214,8 @@ def main() -> None:
             if (fid, label) in have:
                 continue
             row = measure(cfg, spec, args.rounds, args.steps, clock)
-            row.update(fidelity=fid, label=label, config=cfg, macs=estimate(PLNet.from_config(cfg).config, spec[0]).macs,
+            macs = estimate(PLNet.from_config(cfg).config, spec[0]).macs
+            row.update(fidelity=fid, label=label, config=cfg, macs=macs,
                        batch=spec[1], steps=spec[3], threads=args.threads, clock=args.clock,
                        load=os.getloadavg()[0])
             done["rows"].append(row)

@@ -59,7 +59,7 @@ def _compare(fast, ref, x, y, *, exact: bool, tol: float = 0.0):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
             same(p.grad, q.grad)
-    for (name, a), b in zip(fast.state_dict().items(), ref.state_dict().values(), strict=True):
+    for a, b in zip(fast.state_dict().values(), ref.state_dict().values(), strict=True):
         same(a, b)  # running stats and batch counters, after one training forward
     fast.eval(), ref.eval()
     with torch.no_grad():

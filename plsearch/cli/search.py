@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
+from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, check_seed, run_cli, setup_logging
 from plsearch.naming import study_name_arg
 
 
@@ -34,8 +34,8 @@ def build_parser() -> Parser:
     p.add_argument("--storage", help="Optuna storage: PATH.journal (several processes, one machine), "
                    "sqlite:///PATH.db (one process) or postgresql://USER@HOST:PORT/DB (several machines; keep the "
                    "password in ~/.pgpass) [$PLSEARCH_STORAGE, else OUT/study.db or OUT/study.journal]")
-    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study [1, or one "
-                   "per --devices entry]")
+    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study [one per "
+                   "--devices entry; on a CPU with small trials one per core (4+ trials each, one thread each); else 1]")
     p.add_argument("--devices", help="comma-separated devices, one worker each, round-robin when --workers is "
                    "larger, e.g. cuda:0,cuda:1")
     p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats on a database "
@@ -50,6 +50,8 @@ def build_parser() -> Parser:
                    help="fix a config value for every trial and reference, e.g. --set train.epochs=50")
     p.add_argument("--no-references", action="store_true", help="do not train the preset reference points")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (tables and records still written)")
+    p.add_argument("--force", action="store_true", help="write into a results folder that belongs to another study "
+                   "(its tables and plots are replaced)")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -161,6 +163,30 @@ def _worker_command(args: Any, space_path: str, out: Path, name: str, total: int
     return cmd + (["--verbose"] if args.verbose else [])
 
 
+def _cap_memory(device: str | None) -> None:
+    """Cap this process's CUDA memory at ``$PLSEARCH_CUDA_MEMORY_FRACTION`` of its GPU, where set."""
+    from plsearch.search.workers import MEMORY_FRACTION_ENV
+
+    text = os.environ.get(MEMORY_FRACTION_ENV)
+    if not text:
+        return
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise CLIError(f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5") from None
+    from plsearch.cli import parse_device
+    from plsearch.speed import cap_cuda_memory
+
+    cap_cuda_memory(parse_device(device), fraction)
+
+
+def _release_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the references' cached blocks would stay reserved beside the workers'
+
+
 def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name: str, total: int, workers: int,
                  devices: list[str]) -> Any:
     """Open the study, train the references here, run ``workers`` processes, then write the outputs.
@@ -172,21 +198,26 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
     from plsearch.search.records import write_outputs
     from plsearch.search.references import train_references
     from plsearch.search.runner import finish, prepare
-    from plsearch.search.workers import launch
+    from plsearch.search.workers import MEMORY_FRACTION_ENV, assign_devices, launch
 
     s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=total, timeout=args.timeout,
                 seed=args.seed, extra=extra, workers=workers, heartbeat=args.heartbeat, on_event=_say)
     ref_extra = {**s.extra, "train.device": devices[0]} if devices else s.extra
     refs = {}
     if not args.no_references and space.references:
-        refs = train_references(s.space, out, ref_extra, _on_reference)
+        refs = train_references(s.space, out, ref_extra, _on_reference,
+                                workers=workers if not devices and not s.space.raw.get("imports") else 1)
+        _release_cuda_cache()
     remaining = None if s.limit is None else s.limit - (time.monotonic() - s.t_start)
     env = dict(os.environ, PLSEARCH_STORAGE=spec.target, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(Path(plsearch.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH")])))
     if "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    device = lambda i: devices[i % len(devices)] if devices else args.device  # noqa: E731
+    placed = assign_devices(devices, workers, args.device)  # (device, CUDA memory cap) of each worker
+    device = lambda i: placed[i][0]  # noqa: E731
+    caps = [cap for _, cap in placed]
+    envs = [{**env, MEMORY_FRACTION_ENV: str(cap)} if cap else env for cap in caps] if any(caps) else env
     commands = [_worker_command(args, str(Path(args.space).resolve()), out, name, total, i, device(i), remaining)
                 for i in range(workers)]
     errors: list[str] = []
@@ -201,12 +232,15 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
 
     if remaining is None or remaining > 0:
         print(f"starting {workers} workers" + (f" on {', '.join(device(i) for i in range(workers))}" if devices
-                                                else ""), flush=True)
+                                                else "") + (f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a "
+                                                            "shared GPU" if any(caps) else ""), flush=True)
         try:
-            codes = launch(commands, env, on_line, on_tick=lambda: write_outputs(s.study, out))
+            codes = launch(commands, envs, on_line, on_tick=lambda: write_outputs(s.study, out))
         except KeyboardInterrupt:  # the workers re-queued their trials and stopped: keep the records current
             write_outputs(s.study, out)
+            _snapshot(out, name, spec)
             raise
+        _snapshot(out, name, spec)
         if errors:
             raise CLIError(errors[0])
         for i, code in enumerate(codes):
@@ -216,6 +250,35 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
     else:
         print(f"timeout of {s.limit:g}s reached during the references; rerun to continue", flush=True)
     return finish(s, refs, _draw(args), ran[0])
+
+
+def _snapshot(out: Path, name: str, spec: Any) -> None:
+    """Refresh study.db from the workers' journal (optuna-dashboard sqlite:///OUT/study.db shows it)."""
+    from plsearch.search.workers import sqlite_snapshot
+
+    try:
+        if sqlite_snapshot(out, name, spec):
+            print(f"study.db: a copy of {spec.shown} for optuna-dashboard; the journal stays the storage", flush=True)
+    except Exception as e:  # noqa: BLE001 - a convenience copy must not fail a finished search
+        print(f"could not refresh study.db from the journal ({type(e).__name__}: {e}); the journal is intact",
+              flush=True)
+
+
+def _default_workers(args: Any, space: Any, extra: dict, n_trials: int) -> int:
+    """One single-threaded worker per core when the trials are small and on the CPU (rule and
+    figures: ``plsearch.search.workers.default_workers``), unless the storage is one SQLite file."""
+    from plsearch.search.workers import default_workers
+
+    storage = args.storage or os.environ.get("PLSEARCH_STORAGE") or ""
+    if storage.strip().lower().startswith("sqlite"):
+        return 1
+    values = {**dict(space.fixed), **extra}
+    device = str(values.get("train.device") or args.device or "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return default_workers(values, cpu=device == "cpu", n_trials=n_trials)
 
 
 def _search(argv: Sequence[str] | None) -> int:
@@ -231,6 +294,7 @@ def _search(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
     check_positive(args, "n_trials", "timeout", "workers", "heartbeat")
+    check_seed(args)
     space = load_space(args.space)
     devices = _devices(args)
     workers = args.workers or max(1, len(devices))
@@ -240,7 +304,15 @@ def _search(argv: Sequence[str] | None) -> int:
     ref = study_ref(args, default_name=space.name, env={})  # the storage is parse_storage's ($PLSEARCH_STORAGE)
     name, out = str(ref.name), ref.folder
     n_trials = args.n_trials or space.n_trials
+    if args.workers is None and not devices and args.worker_index is None:
+        workers = _default_workers(args, space, extra, n_trials)
     spec = parse_storage(args.storage, out, workers)
+    if args.worker_index is None:  # the folder is this study's (or adopted, or --force): before anything is written
+        from plsearch.outputs import claim_results
+
+        claim_results(out, name, storage=spec.target, force=args.force, create=False)
+    if args.worker_index is not None or workers == 1:
+        _cap_memory(extra.get("train.device", args.device))  # set by --workers for workers that share a GPU
     if args.worker_index is not None:  # one of the processes --workers started: trial lines only
         s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials, timeout=args.timeout,
                     seed=args.seed, extra=extra, heartbeat=args.heartbeat, worker_index=args.worker_index,
@@ -259,6 +331,9 @@ def _search(argv: Sequence[str] | None) -> int:
                             draw=_draw(args), heartbeat=args.heartbeat,
                             on_trial=lambda r: print(trial_line(r), flush=True), on_reference=_on_reference,
                             on_event=_say)
+    from plsearch.outputs import claim_results
+
+    claim_results(out, name, storage=spec.target, force=args.force)  # record the folder's study
     n_done = tally(result.study)[0]
     print(f"\n{n_done} finished trial(s), {result.ran} this run, {time.perf_counter() - t0:.0f}s. Pareto front "
           f"(validation; {', '.join(space.metric_names)}):")

@@ -57,23 +57,24 @@ def load_references(out_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[str, Any] | None = None,
-                     on_reference: Callable[[str, dict[str, Any], bool], None] | None = None) -> dict[str, dict]:
+                     on_reference: Callable[[str, dict[str, Any], bool], None] | None = None,
+                     workers: int = 1) -> dict[str, dict]:
     """Train (or load from the cache) each of ``space.references``; returns ``{name: record}``.
 
     A record holds ``config``, ``key``, ``profile`` (params, macs), ``metrics`` (val_dice, ...),
     ``seconds`` and ``fail_reason`` (None unless training failed). When the space searches ``train.lr``,
     each preset trains at ``plsearch.lr.lr_candidates(space)`` (3 rates spread over the axis) and keeps
     the best on validation (``lr``, ``lr_tried``; ``config`` holds the chosen rate): the same rule
-    confirmation runs use, so no preset is compared at a rate that does not suit it. ``on_reference(name, record, cached)``
-    is called after each one.
+    confirmation runs use, so no preset is compared at a rate that does not suit it.
+    ``on_reference(name, record, cached)`` is called after each one. ``workers`` > 1 trains that many presets at once, each in its own process
+    with one thread (small trials do not scale across threads; README, Speed).
     """
-    from plsearch.lr import choose_lr, lr_candidates
-    from plsearch.search.objective import Objective, train_and_score
+    from plsearch.lr import lr_candidates
 
     out = Path(out_dir)
     cache = load_references(out)
     result: dict[str, dict] = {}
-    measure = Objective(space, extra).measure
+    todo: dict[str, tuple[RunConfig, str, list]] = {}
     for name in space.references:
         try:
             cfg = reference_config(space, name, extra)
@@ -90,21 +91,53 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
             if on_reference:
                 on_reference(name, cache[name], True)
             continue
-        t0 = time.perf_counter()
-        prof = measure(cfg)
-        rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
-                               "metrics": None, "fail_reason": None}
-        try:
-            choice = choose_lr(cfg, lrs, lambda c, prof=prof: train_and_score(c, prof))
-            rec["metrics"], rec["lr"] = choice.result, choice.lr
-            rec["lr_tried"] = {f"{k:g}": v for k, v in choice.tried.items()}
-            rec["config"] = replace(cfg, train=replace(cfg.train, lr=choice.lr)).to_dict()
-        except (RuntimeError, MemoryError, ValueError) as e:  # NonFiniteLossError, OOM: keep going
-            rec["fail_reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        rec["seconds"] = round(time.perf_counter() - t0, 3)
+        todo[name] = (cfg, key, list(lrs))
+
+    def done(name: str, rec: dict[str, Any]) -> None:
         result[name] = cache[name] = rec
         out.mkdir(parents=True, exist_ok=True)
         (out / FILE).write_text(json.dumps(cache, indent=1))
         if on_reference:
             on_reference(name, rec, False)
-    return result
+
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: a forked child of a process that has run OpenMP code can hang in it
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            jobs = {pool.submit(_train_one, space, name, *job, extra): name for name, job in todo.items()}
+            for job in as_completed(jobs):
+                done(jobs[job], job.result())
+    else:
+        for name, job in todo.items():
+            done(name, _train_one(space, name, *job, extra))
+    return {name: result[name] for name in space.references if name in result}
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _train_one(space: "SearchSpace", name: str, cfg: RunConfig, key: str, lrs: list,
+               extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Profile and train one reference (at each candidate rate); a failed training is recorded, not raised."""
+    from plsearch.lr import choose_lr
+    from plsearch.search.objective import Objective, train_and_score
+
+    t0 = time.perf_counter()
+    prof = Objective(space, extra).measure(cfg)
+    rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
+                           "metrics": None, "fail_reason": None}
+    try:
+        choice = choose_lr(cfg, lrs, lambda c, prof=prof: train_and_score(c, prof))
+        rec["metrics"], rec["lr"] = choice.result, choice.lr
+        rec["lr_tried"] = {f"{k:g}": v for k, v in choice.tried.items()}
+        rec["config"] = replace(cfg, train=replace(cfg.train, lr=choice.lr)).to_dict()
+    except (RuntimeError, MemoryError, ValueError) as e:  # NonFiniteLossError, OOM: keep going
+        rec["fail_reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return rec

@@ -11,7 +11,9 @@
   asks only while counted + RUNNING < ``n_trials``; right after asking it checks that fewer than
   ``n_trials`` trials are counted or RUNNING with a smaller number, else it tells its trial back as
   FAIL with ``surplus`` true (two workers asked at once on different machines).
-- ``launch`` runs worker processes and relays their output lines (``--workers N``).
+- ``launch`` runs worker processes and relays their output lines (``--workers N``);
+  ``assign_devices`` places them (round-robin over ``--devices``) and caps the CUDA memory of
+  workers that share a GPU (``MEMORY_FRACTION_ENV``, applied by each worker at start).
 """
 
 from __future__ import annotations
@@ -29,6 +31,24 @@ from typing import Any, Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
+MEMORY_FRACTION_ENV = "PLSEARCH_CUDA_MEMORY_FRACTION"
+GPU_SHARE = 0.95  # of a GPU's memory for the workers on it; the rest: their CUDA contexts (outside the allocator)
+
+
+def assign_devices(devices: Sequence[str], workers: int,
+                   default: str | None = None) -> list[tuple[str | None, float | None]]:
+    """Each worker's device, round-robin over ``devices`` (all on ``default`` without them), and its
+    CUDA memory cap: ``GPU_SHARE / k`` of the device when ``k > 1`` workers share it, else None.
+
+    ``cuda`` and ``cuda:0`` are one GPU; ``auto`` (or None) is one device too, capped in case it is a
+    GPU (a CPU ignores the cap)."""
+    names = [devices[i % len(devices)] if devices else default for i in range(workers)]
+    keys = ["auto" if n in (None, "", "auto") else "cuda:0" if n == "cuda" else n for n in names]
+    shared = {k: keys.count(k) for k in keys}
+    return [(n, None if k.startswith(("cpu", "mps")) or shared[k] == 1 else round(GPU_SHARE / shared[k], 4))
+            for n, k in zip(names, keys)]
+
+
 
 
 def worker_tag(run_id: str) -> str:
@@ -245,3 +265,81 @@ def _relay(stream: Any, index: int, is_err: bool, on_line: Callable[[int, str, b
     for line in stream:
         on_line(index, line.rstrip("\n"), is_err)
     stream.close()
+
+
+# ----------------------------------------------------------------------------- default worker count
+
+# Train-step MACs (3 x forward MACs x batch) below which a CPU trial gains little from a second
+# thread, so that one single-threaded worker per core finishes more trials per hour. Measured on a
+# 2-core CPU (README, Speed: "Workers"): PL-Net at the default fidelity (0.5 GMAC/step) and at 64 px
+# batch 8 (2 GMAC/step) ran a train step 1.0-1.3x faster on 2 threads than on 1; at 96 px batch 16
+# (8.9 GMAC/step) the second thread paid more.
+SMALL_STEP_MACS = 3e9
+MIN_TRIALS_PER_WORKER = 4  # fewer trials do not repay a worker process's start (torch import, data)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def step_macs(values: Mapping[str, Any]) -> float | None:
+    """Train-step MACs of PL-Net at a search's fidelity (``values``: dotted paths -> fixed values),
+    the yardstick for a trial's size; None where it cannot be estimated."""
+    from plsearch.config import DataConfig, ModelConfig, TrainConfig
+    from plsearch.presets import preset_config
+    from plsearch.wiring import estimate
+
+    def get(path: str, default: Any) -> Any:
+        return values.get(path, default)
+
+    try:
+        width = get("model.base_width", ModelConfig().base_width)
+        dims = get("model.spatial_dims", ModelConfig().spatial_dims)
+        size = get("data.image_size", DataConfig().image_size)
+        batch = get("train.batch_size", TrainConfig().batch_size)
+        cfg = preset_config("plnet", base_width=int(width), spatial_dims=int(dims))
+        return 3.0 * int(batch) * estimate(cfg, int(size)).macs
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def default_workers(values: Mapping[str, Any], *, cpu: bool, n_trials: int, cores: int | None = None) -> int:
+    """Workers when ``--workers`` is not given: one per core (one thread each) for small CPU trials
+    (``step_macs`` at most ``SMALL_STEP_MACS``) with at least ``MIN_TRIALS_PER_WORKER`` trials each,
+    else 1 (one process using every core, or one GPU)."""
+    macs = step_macs(values) if cpu else None
+    if macs is None or macs > SMALL_STEP_MACS:
+        return 1
+    return max(1, min(cores or usable_cores(), n_trials // MIN_TRIALS_PER_WORKER))
+
+
+def sqlite_snapshot(out_dir: str | Path, study_name: str, journal: Any) -> bool:
+    """After a run with several workers: ``<out>/study.db`` becomes a copy of the journal's study, so
+    that ``optuna-dashboard sqlite:///<out>/study.db`` and the ``optuna`` CLI show what the workers did.
+
+    The journal stays the study's storage (a rerun resumes from it). A ``study.db`` that holds other
+    studies is left alone (returns False).
+    """
+    import optuna
+
+    from plsearch.search.storage import StorageSpec, open_storage
+
+    out = Path(out_dir).resolve()
+    if getattr(journal, "kind", None) != "journal" or Path(journal.target) != out / "study.journal":
+        return False
+    db = out / "study.db"
+    if db.is_file():
+        names = {s.study_name for s in optuna.get_all_study_summaries(
+            open_storage(StorageSpec("sqlite", f"sqlite:///{db}"), create=False), include_best_trial=False)}
+        if names - {study_name}:
+            return False
+    tmp = out / "study.db.writing"
+    tmp.unlink(missing_ok=True)
+    optuna.copy_study(from_study_name=study_name, from_storage=open_storage(journal, create=False),
+                      to_storage=f"sqlite:///{tmp}")
+    os.replace(tmp, db)
+    return True
