@@ -55,7 +55,8 @@ VARIANTS = {  # name: (executor, native conv rule on, fused Adam)
 }
 
 
-def configs(space_path: Path, fid: tuple, sample: int, seed: int) -> list[tuple[str, dict]]:
+def configs(space_path: Path, fid: tuple, sample: int, seed: int,
+            presets: tuple[str, ...] = PRESETS) -> list[tuple[str, dict]]:
     """(label, ModelConfig dict) for the presets at the fidelity's scaled width, then ``sample``
     configs of the space (seeded; only those valid and within its MACs/params budget)."""
     import optuna
@@ -65,7 +66,7 @@ def configs(space_path: Path, fid: tuple, sample: int, seed: int) -> list[tuple[
 
     size, _, width, _ = fid
     out = []
-    for name in PRESETS:
+    for name in presets:
         base = preset_config(name).base_width
         out.append((name, preset_config(name, base_width=max(1, round(base * width / 32))).to_dict()))
     space = load_space(space_path)
@@ -73,7 +74,7 @@ def configs(space_path: Path, fid: tuple, sample: int, seed: int) -> list[tuple[
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     tries = 0
-    while len(out) < len(PRESETS) + sample and tries < 200:
+    while len(out) < len(presets) + sample and tries < 200:
         tries += 1
         params = space.sample(study.ask())
         params.update({"model.base_width": width, "data.image_size": size})
@@ -84,7 +85,7 @@ def configs(space_path: Path, fid: tuple, sample: int, seed: int) -> list[tuple[
         est = estimate(cfg, size)
         if est.macs > limits.get("macs", math.inf) * (size / 32) ** 2 or est.params > limits.get("params", math.inf):
             continue
-        out.append((f"space#{len(out) - len(PRESETS)}", cfg.to_dict()))
+        out.append((f"space#{len(out) - len(presets)}", cfg.to_dict()))
     return out
 
 
@@ -193,6 +194,7 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=4, help="configs sampled from the space per fidelity")
     p.add_argument("--big-sample", type=int, default=0, help="... at 96 px (slow)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to time")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="steps per timed round")
     p.add_argument("--threads", type=int, default=1)
@@ -210,7 +212,7 @@ def main() -> None:
     for fid in args.fidelities.split(","):
         spec = FIDELITIES[fid]
         n = args.big_sample if fid.startswith("96") else args.sample
-        for label, cfg in configs(args.space, spec, n, args.seed):
+        for label, cfg in configs(args.space, spec, n, args.seed, tuple(filter(None, args.presets.split(",")))):
             if (fid, label) in have:
                 continue
             row = measure(cfg, spec, args.rounds, args.steps, clock)
