@@ -72,12 +72,24 @@ def parse_device(text: str | None) -> Any:
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:
-    """Each named option, when given, must be a positive number (``--batch-size 0`` is a CLIError)."""
+    """Each named option, when given, must be a positive finite number (``--batch-size 0``, ``--timeout nan``
+    and ``--timeout inf`` are CLIErrors: NaN passes every comparison, so ``value <= 0`` alone lets it in)."""
+    import math
+
     for name in names:
         value = getattr(args, name, None)
-        if value is not None and value <= 0:
-            flag = "--" + name.replace("_", "-")
-            raise CLIError(f"{flag} must be positive, got {value}; pass e.g. {flag} 1")
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and not (math.isfinite(v) and v > 0):
+                flag = "--" + name.replace("_", "-")
+                raise CLIError(f"{flag} must be a positive finite number, got {v}; pass e.g. {flag} 1"
+                               + (" (or leave it out for no limit)" if name == "timeout" else ""))
+
+
+def check_seed(args: argparse.Namespace, name: str = "seed") -> None:
+    """``--seed``, when given, must be a seed numpy and torch accept: 0 <= seed < 2**32."""
+    value = getattr(args, name, None)
+    if value is not None and not 0 <= value < 2**32:
+        raise CLIError(f"--{name.replace('_', '-')} {value} is out of range; allowed: 0 <= seed <= {2**32 - 1}")
 
 
 def argv_or_sys(argv: Sequence[str] | None) -> list[str]:
