@@ -12,7 +12,6 @@ import copy
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from plsearch.gate import DeviceError
 from plsearch.gate import check_device as resolve_device  # the one device check (plsearch.gate)
 from plsearch.losses import active_stages, deep_supervision_loss
 from plsearch.metrics import evaluate_model
+from plsearch.progress import progress as progress_bar
 from plsearch.speed import autocast as bf16_autocast
 
 __all__ = ["FitResult", "NonFiniteLossError", "DeviceError", "fit", "resolve_device", "load_checkpoint"]
@@ -134,7 +134,8 @@ def fit(
             it raises (e.g. ``optuna.TrialPruned``) propagate.
         resume: continue from ``out_dir/last.pt``: weights, optimiser, epoch, best, early-stop counter
             and RNG states, so the remaining epochs repeat what an uninterrupted run would do.
-        progress: one line per epoch on stderr.
+        progress: an epoch and step bar on a terminal (plain periodic lines in logs), and one line
+            per epoch on stderr.
 
     Returns:
         ``FitResult``; the model then holds the weights of the best validation epoch.
@@ -193,6 +194,9 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
         _write_log(out / "log.jsonl", history, mode="w")  # on resume: drop rows after the checkpoint
 
     t_start, stopped = time.perf_counter(), "max_epochs"
+    show = None if progress else "off"  # a bar on a terminal, plain lines in logs (plsearch.progress)
+    epochs_bar = progress_bar(total=cfg.epochs, desc="train", unit="epoch", mode=show)
+    epochs_bar.update(start_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = "early_stop"
@@ -204,6 +208,9 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
         model.train()
         loss_sum, steps = torch.zeros((), device=device), 0
         drop_last = len(train) > cfg.batch_size  # no tiny last batch for BatchNorm
+        n_steps = len(train) // cfg.batch_size if drop_last else math.ceil(len(train) / cfg.batch_size)
+        steps_bar = progress_bar(total=min(n_steps, cfg.max_steps_per_epoch or n_steps), desc=f"epoch {epoch + 1}",
+                                 unit="step", mode=show, leave=False, plain_ends=False)
         for x, y, _ in train.batches(cfg.batch_size, shuffle=True, generator=shuffle_gen, drop_last=drop_last):
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
@@ -220,6 +227,8 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
             optimizer.step()
             loss_sum += loss.detach()  # no host sync per step; checked once per epoch
             steps += 1
+            steps_bar.update(1)
+        steps_bar.close()
         train_loss = loss_sum.item() / max(steps, 1)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(
@@ -247,13 +256,15 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
             state.update(optimizer=optimizer.state_dict(), rng=_rng_state(shuffle_gen, aug_gen))
             save_checkpoint(out / "last.pt", model.state_dict(), model_config=model_dict, run_config=run_dict,
                             train_state=state)
-        if progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val Dice {row['val_dice']:.4f}"
-                  f"  best {best:.4f} (epoch {best_epoch})  {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+        epochs_bar.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val Dice {row['val_dice']:.4f}"
+                         f"  best {best:.4f} (epoch {best_epoch})  {row['seconds']:.1f}s")
+        epochs_bar.set_postfix(val_dice=row["val_dice"], best=best)
+        epochs_bar.update(1)
         if on_epoch_end is not None and on_epoch_end(epoch + 1, row):
             stopped = "callback"
             break
 
+    epochs_bar.close()
     model.load_state_dict(best_weights)
     if out is not None and history:
         from plsearch.plots_train import plot_curves
