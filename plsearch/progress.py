@@ -60,7 +60,8 @@ class Progress(Generic[T]):
     """
 
     def __init__(self, iterable: Iterable[T] | None, total: int | None, desc: str, unit: str, *,
-                 file: IO[str] | None, mode: str | None, interval_s: float | None, leave: bool) -> None:
+                 file: IO[str] | None, mode: str | None, interval_s: float | None, leave: bool,
+                 plain_ends: bool = True) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -75,13 +76,14 @@ class Progress(Generic[T]):
         self._t0 = time.perf_counter()
         self._last = self._t0
         self._closed = False
+        self._ends = plain_ends
         self._bar: Any = None
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc or None, unit=unit, file=self.file, leave=leave,
                              dynamic_ncols=True)
-        elif self.mode == "plain":
+        elif self.mode == "plain" and plain_ends:
             self._line()  # the loop has started: say so at once
 
     # -- iteration -----------------------------------------------------------------------------
@@ -138,8 +140,8 @@ class Progress(Generic[T]):
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        elif self.mode == "plain":
-            self._line(done=True)
+        elif self.mode == "plain" and (self._ends or self._last > self._t0):
+            self._line(done=True)  # inner loops without end lines still close what they started
 
     # -- plain lines -----------------------------------------------------------------------------
     def _line(self, now: float | None = None, done: bool = False) -> None:
@@ -170,6 +172,7 @@ def progress(
     mode: str | None = None,
     interval_s: float | None = None,
     leave: bool = True,
+    plain_ends: bool = True,
 ) -> Progress[T]:
     """Wrap ``iterable`` (or count by hand with ``update``) with progress output on ``file``.
 
@@ -183,5 +186,8 @@ def progress(
         interval_s: plain mode: at most one line per this many seconds (default
             ``$PLSEARCH_PROGRESS_INTERVAL`` or 30); the first and last lines always print.
         leave: keep the finished bar on screen (bar mode).
+        plain_ends: plain mode: print the first and last lines; False (inner loops, e.g. the steps of
+            one epoch) prints only the periodic lines, and then a last one.
     """
-    return Progress(iterable, total, desc, unit, file=file, mode=mode, interval_s=interval_s, leave=leave)
+    return Progress(iterable, total, desc, unit, file=file, mode=mode, interval_s=interval_s, leave=leave,
+                    plain_ends=plain_ends)

@@ -78,3 +78,16 @@ def test_bar_on_a_terminal_and_env_override(monkeypatch):
 def test_bad_mode_is_refused():
     with pytest.raises(ValueError, match="not one of"):
         progress(range(2), mode="fancy")
+
+
+def test_inner_loops_print_only_periodic_lines(monkeypatch):
+    monkeypatch.delenv("PLSEARCH_PROGRESS", raising=False)
+    quick = io.StringIO()
+    for _ in progress(range(50), desc="epoch 1", unit="step", file=quick, interval_s=3600, plain_ends=False):
+        pass
+    assert quick.getvalue() == ""  # a fast epoch says nothing: the epoch line says it all
+    slow = io.StringIO()
+    for _ in progress(range(3), desc="epoch 2", unit="step", file=slow, interval_s=0.0, plain_ends=False):
+        pass
+    lines = slow.getvalue().splitlines()
+    assert lines[0].startswith("epoch 2: 1/3 step") and lines[-1].startswith("epoch 2: 3/3 step (100%)")
