@@ -143,18 +143,19 @@ def markdown(summary: dict[str, Any], fidelity: dict[str, Any], data: str) -> st
     b = summary["budgets_pflop"]
     lines = [f"Ablation (paper Table 2) on {data}, PL-Net† width; fidelity: "
              + ", ".join(f"{k}={v}" for k, v in fidelity.items() if k != "data.root"), "",
-             f"| config | stages | seeds | params | paper params (Ocs 1.0) | MACs/img | test Dice, equal epochs | "
-             f"val Dice | test Dice at {b[0] * 1e3:.3g} TFLOP | test Dice at {b[1] * 1e3:.3g} TFLOP | train TFLOP | "
-             "degenerate |", "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
+             (f"| config | stages | seeds | params | paper params (Ocs 1.0) | MACs/img | test Dice, equal epochs | "
+              f"val Dice | test Dice at {b[0] * 1e3:.3g} TFLOP | test Dice at {b[1] * 1e3:.3g} TFLOP | train TFLOP | "
+              "degenerate |"), "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
     for t in summary["rows"]:
         (m0, s0), (m1, s1) = t["equal_compute"]
         lines.append(f"| {t['variant']} | {t['stages']} | {t['seeds']} | {t['params'] / 1e6:.2f} M | "
-                     f"{PAPER_PARAMS_M[t['variant']]:.2f} M | {t['macs'] / 1e9:.3f} G | {f(t['test_dice'], t['test_sd'])}"
-                     f" | {f(t['val_dice'], t['val_sd'])} | {f(m0, s0)} | {f(m1, s1)} | {t['train_pflop'] * 1e3:.3g} | "
+                     f"{PAPER_PARAMS_M[t['variant']]:.2f} M | {t['macs'] / 1e9:.3f} G | "
+                     f"{f(t['test_dice'], t['test_sd'])} | {f(t['val_dice'], t['val_sd'])} | {f(m0, s0)} | "
+                     f"{f(m1, s1)} | {t['train_pflop'] * 1e3:.3g} | "
                      f"{t['degenerate']} |")
-    lines += ["", "mean ± sd over seeds; test Dice of each run's best-validation weights; 'at X TFLOP': the test Dice "
-              "of the best-validation epoch among those finished within X TFLOP of training (6 x forward MACs per "
-              "image seen), X = the cheapest config's whole run and half of it."]
+    lines += ["", ("mean ± sd over seeds; test Dice of each run's best-validation weights; 'at X TFLOP': the test "
+              "Dice of the best-validation epoch among those finished within X TFLOP of training (6 x forward MACs per "
+              "image seen), X = the cheapest config's whole run and half of it.")]
     return "\n".join(lines) + "\n"
 
 

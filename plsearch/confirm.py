@@ -17,15 +17,26 @@ Run it from the shell with ``python -m plsearch.confirm``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from plsearch.config import RunConfig, apply_overrides
 from plsearch.runs import Job
 
-__all__ = ["ConfirmError", "Candidate", "search_candidates", "reference_candidates", "fold_split_files",
-           "confirm_jobs", "aggregate", "mark_nondominated", "dominates", "size_objectives"]
+__all__ = [
+    "Candidate",
+    "ConfirmError",
+    "aggregate",
+    "confirm_jobs",
+    "dominates",
+    "fold_split_files",
+    "mark_nondominated",
+    "reference_candidates",
+    "search_candidates",
+    "size_objectives",
+]
 
 SIZES = ("params", "macs", "latency_ms")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-__all__ = ["write_csv", "markdown", "plot_confirmed", "RULE"]
+__all__ = ["RULE", "markdown", "plot_confirmed", "write_csv"]
 
 RULE = ("A config is dominated when another is no larger in every size objective of the search ({sizes}) and its "
         "mean test Dice is higher by more than the pooled standard error sqrt(sd_A^2/n_A + sd_B^2/n_B); configs "
@@ -40,10 +41,10 @@ def markdown(items: Sequence[Mapping[str, Any]], *, study: str, fidelity: Mappin
 
     fid = ", ".join(f"{k}={v}" for k, v in fidelity.items()) or "the search's own"
     lines = [f"# Confirmed front of study {study}", "",
-             f"Final fidelity: {fid}; {runs}; every run evaluated on the **test** split with its best-validation "
-             "weights.", "", RULE.format(sizes=", ".join(sizes)), "",
-             "| config | params | MACs | search val Dice | test Dice (mean ± sd) | test IoU | runs | each run | "
-             "degenerate | non-dominated | dominated by |", "|---|---:|---:|---:|---|---|---:|---|---:|---|---|"]
+             (f"Final fidelity: {fid}; {runs}; every run evaluated on the **test** split with its best-validation "
+              "weights."), "", RULE.format(sizes=", ".join(sizes)), "",
+             ("| config | params | MACs | search val Dice | test Dice (mean ± sd) | test IoU | runs | each run | "
+              "degenerate | non-dominated | dominated by |"), "|---|---:|---:|---:|---|---|---:|---|---:|---|---|"]
     for it in sorted(items, key=lambda i: (i["macs"] or 0, i["label"])):
         name = f"{it['label']} (preset)" if it["kind"] == "preset" else it["label"]
         failed = f" ({it['failed']} failed)" if it["failed"] else ""

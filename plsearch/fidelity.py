@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from plsearch.config import ConfigError, RunConfig, apply_overrides
 from plsearch.rankstats import bootstrap_ci, kendall, regret, spearman, top_k_overlap
@@ -28,7 +29,7 @@ from plsearch.runs import Job
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
 
-__all__ = ["FidelityConfig", "sample_configs", "fidelity_jobs", "analyse", "markdown", "plot", "write_outputs"]
+__all__ = ["FidelityConfig", "analyse", "fidelity_jobs", "markdown", "plot", "sample_configs", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class FidelityConfig:
     high_metric: str = "test_dice"
 
 
-def sample_configs(space: "SearchSpace", k: int, seed: int = 0,
+def sample_configs(space: SearchSpace, k: int, seed: int = 0,
                    extra: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any], RunConfig]]:
     """``k`` distinct valid configs of ``space`` drawn at random (seeded), within its constraints.
 
@@ -89,12 +90,12 @@ def _with(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
     return apply_overrides(cfg, dict(overrides)) if overrides else cfg
 
 
-def fidelity_jobs(space: "SearchSpace", fc: FidelityConfig) -> list[Job]:
+def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
     """Two jobs per config (``<label>/low``, ``<label>/high``), the sampled configs then the presets."""
     from plsearch.search.references import reference_config
     from plsearch.wiring import estimate
 
-    entries = [(label, {"params": params}, cfg) for label, params, cfg in
+    entries: list[tuple[str, dict[str, Any], RunConfig]] = [(label, {"params": params}, cfg) for label, params, cfg in
                sample_configs(space, fc.configs, fc.seed, fc.extra)]
     if fc.references:
         entries += [(name, {"preset": True}, reference_config(space, name, fc.extra)) for name in space.references]
@@ -116,7 +117,8 @@ def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n
     by: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in rows:
         by.setdefault(r["group"], {})[r["side"]] = r
-    pairs, missing = [], []
+    pairs: list[dict[str, Any]] = []
+    missing: list[str] = []
     for label, sides in by.items():
         lo, hi = sides.get("low"), sides.get("high")
         if not lo or not hi or lo.get("fail_reason") or hi.get("fail_reason"):
@@ -127,13 +129,13 @@ def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n
                       "high_val": float(hi["val_dice"]), "low_degenerate": bool(lo.get("degenerate")),
                       "high_degenerate": bool(hi.get("degenerate")), "low_seconds": lo.get("train_seconds"),
                       "high_seconds": hi.get("train_seconds"), "sampled": lo.get("params")})
-    low = [p["low"] for p in pairs]
-    high = [p["high"] for p in pairs]
+    low = [float(p["low"]) for p in pairs]
+    high = [float(p["high"]) for p in pairs]
     stats: dict[str, Any] = {"n": len(pairs), "high_metric": high_metric, "pairs": pairs, "missing": missing}
     for name, fn in (("spearman", spearman), ("kendall", kendall)):
         value = fn(low, high) if len(pairs) >= 2 else math.nan
         stats[name] = {"value": value, "ci95": list(bootstrap_ci(low, high, fn, n_boot=n_boot, seed=seed))}
-    stats["kendall_high_val"] = kendall(low, [p["high_val"] for p in pairs]) if len(pairs) >= 2 else math.nan
+    stats["kendall_high_val"] = kendall(low, [float(p["high_val"]) for p in pairs]) if len(pairs) >= 2 else math.nan
     stats["top_k_overlap"] = {str(k): top_k_overlap(low, high, k) for k in (1, 3, 5) if k <= len(pairs)}
     stats["regret"] = {str(k): regret(low, high, k) for k in (1, 3) if k <= len(pairs)} if pairs else {}
     stats["seconds"] = {"low": sum(p["low_seconds"] or 0 for p in pairs),
@@ -151,16 +153,16 @@ def markdown(stats: Mapping[str, Any], low: Mapping[str, Any], high: Mapping[str
         return f"{_f(s['value'])} [{_f(s['ci95'][0])}, {_f(s['ci95'][1])}]"
 
     fmt = lambda d: ", ".join(f"{k}={v}" for k, v in d.items()) or "(the space's own)"  # noqa: E731
-    lines = [f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
-             f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
-             "best-validation weights", "",
+    lines = [(f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
+              f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
+              "best-validation weights"), "",
              "| statistic | value [95 % bootstrap interval] |", "|---|---|",
              f"| Spearman rho | {ci(stats['spearman'])} |", f"| Kendall tau | {ci(stats['kendall'])} |",
              f"| Kendall tau vs high val Dice | {_f(stats['kendall_high_val'])} |"]
     lines += [f"| top-{k} overlap | {_f(v, 2)} |" for k, v in stats["top_k_overlap"].items()]
     lines += [f"| regret, best of low's top {k} | {_f(v)} Dice |" for k, v in stats["regret"].items()]
-    lines += [f"| training seconds, low / high | {_f(stats['seconds']['low'], 0)} / "
-              f"{_f(stats['seconds']['high'], 0)} |", "",
+    lines += [(f"| training seconds, low / high | {_f(stats['seconds']['low'], 0)} / "
+               f"{_f(stats['seconds']['high'], 0)} |"), "",
               "| config | params | MACs | low val Dice | high Dice | high val Dice | degenerate (low/high) |",
               "|---|---:|---:|---:|---:|---:|---|"]
     for p in sorted(stats["pairs"], key=lambda p: -p["high"]):
@@ -174,9 +176,9 @@ def markdown(stats: Mapping[str, Any], low: Mapping[str, Any], high: Mapping[str
 
 def plot(stats: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
     """Scatter of low vs high Dice, every point labelled, presets as stars."""
-    from plsearch.plots import save_figure
-
     import matplotlib
+
+    from plsearch.plots import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -7,11 +7,12 @@ intervals over configs, top-k overlap, and the regret of choosing by the cheap m
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ranks", "spearman", "kendall", "bootstrap_ci", "top_k_overlap", "regret"]
+__all__ = ["bootstrap_ci", "kendall", "ranks", "regret", "spearman", "top_k_overlap"]
 
 
 def ranks(x: Sequence[float]) -> np.ndarray:
@@ -42,7 +43,7 @@ def kendall(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.sum(dx * dy) / math.sqrt(n1 * n2))
 
 
-def bootstrap_ci(x: Sequence[float], y: Sequence[float], stat: Callable[[np.ndarray, np.ndarray], float], *,
+def bootstrap_ci(x: Sequence[float], y: Sequence[float], stat: Callable[[Any, Any], float], *,
                  n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat(x, y)`` resampling (x, y) pairs; resamples where the
     statistic is undefined (all tied) are dropped. NaNs when fewer than 3 pairs."""

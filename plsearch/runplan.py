@@ -10,11 +10,12 @@ overhead dominates: there the figure is a lower bound; at 224 px on a GPU it is 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from plsearch.config import RunConfig
 
-__all__ = ["split_sizes", "run_flops", "plan_lines"]
+__all__ = ["plan_lines", "run_flops", "split_sizes"]
 
 
 def split_sizes(cfg: RunConfig) -> dict[str, int]:

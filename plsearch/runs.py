@@ -28,9 +28,10 @@ import re
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from plsearch.config import RunConfig
 
@@ -180,6 +181,7 @@ def work(runs: Runs, *, device: str | None = None, on_done: Callable[[dict], Non
             trial.set_user_attr("surplus", True)
             runs.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
+        key = str(key)
         trial.set_user_attr("job", key)
         try:
             with Heartbeat(runs.study._storage, trial._trial_id, runs.heartbeat[0] if runs.heartbeat else None):
@@ -225,9 +227,10 @@ def results(runs: Runs, keys: Iterable[str] | None = None) -> list[dict[str, Any
 
 def trivial_dice(masks: Any, num_classes: int = 1) -> float:
     """Best Dice of an all-background or all-foreground prediction on ``masks`` ``(n, h, w)``."""
+    rule: Any
     try:
-        from plsearch.metrics import trivial_dice as rule  # H6's rule, where it exists
-    except ImportError:
+        from plsearch.metrics import trivial_dice as rule  # the search's trivial-predictor rule
+    except ImportError:  # pragma: no cover - older plsearch
         rule = None
     if rule is not None:
         value = rule(masks) if num_classes == 1 else rule(masks, num_classes)
@@ -270,7 +273,7 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
     if (run_dir / "last.pt").is_file():
         try:
             resume = read_checkpoint(run_dir / "last.pt").get("run_config") == cfg.to_dict()
-        except Exception:  # an unreadable leftover (killed while writing): start over
+        except Exception:  # noqa: BLE001 - an unreadable leftover (killed while writing): start over
             resume = False
     done = int(read_checkpoint(run_dir / "last.pt")["train_state"]["epoch"]) if resume else 0
     test_curve = [json.loads(x) for x in curve_path.read_text().splitlines()][:done] if resume and \

@@ -40,7 +40,8 @@ def fake_study(folder, n_trials=3):
     from plsearch.config import RunConfig
     from plsearch.search.study import SPACE_ATTR
 
-    raw = yaml.safe_load(open("search_spaces/tiny.yaml"))
+    with open("search_spaces/tiny.yaml") as f:
+        raw = yaml.safe_load(f)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}",
                                 directions=["maximize", "minimize"])
@@ -58,7 +59,7 @@ def fake_study(folder, n_trials=3):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be positive"),
+    (["--seeds", "0"], "--seeds must be a positive"),
     (["--trials", "7"], "trial 7 does not exist"),
     (["--trials", "1"], "trial 1 of study 'tiny' was not trained (over budget)"),
     (["--trials", "x"], "not a list of trial numbers"),
@@ -93,10 +94,12 @@ def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path,
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("\nrun trial_") + printed.startswith("run trial_") == 4
-    rows = list(csv.DictReader(open(out / "confirm" / "confirmed.csv")))
+    with open(out / "confirm" / "confirmed.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["label"] for r in rows] == ["trial_0", "trial_1"] and all(r["n"] == "2" for r in rows)
     assert all(len(r["test_dice_runs"].split(";")) == 2 for r in rows)
-    assert (out / "confirm" / "confirmed.png").is_file() and "non-dominated" in (out / "confirm" / "confirmed.md").read_text()
+    assert (out / "confirm" / "confirmed.png").is_file()
+    assert "non-dominated" in (out / "confirm" / "confirmed.md").read_text()
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
     assert "run trial_" not in capsys.readouterr().out  # resumed: no finished seed repeated
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "3", "--no-references"]) == 0
@@ -108,7 +111,8 @@ def test_a_width_override_scales_presets_like_the_search_references():
     from plsearch.confirm import Candidate, confirm_jobs
     from plsearch.presets import preset_config
 
-    cands = [Candidate("trial_1", "trial", RunConfig()), Candidate("unet", "preset", RunConfig(model=preset_config("unet")))]
+    cands = [Candidate("trial_1", "trial", RunConfig()),
+             Candidate("unet", "preset", RunConfig(model=preset_config("unet")))]
     jobs = confirm_jobs(cands, {"model.base_width": 16}, seeds=2)
     assert [j.key for j in jobs] == ["trial_1/seed_0", "unet/seed_0", "trial_1/seed_1", "unet/seed_1"]
     assert [j.config.model.base_width for j in jobs[:2]] == [16, 32]  # U-Net keeps twice PL-Net's width

@@ -10,7 +10,14 @@ import pytest
 from scipy import stats as sps
 
 from plsearch.fidelity import analyse
-from plsearch.rankstats import bootstrap_ci, kendall, ranks, regret, spearman, top_k_overlap
+from plsearch.rankstats import (
+    bootstrap_ci,
+    kendall,
+    ranks,
+    regret,
+    spearman,
+    top_k_overlap,
+)
 
 LOW = [0.20, 0.45, 0.45, 0.10, 0.80, 0.33, 0.61, 0.61, 0.05, 0.72]
 HIGH = [0.52, 0.60, 0.41, 0.30, 0.88, 0.58, 0.66, 0.70, 0.31, 0.69]

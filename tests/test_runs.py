@@ -8,7 +8,16 @@ import pytest
 
 from plsearch.config import RunConfig, apply_overrides
 from plsearch.presets import preset_config
-from plsearch.runs import Job, RunsError, open_runs, results, run_jobs, submit, trivial_dice, work
+from plsearch.runs import (
+    Job,
+    RunsError,
+    open_runs,
+    results,
+    run_jobs,
+    submit,
+    trivial_dice,
+    work,
+)
 
 TINY = {"data.image_size": 32, "data.synthetic_count": 16, "train.epochs": 2, "train.batch_size": 8,
         "train.max_steps_per_epoch": 1, "train.augment": False, "train.lr": 0.003, "train.patience": 0,

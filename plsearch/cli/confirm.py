@@ -12,10 +12,17 @@ finished run is repeated). The final fidelity is the space's ``confirm:`` sectio
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
+from plsearch.cli import (
+    CLIError,
+    Parser,
+    argv_or_sys,
+    check_positive,
+    run_cli,
+    setup_logging,
+)
 
 
 def build_parser() -> Parser:
@@ -63,8 +70,15 @@ def _search_extra(cfg: Any, space: Any) -> dict[str, Any]:
 
 def _body(argv: Sequence[str] | None) -> int:
     from plsearch.cli.runs import run_line
-    from plsearch.confirm import (confirm_jobs, fold_split_files, mark_nondominated, reference_candidates,
-                                  search_candidates, size_objectives, aggregate)
+    from plsearch.confirm import (
+        aggregate,
+        confirm_jobs,
+        fold_split_files,
+        mark_nondominated,
+        reference_candidates,
+        search_candidates,
+        size_objectives,
+    )
     from plsearch.confirm_report import markdown, plot_confirmed, write_csv
     from plsearch.gate import parse_sets
     from plsearch.naming import study_ref
@@ -142,7 +156,8 @@ def _body(argv: Sequence[str] | None) -> int:
                    title=f"{study.study_name}: confirmed on the test split ({runs_desc})")
     print(f"\n{len(rows)} of {len(jobs)} runs finished, {time.perf_counter() - t0:.0f}s this run\n")
     print(md, end="")
-    print(f"tables: {confirm_dir / 'confirmed.md'}, {confirm_dir / 'confirmed.csv'}; plot: {confirm_dir / 'confirmed.png'}")
+    print(f"tables: {confirm_dir / 'confirmed.md'}, {confirm_dir / 'confirmed.csv'}; "
+          f"plot: {confirm_dir / 'confirmed.png'}")
     return 0
 
 

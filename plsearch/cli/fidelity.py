@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
+from plsearch.cli import (
+    CLIError,
+    Parser,
+    argv_or_sys,
+    check_positive,
+    run_cli,
+    setup_logging,
+)
 
 
 def build_parser() -> Parser:
@@ -50,7 +58,7 @@ def _sets(items: Sequence[str], flag: str, space: Any) -> dict[str, Any]:
     values = parse_sets(items)
     searched = {a.path for a in space.axes} & set(values)
     if searched:
-        raise CLIError(f"{flag} {sorted(searched)[0]} fixes a path the space searches; choose a fidelity knob "
+        raise CLIError(f"{flag} {min(searched)} fixes a path the space searches; choose a fidelity knob "
                        "(train.epochs, data.image_size, ...)")
     return values
 

@@ -8,7 +8,8 @@ password stays off the command line), else ``DIR/runs.journal``.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
 

@@ -10,10 +10,11 @@ Imports no torch: the space parser validates the section with it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["ConfirmSection", "parse_confirm_section", "KEYS"]
+__all__ = ["KEYS", "ConfirmSection", "parse_confirm_section"]
 
 KEYS = ("fidelity", "seeds", "folds", "references")
 
@@ -34,13 +35,15 @@ def parse_confirm_section(raw: Any) -> ConfirmSection:
     if raw is None:
         return ConfirmSection()
     if not isinstance(raw, Mapping):
-        raise ValueError(f"confirm: must be a mapping with keys {', '.join(KEYS)}, got {type(raw).__name__}")
+        raise ValueError(  # noqa: TRY004 - the space parser reports ValueErrors
+            f"confirm: must be a mapping with keys {', '.join(KEYS)}, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ValueError(f"confirm: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
     fidelity = raw.get("fidelity") or {}
     if not isinstance(fidelity, Mapping):
-        raise ValueError("confirm.fidelity must map dotted config paths to values, e.g. {train.epochs: 60}")
+        raise ValueError(  # noqa: TRY004
+            "confirm.fidelity must map dotted config paths to values, e.g. {train.epochs: 60}")
     from plsearch.gate import check_value
 
     checked = {}
@@ -58,5 +61,5 @@ def parse_confirm_section(raw: Any) -> ConfirmSection:
         raise ValueError(f"confirm.folds={folds!r} must be an integer >= 2 (or absent)")
     refs = raw.get("references", True)
     if not isinstance(refs, bool):
-        raise ValueError(f"confirm.references={refs!r} must be true or false")
+        raise ValueError(f"confirm.references={refs!r} must be true or false")  # noqa: TRY004
     return ConfirmSection(fidelity=checked, seeds=seeds, folds=folds, references=refs)
