@@ -41,6 +41,7 @@ import yaml
 from plsearch.config import ConfigError, RunConfig
 from plsearch.gate import resolve
 from plsearch.config import yaml_number
+from plsearch.search.confirm_section import parse_confirm_section
 from plsearch.search.parsing import (
     DEFAULT_REFERENCES, SECTIONS, Axis, MetricSpec, Pruning, SearchSpaceError, as_int, check_value, parse_axis,
     parse_constraints, parse_objectives, parse_pruning, parse_references, parse_sampler, run_imports, sampler_class,
@@ -180,6 +181,10 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
     refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
+    try:  # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
+        parse_confirm_section(data.get("confirm"))
+    except ValueError as e:
+        raise SearchSpaceError(str(e)) from None
     prof = data.get("profile") or {}
     if not isinstance(prof, Mapping) or set(prof) - {"latency"} or not isinstance(prof.get("latency", False), bool):
         raise SearchSpaceError(f"profile={prof!r} must be {{latency: true|false}}")
