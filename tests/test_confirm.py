@@ -117,3 +117,21 @@ def test_a_width_override_scales_presets_like_the_search_references():
     assert [j.key for j in jobs] == ["trial_1/seed_0", "unet/seed_0", "trial_1/seed_1", "unet/seed_1"]
     assert [j.config.model.base_width for j in jobs[:2]] == [16, 32]  # U-Net keeps twice PL-Net's width
     assert [j.config.train.seed for j in jobs] == [0, 0, 1, 1]
+
+
+def test_confirm_section_of_a_space_file():
+    import yaml
+
+    from plsearch.search.confirm_section import parse_confirm_section
+    from plsearch.search.space import SearchSpaceError, load_space, parse_space
+
+    sec = parse_confirm_section({"fidelity": {"train.epochs": 30}, "folds": 5})
+    assert sec.fidelity == {"train.epochs": 30} and sec.folds == 5 and sec.seeds == 3 and sec.references
+    assert load_space("search_spaces/ipl_epl.yaml").raw["confirm"]["seeds"] == 3
+    with open("search_spaces/tiny.yaml") as f:
+        raw = yaml.safe_load(f)
+    for bad, message in (({"seed": 2}, "unknown key 'seed'"), ({"seeds": 0}, "confirm.seeds=0"),
+                         ({"folds": 1}, "confirm.folds=1"), ({"fidelity": {"epochs": 3}}, "dotted config path"),
+                         ({"fidelity": {"train.epochs": 0}}, "train.epochs")):
+        with pytest.raises(SearchSpaceError, match=message):
+            parse_space({**raw, "confirm": bad}, "t")
