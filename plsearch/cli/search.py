@@ -137,7 +137,8 @@ def _on_reference(ref: str, rec: dict, cached: bool) -> None:
     took = "cached" if cached else f"{rec['seconds']:.1f}s"
     print(f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
           f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
-          + (f"  lr {rec['lr']:g} (best of {len(rec.get('lr_tried') or {})})" if rec.get("lr") else "")
+          + (f"  lr {rec['lr']:g} (best of {len(rec['lr_tried'])} on val)"
+             if len(rec.get("lr_tried") or {}) > 1 else "")
           + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""), flush=True)
 
 
