@@ -113,11 +113,18 @@ def predict_files(
                          f"use --image-size {stride} or more")
     _check_readable(files)  # a broken file fails before anything is written or printed
     seg = Segmenter(model, mode=mode, batch_size=batch_size, device=device, preprocessing=pre)
+    if seg.mode == "resize":  # one forward at image_size per file: refuse a size that cannot fit, before any write
+        from plsearch.memory import check_fits
+
+        check_fits(cfg, pre.image_size, batch=1, device=device, flag="--image-size")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if not _is_volume(f)]
     png = iter(unique_names(images, suffix=".png"))  # a.png and a.jpg do not overwrite each other
     names = [f.name if _is_volume(f) else next(png) for f in files]  # volumes keep their .nii.gz name
+    from plsearch.outputs import claim_folder, record_written
+
+    claim_folder(out, "predict", targets=names)  # never over a file plsearch did not write (nor an input)
+    record_written(out, names)
     written: list[Path] = []
     for f, name in progress(list(zip(files, names)), desc="predict", unit="file",
                             mode=None if show_progress else "off"):

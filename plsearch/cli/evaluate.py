@@ -38,6 +38,12 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
+    from plsearch.outputs import check_out, claim_folder, record_written
+
+    check_out(out, inputs=[args.data])  # not a file, not inside the data it reads
+    names = ("metrics.json", "best_worst.png")
+    claim_folder(out, "eval", targets=names, adopt=names)  # its own eval folder, or one of an earlier version
+    record_written(out, names)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, out_dir=out, device=device,
                                  batch_size=args.batch_size, k=args.count)
     print(format_metrics(result, f"{args.split} metrics of {args.checkpoint}:"))

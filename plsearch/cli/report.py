@@ -17,6 +17,8 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.report", description="Redraw a search's Pareto table and plots.")
     add_study_args(p, out_help="folder to write (and, without --storage, the one holding study.db)",
                    storage_env=False)  # $PLSEARCH_STORAGE only when --out is not given
+    p.add_argument("--force", action="store_true", help="write into a results folder that belongs to another study "
+                   "(its tables and plots are replaced)")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -34,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             raise CLIError("nothing to report on; pass --out DIR (a search's output folder) or --storage URL")
         study = load_study(storage, args.study, args.out)
-        out = args.out or f"results/{study.study_name}"
+        from plsearch.outputs import claim_results, safe_child
+
+        out = args.out or safe_child("results", study.study_name, what="study name")  # a stored name may be a path
+        claim_results(out, study.study_name, storage=storage, force=args.force)  # never another study's folder
         records, rows, plots = write_report(study, out)
         print(f"study {study.study_name}: {len(records)} finished trial(s); Pareto front:")
         print(pareto_markdown(rows), end="")

@@ -44,11 +44,13 @@ def build_parser() -> Parser:
 def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config before the data is read (``plsearch.gate.resolve``): a resumed run's own (plus
     flags), else preset + --data + --set + flags. The second ``resolve`` in ``_train`` adds the data."""
-    from plsearch.checkpoint import read_checkpoint
+    from plsearch.checkpoint import check_resumable, read_checkpoint
     from plsearch.gate import resolve
+    from plsearch.outputs import RUN_FILES, check_out, claim_folder
     from plsearch.presets import preset_config
 
     out = Path(args.out)
+    check_out(out, inputs=[args.data or None])  # an existing file, or inside the data: refused
     overrides = parse_sets(args.set)
     for flag, key in (("epochs", "train.epochs"), ("image_size", "data.image_size"), ("device", "train.device")):
         if getattr(args, flag) is not None:
@@ -57,16 +59,26 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
         if not (out / "last.pt").is_file():
             raise CLIError(f"nothing to resume: {out} has no last.pt; run without --resume first")
         cfg = RunConfig.from_dict(read_checkpoint(out / "last.pt")["run_config"] or {})
+        own = cfg.data.root or "the synthetic set"
+        if args.data and (not cfg.data.root or Path(args.data).resolve() != Path(cfg.data.root).resolve()):
+            raise CLIError(f"--resume continues on the run's own data ({own}), not {args.data}; drop --data, or "
+                           "train a new run with another --out")
+        check_out(out, inputs=[cfg.data.root or None])
         resumed = resolve(cfg, overrides)
         changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
         if changed:  # the checkpoint's weights would not fit: refuse before anything is written
             raise CLIError(f"--resume continues the run's own model; {changed[0]} would change it, drop that "
                            "--set or train a new run with another --out")
+        from plsearch.model import PLNet
+
+        shapes = {k: tuple(v.shape) for k, v in PLNet.from_config(resumed.model).state_dict().items()}
+        check_resumable(out, resumed.model.to_dict(), shapes)  # last.pt and best.pt of this model, before any write
         return resumed, overrides
     if (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
     if args.data and not Path(args.data).is_dir():
         raise CLIError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
+    claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl"), create=False)
     cfg = RunConfig(model=preset_config(args.model), data=DataConfig(root=str(args.data)))
     return resolve(cfg, overrides), overrides
 
@@ -88,8 +100,18 @@ def _train(argv: Sequence[str] | None) -> int:
     device = check_device(cfg.train.device)
     splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
     cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=splits)
+    if not len(splits["train"]) or not len(splits["val"]):
+        raise CLIError(f"{cfg.data.root or 'the synthetic set'} gives {len(splits['train'])} training and "
+                       f"{len(splits['val'])} validation images; training needs both: add images (at least 2 pairs) "
+                       "or change data.val_fraction")
+    from plsearch.memory import check_fits
+    from plsearch.outputs import RUN_FILES, claim_folder, record_written
+
+    check_fits(cfg.model, cfg.data.image_size, batch=cfg.train.batch_size, training=True, device=device,
+               dtype_bytes=2 if device.type == "cuda" and cfg.train.amp else 4, flag="--image-size")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl", "last.pt"))
+    record_written(out, RUN_FILES)
     (out / "config.yaml").write_text(to_yaml(cfg))
     torch.manual_seed(cfg.train.seed)  # model initialisation is part of the run's seed
     model = PLNet.from_config(cfg.model)

@@ -97,6 +97,8 @@ def number(path: str, name: str, v: Any) -> float:
     v = yaml_number(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SearchSpaceError(f"{path}: {name}={v!r} must be a number")
+    if v != v or v in (float("inf"), float("-inf")):  # NaN passes every range check after this
+        raise SearchSpaceError(f"{path}: {name}={v!r} must be a finite number")
     return v
 
 
@@ -246,7 +248,7 @@ def parse_constraints(cons: Any, fixed: Mapping[str, Any] | None = None) -> tupl
                 v = resolve_budget(k, {a: yaml_number(b) for a, b in v.items()}, fixed or {})[0]
             except ValueError as e:
                 raise SearchSpaceError(str(e)) from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
             raise SearchSpaceError(f"constraints.{k}={v!r} must be a positive number (the maximum)")
         out.append((k, float(v)))
     return tuple(out)

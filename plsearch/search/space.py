@@ -126,7 +126,12 @@ def load_space(path: str | Path) -> SearchSpace:
         raise FileNotFoundError(f"search space {str(p)!r} not found; pass --space with an existing YAML file "
                                 f"(e.g. search_spaces/tiny.yaml)")
     try:
-        data = yaml.safe_load(p.read_text())
+        from plsearch.safeyaml import YamlLimitError, load_yaml
+
+        try:
+            data = load_yaml(p, what="search space")  # size and alias-expansion bounds
+        except YamlLimitError as e:
+            raise SearchSpaceError(str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -178,7 +183,8 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
         raise SearchSpaceError("pruning.name=median needs one objective (Optuna cannot prune multi-objective "
                                "studies); use asha or dominance")
     timeout = yaml_number(data.get("timeout"))
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < float("inf")):  # NaN fails every comparison
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
     refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
     try:  # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
