@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_cfg = _model_config(args)
         size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
         check_image_size(model_cfg, size, what="--input-size")
+        from plsearch.memory import check_fits
+
+        check_fits(model_cfg, size, batch=args.batch_size, device=device, flag="--input-size")  # before any tensor
         model = PLNet.from_config(model_cfg)
         prof = profile(model, size, batch_size=args.batch_size, device=device, latency=not args.no_latency,
                        memory=not args.no_latency, repeats=args.repeats)
