@@ -18,7 +18,7 @@ from plsearch.checkpoint import load_checkpoint
 from plsearch.config import DataConfig, RunConfig
 from plsearch.metrics import logits_to_labels, per_image_dice, predict_counts, summarize
 
-__all__ = ["load_eval_data", "evaluate_checkpoint", "plot_best_worst"]
+__all__ = ["load_eval_data", "evaluate_checkpoint", "plot_best_worst", "volume_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,53 @@ def plot_best_worst(
     labels = logits_to_labels(model(x.to(device)).float()).cpu()
     titles = [f"{'best' if j < len(best) else 'worst'}: {data.ids[i][:14]}  Dice {dice[i]:.3f}"
               for j, i in enumerate(chosen.tolist())]
-    return plot_overlays(data.images[chosen].cpu().numpy(), y.cpu().numpy(), labels.numpy(), titles, path,
+    images, y = data.images[chosen].cpu(), y.cpu()
+    if images.dim() == 5:  # volumes: the slice with the most foreground, intensities stretched to 0..255
+        pick = (y > 0).flatten(2).sum(-1).argmax(1)
+        rows = torch.arange(len(pick))
+        images, y, labels = images[rows, :, pick], y[rows, pick], labels[rows, pick]
+        lo = images.amin(dim=(1, 2, 3), keepdim=True)
+        hi = images.amax(dim=(1, 2, 3), keepdim=True)
+        images = ((images - lo) / (hi - lo).clamp_min(1e-6) * 255).round().to(torch.uint8)
+    return plot_overlays(images.numpy(), y.numpy(), labels.numpy(), titles, path,
                          columns=k, heading="top row(s): best, bottom: worst   green TP, red FP, blue FN")
+
+
+@torch.no_grad()
+def volume_scores(model: nn.Module, data, *, device: torch.device | str = "cpu", batch_size: int = 2
+                  ) -> dict[str, Any]:
+    """Per-class Dice and HD95 (mm, from each volume's spacing) of a 3D model on ``VolumeData``.
+
+    Computed on the grid the network sees (volumes resized to the training size; the spacing is
+    scaled to match, so distances stay in mm). Returns the means over volumes (HD95 over the volumes
+    where both prediction and label hold the class) and ``per_volume`` rows.
+    """
+    import math
+
+    import numpy as np
+
+    from plsearch.metrics import volume_metrics
+
+    k = model.config.num_classes
+    names = {c: n.lower().replace(" ", "_") for c, n in getattr(data, "class_names", {}).items()}
+    rows = []
+    model.eval()
+    for start in range(0, len(data), batch_size):
+        idx = list(range(start, min(len(data), start + batch_size)))
+        x, y = data.batch(idx)
+        labels = logits_to_labels(model(x.to(device)).float()).cpu()
+        for j, i in enumerate(idx):
+            m = volume_metrics(labels[j].numpy(), y[j].numpy(), k, spacing=data.spacing[i], names=names)
+            rows.append({"id": data.ids[i], **m})
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        if key == "id":
+            continue
+        vals = [r[key] for r in rows if not math.isnan(r[key])]
+        out[key] = float(np.mean(vals)) if vals else float("nan")
+    out["volumes"] = len(rows)
+    out["per_volume"] = rows
+    return out
 
 
 def evaluate_checkpoint(
@@ -105,17 +150,26 @@ def evaluate_checkpoint(
     Returns:
         ``summarize`` figures plus ``split``, ``checkpoint`` and (with ``out_dir``) file paths.
     """
-    model, ckpt = load_checkpoint(checkpoint, device=device)
+    from plsearch.segmenter import resolve_checkpoint
+
+    model, ckpt = load_checkpoint(resolve_checkpoint(checkpoint), device=device)  # a file, run folder or NAME:N
     mcfg = model.config
     dset = load_eval_data(_data_config(ckpt, data), split, mcfg.num_classes, mcfg.in_channels)
     counts = predict_counts(model, dset, num_classes=mcfg.num_classes, batch_size=batch_size, device=device)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, **summarize(counts)}
+    per_volume = None
+    if mcfg.spatial_dims == 3 and hasattr(dset, "spacing"):  # volumes: per-class Dice and HD95 in mm
+        vol = volume_scores(model, dset, device=device)
+        per_volume = vol.pop("per_volume")
+        result["volumes"] = vol.pop("volumes")
+        result.update({f"volume_{k}": v for k, v in vol.items()})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         result["overlays"] = str(plot_best_worst(model, dset, counts, out / "best_worst.png", k=k, device=device))
         per_image = {i: float(d) for i, d in zip(dset.ids, per_image_dice(counts).tolist())}
-        (out / "metrics.json").write_text(json.dumps({**result, "per_image_dice": per_image}, indent=2))
+        extra = {"per_volume": per_volume} if per_volume is not None else {}
+        (out / "metrics.json").write_text(json.dumps({**result, "per_image_dice": per_image, **extra}, indent=2))
         result["metrics_json"] = str(out / "metrics.json")
     return result
 
