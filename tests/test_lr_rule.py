@@ -50,7 +50,7 @@ def test_references_train_each_preset_at_the_axis_rates_and_keep_the_best(tmp_pa
     space = parse_space({**raw, "train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, name="tiny")
     calls = []
 
-    def fake_train(cfg, prof, metrics=(), on_epoch_end=None):
+    def fake_train(cfg, prof, metrics=(), on_epoch_end=None, **kwargs):
         calls.append(cfg.train.lr)
         return {"val_dice": 1.0 - abs(cfg.train.lr - 3.16e-3)}
 

@@ -42,7 +42,7 @@ def test_an_all_background_network_is_recorded_infeasible_and_never_on_the_front
     from plsearch.search import load_space, objective, run_search
     from plsearch.search.datacache import load_data
 
-    def all_background(cfg, prof, metrics=(), on_epoch_end=None):
+    def all_background(cfg, prof, metrics=(), on_epoch_end=None, **kwargs):
         val = load_data(cfg.data, cfg.model.num_classes)["val"]
         dice = evaluate_model(AllBackground(), val)["dice"]  # a real evaluation of the network on the split
         if on_epoch_end is not None:
