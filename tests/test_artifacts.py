@@ -98,3 +98,16 @@ def test_a_search_keeps_each_trained_trials_weights(tmp_path, monkeypatch):
     model = plsearch.load(f"{out}:{t.number}")
     assert model.config.to_dict() == t.user_attrs.get("config", {}).get("model", model.config.to_dict())
     assert (out / "artifacts").is_dir() and store_bytes(artifact_store(out)) > 0
+
+
+def test_evaluate_and_export_take_a_trial(study_dir, capsys):
+    from plsearch.cli.evaluate import main as evaluate_main
+    from plsearch.cli.export import main as export_main
+
+    out, _, _ = study_dir
+    assert evaluate_main(["--trial", f"{out}:1", "--device", "cpu", "--count", "1"]) == 0
+    assert (out / "eval_trial1_test" / "metrics.json").is_file()
+    assert export_main(["--trial", f"{out}:1", "--format", "torchscript", "--out", str(out / "t1.pt")]) == 0
+    assert "largest difference" in capsys.readouterr().out
+    assert export_main(["--trial", f"{out}:7", "--format", "onnx", "--out", str(out / "t7.onnx")]) == 2
+    assert "has no trial 7" in capsys.readouterr().err

@@ -14,7 +14,9 @@ from plsearch.cli import Parser, argv_or_sys, check_positive, run_cli, setup_log
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.evaluate", description="Evaluate a trained checkpoint.")
-    p.add_argument("--checkpoint", required=True, help="RUN/best.pt (or last.pt) of a training run")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="RUN/best.pt (or last.pt) of a training run")
+    src.add_argument("--trial", help="a search trial whose weights were kept, e.g. results/ipl_epl:12")
     p.add_argument("--data", help="data folder (default: the folder the run trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="the run's split of the folder, or all of its images [test]")
@@ -37,7 +39,15 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     device = check_device(args.device)
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
+    if args.trial:  # its kept weights (plsearch.artifacts); the default output goes next to the study
+        from plsearch.naming import parse_trial_ref
+
+        ref = parse_trial_ref(args.trial)
+        args.checkpoint = args.trial
+        default_out = ref.study.folder / f"eval_trial{ref.number}_{args.split}"
+    else:
+        default_out = Path(args.checkpoint).parent / f"eval_{args.split}"
+    out = Path(args.out) if args.out else default_out
     from plsearch.outputs import check_out, claim_folder, record_written
 
     check_out(out, inputs=[args.data])  # not a file, not inside the data it reads
