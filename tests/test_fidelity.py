@@ -36,11 +36,11 @@ def test_rank_statistics_equal_scipys_with_ties():
 
 
 def test_bootstrap_interval_matches_scipy_percentile_bootstrap_and_covers_the_estimate():
-    lo, hi = bootstrap_ci(LOW, HIGH, kendall, n_boot=4000, seed=1)
+    lo, hi = bootstrap_ci(LOW, HIGH, kendall, n_boot=1500, seed=1)
     ref = sps.bootstrap((np.array(LOW), np.array(HIGH)), lambda a, b: sps.kendalltau(a, b).statistic, paired=True,
-                        vectorized=False, n_resamples=4000, method="percentile", random_state=1).confidence_interval
+                        vectorized=False, n_resamples=1500, method="percentile", random_state=1).confidence_interval
     assert lo <= kendall(LOW, HIGH) <= hi
-    assert lo == pytest.approx(ref.low, abs=0.08) and hi == pytest.approx(ref.high, abs=0.08)
+    assert lo == pytest.approx(ref.low, abs=0.1) and hi == pytest.approx(ref.high, abs=0.1)
     assert bootstrap_ci(LOW, HIGH, kendall, seed=5) == bootstrap_ci(LOW, HIGH, kendall, seed=5)
 
 
