@@ -94,6 +94,8 @@ def _body(argv: Sequence[str] | None) -> int:
     check_positive(args, "seeds", "folds", "workers", "tflops")
     if args.folds is not None and args.folds < 2:
         raise CLIError(f"--folds must be at least 2, got {args.folds}; pass e.g. --folds 5")
+    if args.device and args.devices:
+        raise CLIError("--device and --devices both given; use --devices for one worker per device, else --device")
     trials = _trial_numbers(args.trials)
     ref = study_ref(args)
     out = ref.folder

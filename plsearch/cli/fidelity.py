@@ -72,6 +72,8 @@ def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
     check_positive(args, "configs", "workers", "tflops")
+    if args.device and args.devices:
+        raise CLIError("--device and --devices both given; use --devices for one worker per device, else --device")
     space = load_space(args.space)
     extra = _sets(args.set, "--set", space)
     if args.data is not None:
