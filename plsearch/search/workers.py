@@ -269,11 +269,13 @@ def _relay(stream: Any, index: int, is_err: bool, on_line: Callable[[int, str, b
 
 # ----------------------------------------------------------------------------- default worker count
 
-# Train-step MACs (3 x forward MACs x batch) below which a CPU trial gains little from a second
-# thread, so that one single-threaded worker per core finishes more trials per hour. Measured on a
-# 2-core CPU (README, Speed: "Workers"): PL-Net at the default fidelity (0.5 GMAC/step) and at 64 px
-# batch 8 (2 GMAC/step) ran a train step 1.0-1.3x faster on 2 threads than on 1; at 96 px batch 16
-# (8.9 GMAC/step) the second thread paid more.
+# Train-step MACs (3 x forward MACs x batch) up to which a CPU trial is "small": its kernels are
+# fixed-cost dominated (PL-Net at the default fidelity, 0.5 GMAC/step, runs at 1-5 % of the matmul
+# peak on one thread, README Speed), so a second thread has little arithmetic to share while
+# separate single-threaded workers run whole trials side by side. 3e9 covers the shipped CPU
+# fidelities (32 px batch 8: 0.5 GMAC; dsb2018 64 px batch 8: 2.0 GMAC) and leaves 96 px batch 16
+# (8.9 GMAC) to one process with every thread. On a busy shared 2-core machine (load ~25) a
+# 2-thread PL-Net step at 32 px could not even be timed: its OpenMP threads spun while descheduled.
 SMALL_STEP_MACS = 3e9
 MIN_TRIALS_PER_WORKER = 4  # fewer trials do not repay a worker process's start (torch import, data)
 
