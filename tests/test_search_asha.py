@@ -37,9 +37,10 @@ def _space(eta=3, min_epochs=1, objectives=("val_dice", "params")):
 
 
 def test_rungs_at_min_epochs_times_powers_of_eta_below_the_last_epoch():
-    assert rung_epochs(1, 3, 10) == (1, 3, 9)
-    assert rung_epochs(1, 3, 9) == (1, 3)  # epoch 9 is the last: nothing left to save
-    assert rung_epochs(2, 2, 9) == (2, 4, 8)
+    assert rung_epochs(1, 3, 10) == (1, 3)  # 9 of 10 is no rung: the top rung is the full run
+    assert rung_epochs(1, 3, 9) == (1, 3)
+    assert rung_epochs(2, 2, 9) == (2, 4)
+    assert rung_epochs(3, 3, 10) == (3,)
     assert rung_epochs(5, 3, 5) == ()
     with pytest.raises(ValueError):
         rung_epochs(1, 1, 10)
@@ -205,9 +206,11 @@ def test_space_names_its_pruner_and_states_budgets_relative_to_a_preset():
     assert macs == resolve_budget("macs", {"at_most": "plnet"}, {"model.base_width": 4, "data.image_size": 64})[0]
     assert 8.0e7 < macs < 8.5e7  # PL-Net at width 4, 64 px: 82.5 M
     assert parse_space(base).pruning.name is None  # no name: today's choice (dominance / median)
+    assert parse_space(base).trivial_margin == 0.0 and parse_space({**base, "trivial_margin": 0.05}).trivial_margin == 0.05
     for bad, msg in (({"pruning": {"name": "x"}}, "choose one of"), ({"pruning": {"name": "median"}}, "one objective"),
                      ({"pruning": {"name": "asha", "eta": 1}}, "eta"),
-                     ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset")):
+                     ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset"),
+                     ({"trivial_margin": 1.5}, "trivial_margin")):
         with pytest.raises(SearchSpaceError, match=msg):
             parse_space({**base, **bad})
 

@@ -44,7 +44,7 @@ def test_fixed_trial_maps_to_config():
     space = load_space(REPO / "search_spaces" / "ipl_epl.yaml")
     params = {"model.steps": 3, "model.ipl": "stacked", "model.stages": 2, "model.depth": 5, "model.stage_step": 1,
               "model.ocs": 1.25, "model.fsc": False, "model.bsc": True, "model.plan": "bionet",
-              "model.block": "convbnrelu", "model.up": "convt2_half"}
+              "model.block": "convbnrelu", "model.up": "convt2_half", "train.lr": 0.003}
     sampled = space.sample(optuna.trial.FixedTrial(params))
     assert sampled == params
     cfg = space.build(sampled)

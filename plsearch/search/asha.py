@@ -1,6 +1,6 @@
 """Multi-objective asynchronous successive halving (MOASHA, Schmucker et al. 2021), stop-or-go form.
 
-Rungs sit at ``min_epochs * eta**k`` epochs (below the trial's last epoch). When a trial finishes a
+Rungs sit at ``min_epochs * eta**k`` epochs, up to ``epochs / eta`` (the top rung is the full run). When a trial finishes a
 rung's epoch it goes on only if it ranks in the top ``n // eta`` of the ``n`` trials that reached
 that rung so far, itself included (all go on while ``n < eta``). Ranking is non-dominated sorting over the study's
 objectives with the accuracy taken at the rung (sizes are exact before training), ties inside a
@@ -30,11 +30,12 @@ class RungResult:
 
 
 def rung_epochs(min_epochs: int, eta: int, epochs: int) -> tuple[int, ...]:
-    """Epochs at which decisions are made: ``min_epochs * eta**k`` strictly below ``epochs``."""
+    """Epochs at which decisions are made: ``min_epochs * eta**k`` up to ``epochs / eta`` (ASHA's rungs
+    below the top one, which is the full run: a decision at epoch 9 of 10 would save one epoch)."""
     if min_epochs < 1 or eta < 2:
         raise ValueError(f"min_epochs={min_epochs} must be >= 1 and eta={eta} >= 2")
     out, r = [], min_epochs
-    while r < epochs:
+    while r * eta <= epochs:
         out.append(r)
         r *= eta
     return tuple(out)

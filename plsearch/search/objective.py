@@ -145,7 +145,8 @@ class Objective:
             return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
         floor = self.trivial(cfg)
         trial.set_user_attr("trivial_val_dice", floor)
-        callback = make_epoch_callback(trial, self.space, prof, cfg.train.epochs, floor=floor["best"])
+        callback = make_epoch_callback(trial, self.space, prof, cfg.train.epochs,
+                                       floor=floor["best"] + self.space.trivial_margin)
         return self._train(trial, cfg, prof, callback, floor)
 
     def trivial(self, cfg: RunConfig) -> dict[str, float]:
@@ -196,11 +197,13 @@ class Objective:
         values = [float(metrics[m.name]) if m.name in metrics else float(prof[m.name]) for m in self.metrics]
         if any(math.isnan(v) for v in values):
             return self._infeasible(trial, prof, f"objective values {values} contain NaN")
-        if floor is not None and metrics["val_dice"] <= floor["best"]:  # learned nothing a constant cannot do
+        margin = self.space.trivial_margin
+        if floor is not None and metrics["val_dice"] <= floor["best"] + margin:  # no better than a constant
             which = "all-background" if floor["all_background"] >= floor["all_foreground"] else "all-foreground"
             trial.set_user_attr("degenerate", True)
+            plus = f" + margin {margin:g}" if margin else ""
             return self._infeasible(trial, prof, f"degenerate: val Dice {metrics['val_dice']:.4f} <= {which} "
-                                                 f"{floor['best']:.4f} (a trivial predictor on the same split)")
+                                                 f"{floor['best']:.4f}{plus} (a trivial predictor on the same split)")
         trial.set_user_attr("feasible", True)
         self._set_constraints(trial, prof, True)
         return Outcome("complete", values)

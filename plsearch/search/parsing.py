@@ -18,7 +18,7 @@ from plsearch.gate import check_value as gate_check_value
 from plsearch.search.registries import get_sampler, list_samplers, resolve_metric
 
 SECTIONS = ("name", "description", "imports", "objectives", "constraints", "fidelity", "sampler", "seed", "pruning",
-            "n_trials", "timeout", "references", "profile", "confirm")
+            "n_trials", "timeout", "references", "profile", "confirm", "trivial_margin")
 CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
 DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")
 

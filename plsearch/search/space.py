@@ -68,6 +68,7 @@ class SearchSpace:
     timeout: float | None = None
     references: tuple[str, ...] = DEFAULT_REFERENCES
     latency: bool = False
+    trivial_margin: float = 0.0  # a trained trial must beat the trivial predictors' val Dice by more than this
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -187,6 +188,10 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
                                 or not 0 < timeout < float("inf")):  # NaN fails every comparison
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
     refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
+    margin = yaml_number(data.get("trivial_margin", 0.0))
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise SearchSpaceError(f"trivial_margin={margin!r} must be a number in [0, 1): how much a trial's val Dice "
+                               "must beat the trivial predictors' to count as learned")
     try:  # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
         parse_confirm_section(data.get("confirm"))
     except ValueError as e:
@@ -204,5 +209,5 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
         timeout=None if timeout is None else float(timeout), references=tuple(refs),
         latency=bool(prof.get("latency", False)) or any(o.name == "latency_ms" for o in objectives)
         or any(k == "latency_ms" for k, _ in cons),
-        description=str(data.get("description", "")), raw=dict(data),
+        description=str(data.get("description", "")), raw=dict(data), trivial_margin=float(margin),
     )
