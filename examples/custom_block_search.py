@@ -40,6 +40,11 @@ class DepthwiseSeparable(Block):
     def forward(self, x: torch.Tensor, state: nn.Module) -> torch.Tensor:
         return F.relu(state(self.pointwise(self.depthwise(x))), inplace=True)
 
+    @torch.no_grad()
+    def zero_input_channels(self, channels: slice) -> None:
+        """Silence input ``channels`` (a backward skip starts at zero): depthwise filter c reads channel c."""
+        self.depthwise.weight[channels] = 0
+
     @staticmethod
     def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
         return cin * 3**dims + cin * cout, 2 * cout
@@ -59,15 +64,16 @@ def val_sensitivity(ctx: MetricContext) -> float:
 
 
 def main() -> None:
+    from plsearch.report import draw_plots
     from plsearch.search import load_space, run_search
-    from plsearch.search.records import pareto_markdown
+    from plsearch.search.pareto import pareto_markdown
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/custom_space")
     p.add_argument("--n-trials", type=int)
     args = p.parse_args()
     space = load_space(Path(__file__).with_name("custom_space.yaml"))
-    result = run_search(space, out_dir=args.out, n_trials=args.n_trials,
+    result = run_search(space, out_dir=args.out, n_trials=args.n_trials, draw=draw_plots,
                         on_trial=lambda r: print(r["number"], r["state"], r["params"], r["values"]))
     print(pareto_markdown(result.pareto))
 

@@ -159,7 +159,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}={value!r} must be a list")
+            raise ConfigError(f"{name}={value!r} must be a list; write e.g. {name}=[1, 2]")
         item_tp = args[0] if args else Any
         return tuple(_coerce(f"{name}[{i}]", item_tp, v) for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
@@ -171,24 +171,24 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name}={value!r} must be true or false")
+        raise ConfigError(f"{name}={value!r} must be true or false; write {name}=true or {name}=false")
     if tp is int:
         value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{name}={value!r} must be an integer")
+            raise ConfigError(f"{name}={value!r} must be an integer; write e.g. {name}=3")
         return value
     if tp is float:
         value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}={value!r} must be a number")
+            raise ConfigError(f"{name}={value!r} must be a number; write e.g. {name}=0.5")
         if not math.isfinite(value):  # NaN passes every range check; no config field means infinity
             raise ConfigError(f"{name}={value!r} must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name}={value!r} must be a string")
+            raise ConfigError(f"{name}={value!r} must be a string; quote it, e.g. {name}='text'")
         return value
     return value
 

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from plsearch.blocks import Head, UpConvT2Half, UpConvT3
 from plsearch.config import ModelConfig, from_dict
-from plsearch.wiring import Op, Wiring, build_wiring, layer_class, padded_size
+from plsearch.registry import get_block
+from plsearch.wiring import Op, Wiring, build_wiring, padded_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.plan import Plan
@@ -85,6 +87,15 @@ def _restored_norm_stats(norms: list[nn.Module]) -> Iterator[None]:
             for m, bufs in zip(norms, saved):
                 for k, v in m.named_buffers(recurse=False):
                     v.copy_(bufs[k])
+
+
+def layer_class(cfg: ModelConfig, kind: str) -> type:
+    """The torch class that implements a wiring layer kind (the registered block for ``block``)."""
+    if kind == "block":
+        return get_block(cfg.block)
+    if kind in ("up", "final_up"):
+        return UpConvT3 if cfg.up == "convt3" else UpConvT2Half
+    return Head
 
 
 class PLNet(nn.Module):

@@ -5,6 +5,9 @@ the ordered list of ops (one per application of a layer, or a pool) that one for
 naming the tensors it concatenates and the tensor it produces. No torch here: the model executes
 this list, ``estimate()`` costs it analytically, and ``plsearch.draw`` pictures it.
 
+``layer_cost`` answers a layer's params and MACs (``plsearch.costs``); the torch class that builds
+it is ``plsearch.model.layer_class``'s business.
+
 Naming (see the wiring notes, ``../shared/design/plnet-wiring.md``):
 - layers: ``stem{i}``, ``L{l}.conv{j}`` (encoder level l, conv j of ``steps``), ``T{l}`` (transition
   conv before the pool), ``U{l}`` (up-sampling from level l to l-1; ``U0`` goes to the stem
@@ -210,17 +213,6 @@ class Estimate:
     params: int
     macs: int
     input_size: tuple[int, ...]
-
-
-def layer_class(cfg: ModelConfig, kind: str) -> type:
-    """The torch class that implements a layer kind (the registered block for ``block``)."""
-    from plsearch.blocks import Head, UpConvT2Half, UpConvT3
-
-    if kind == "block":
-        return get_block(cfg.block)
-    if kind in ("up", "final_up"):
-        return UpConvT3 if cfg.up == "convt3" else UpConvT2Half
-    return Head
 
 
 def layer_cost(cfg: ModelConfig, kind: str) -> Any:

@@ -72,7 +72,7 @@ def test_epoch_callback_prunes_through_optuna_in_a_multi_objective_study():
     cb(1, {"val_dice": 0.0})  # warm-up epoch: kept
     with pytest.raises(optuna.TrialPruned, match="trial 3"):
         cb(2, {"val_dice": 0.1})
-    assert study._storage.get_trial(trial._trial_id).user_attrs["val_dice_curve"] == [0.0, 0.1]
+    assert study.get_trials(deepcopy=False)[trial.number].user_attrs["val_dice_curve"] == [0.0, 0.1]
     good = study.ask()
     cb = make_epoch_callback(good, space, {"params": 1500, "macs": 15000}, epochs=4)
     for e, d in enumerate([0.6, 0.95, 0.97, 0.98], start=1):
@@ -83,9 +83,15 @@ def test_last_epoch_is_never_pruned():
     space = parse_space({"model.steps": {"low": 1, "high": 4}, "objectives": ["val_dice", "params"]})
     study = optuna.create_study(directions=space.directions)
     study.add_trials(FINISHED)
-    cb = make_epoch_callback(study.ask(), space, {"params": 1500, "macs": 15000}, epochs=2)
-    cb(1, {"val_dice": 0.0})
-    cb(2, {"val_dice": 0.0})  # training is over: its values are worth recording
+    trial = study.ask()
+    cb = make_epoch_callback(trial, space, {"params": 1500, "macs": 15000}, epochs=2)
+    cb(1, {"val_dice": 0.0})  # the warm-up epoch
+    cb(2, {"val_dice": 0.0})  # dominated, but training is over: its values are worth recording (no TrialPruned)
+    assert study.get_trials(deepcopy=False)[trial.number].user_attrs["val_dice_curve"] == [0.0, 0.0]
+    mid = make_epoch_callback(study.ask(), space, {"params": 1500, "macs": 15000}, epochs=3)
+    mid(1, {"val_dice": 0.0})
+    with pytest.raises(optuna.TrialPruned):  # the same curve before the last epoch is pruned
+        mid(2, {"val_dice": 0.0})
 
 
 def test_single_objective_uses_optunas_pruner():

@@ -61,11 +61,12 @@ def test_not_trivially_thresholdable():
     assert best > 0.4  # but the blobs are the bright things
 
 
+@pytest.mark.slow  # a timing bound: out of the default run, where a busy machine could fail it
 def test_fast():
     make_synthetic(8, 64, 0)  # warm-up
     t = time.perf_counter()
     make_synthetic(96, 64, 0)
-    assert time.perf_counter() - t < 2.0  # ~0.03 s on an idle core; per-pixel loops would take minutes
+    assert time.perf_counter() - t < 20.0  # ~0.03 s on an idle core; per-pixel loops would take minutes
 
 
 def test_write_then_load_round_trip(tmp_path):

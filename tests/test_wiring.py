@@ -77,11 +77,12 @@ def test_estimate_equals_built_model_and_fvcore(name, overrides):
     assert est.macs == macs
 
 
-def test_estimate_is_cheap():
-    import time
+def test_estimate_is_cheap(monkeypatch):
+    # cheap = analytic: no torch module is built (a search screens thousands of configs this way)
+    def refuse(*args, **kwargs):
+        raise AssertionError("estimate built a torch module")
 
-    t0 = time.perf_counter()
+    monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
     for steps in range(1, 5):
         for ocs in (0.5, 1.0, 1.5, 2.0):
-            estimate(preset_config("plnet", steps=steps, ocs=ocs), 224)
-    assert time.perf_counter() - t0 < 2.0  # 16 configs; a search screens thousands
+            assert estimate(preset_config("plnet", steps=steps, ocs=ocs), 224).params > 0

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plsearch.blocks.base import Block, batch_norm, conv_fn, conv_nd, fast_conv, fold_conv_bn, fold_halves, norm_nd
+from plsearch.costs import BLOCK_COSTS
 from plsearch.registry import register_block
 
 
@@ -41,13 +42,8 @@ class PLConv(Block):
         # BN after ReLU: a * relu(z) + b = max(a * z + b, b) for a >= 0 (exact; see FusedConv)
         return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        return cin * cout * 3**dims + cout, 2 * cout
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        return out_voxels * cin * cout * 3**dims + 2 * out_voxels * cout
+    params = staticmethod(BLOCK_COSTS["plconv"].params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(BLOCK_COSTS["plconv"].macs)
 
 
 @register_block("convbnrelu")
@@ -76,10 +72,5 @@ class ConvBNReLU(Block):
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
         return fold_conv_bn(self.conv, state, dims=self.dims, post="relu", self_concat=self_concat)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        return cin * cout * 3**dims, 2 * cout
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        return out_voxels * cin * cout * 3**dims + 2 * out_voxels * cout
+    params = staticmethod(BLOCK_COSTS["convbnrelu"].params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(BLOCK_COSTS["convbnrelu"].macs)

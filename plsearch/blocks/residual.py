@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plsearch.blocks.base import Block, FusedConv, batch_norm, conv_nd, fast_conv, fold_conv_bn, norm_nd
+from plsearch.costs import BLOCK_COSTS
 from plsearch.registry import register_block
 
 
@@ -53,19 +54,8 @@ class ResidualUnit(Block):
         return _FusedResidual(fold_conv_bn(self.conv1, state[0], dims=d, post="relu", self_concat=self_concat),
                               fold_conv_bn(self.conv2, state[1], dims=d, post="none"), proj)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        k = 3**dims
-        shared = cin * cout * k + cout * cout * k + (cin * cout if cin != cout else 0)
-        return shared, 2 * cout * (3 if cin != cout else 2)
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        k = 3**dims
-        m = out_voxels * (cin * cout * k + cout * cout * k) + 2 * 2 * out_voxels * cout
-        if cin != cout:
-            m += out_voxels * cin * cout + 2 * out_voxels * cout
-        return m
+    params = staticmethod(BLOCK_COSTS["residual"].params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(BLOCK_COSTS["residual"].macs)
 
 
 class _FusedResidual(nn.Module):

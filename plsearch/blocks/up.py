@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plsearch.blocks.base import Block, batch_norm, conv_nd, conv_transpose_nd, fast_conv, fold_conv_bn, norm_nd
+from plsearch.costs import HEAD_COST, UP_COSTS
 
 
 class UpConvT3(Block):
@@ -31,14 +32,8 @@ class UpConvT3(Block):
         return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat,
                             transposed=True)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        return cin * cout * 3**dims + cout, 2 * cout
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        in_voxels = out_voxels // 2**dims  # fvcore counts transposed convs on the input grid
-        return in_voxels * cin * cout * 3**dims + 2 * out_voxels * cout
+    params = staticmethod(UP_COSTS["convt3"].params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(UP_COSTS["convt3"].macs)
 
 
 class UpConvT2Half(Block):
@@ -57,13 +52,8 @@ class UpConvT2Half(Block):
     def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
         return self.conv.forward(x)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        return cin * cout * 2**dims + cout, 0
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        return (out_voxels // 2**dims) * cin * cout * 2**dims
+    params = staticmethod(UP_COSTS["convt2_half"].params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(UP_COSTS["convt2_half"].macs)
 
 
 class Head(Block):
@@ -82,10 +72,5 @@ class Head(Block):
     def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
         return fast_conv(x, self.conv.weight, self.conv.bias, 0, training)
 
-    @staticmethod
-    def params(cin: int, cout: int, dims: int) -> tuple[int, int]:
-        return cin * cout + cout, 0
-
-    @staticmethod
-    def macs(cin: int, cout: int, dims: int, out_voxels: int) -> int:
-        return out_voxels * cin * cout
+    params = staticmethod(HEAD_COST.params)  # plsearch.costs: the one analytic count (no torch)
+    macs = staticmethod(HEAD_COST.macs)

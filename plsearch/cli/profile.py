@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"wiring drawn to {draw_wiring(model.wiring, args.draw)}")
         if args.summary:
-            import torchinfo
+            try:
+                import torchinfo
+            except ImportError:
+                raise CLIError("--summary needs torchinfo; pip install 'plsearch[summary]'") from None
 
             x_shape = (args.batch_size, model.config.in_channels) + prof.input_shape[2:]
             print(torchinfo.summary(model, input_size=x_shape, device=device, verbose=0, depth=2))
