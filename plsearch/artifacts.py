@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ARTIFACT_DIR", "DEFAULT_KEEP_TOP", "ArtifactError", "artifact_store", "keep_checkpoint", "keep_model",
-           "prune", "store_bytes", "trial_checkpoint", "trial_weights"]
+           "prune", "store_bytes", "trial_checkpoint", "trial_config", "trial_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,23 @@ def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
         raise ArtifactError(f"trial {ref.number} of {sref} kept no weights ({why}); retrain its config with "
                             f"python -m plsearch.train --trial {ref}")
     return trial, metas[-1].artifact_id, (store if store is not None else _default_store(study, _folder(sref)))
+
+
+def trial_config(ref: Any) -> Any:
+    """The resolved ``RunConfig`` a search trial trained with (its record), to retrain it at another fidelity."""
+    from plsearch.config import RunConfig
+    from plsearch.report import load_study
+
+    sref = ref.study
+    study = load_study(storage=sref.storage, study_name=sref.name, out_dir=sref.out)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == ref.number]
+    if not trials:
+        raise ArtifactError(f"{sref} has no trial {ref.number} (it has {len(study.trials)} trials, numbered from 0)")
+    config = trials[0].user_attrs.get("config")
+    if not config:
+        raise ArtifactError(f"trial {ref.number} of {sref} has no recorded config (its sampled parameters did not "
+                            "form a valid config); choose a trained trial from pareto.csv")
+    return RunConfig.from_dict(config)
 
 
 def _folder(sref: Any) -> Path | None:

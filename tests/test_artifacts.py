@@ -40,6 +40,7 @@ def study_dir(tmp_path, monkeypatch):
         model = PLNet.from_config(cfg)
         run = RunConfig(model=cfg, data=DataConfig(image_size=32 + 8 * trial.number))
         keep_model(trial, model, store, run_config=run)
+        trial.set_user_attr("config", run.to_dict())  # what the search's objective records
         torch.save(model.state_dict(), out / f"eager_{trial.number}.pt")
         return scores[trial.number]
 
@@ -111,3 +112,21 @@ def test_evaluate_and_export_take_a_trial(study_dir, capsys):
     assert "largest difference" in capsys.readouterr().out
     assert export_main(["--trial", f"{out}:7", "--format", "onnx", "--out", str(out / "t7.onnx")]) == 2
     assert "has no trial 7" in capsys.readouterr().err
+
+
+def test_train_retrains_a_trials_config(study_dir, tmp_path, capsys):
+    import yaml
+
+    from plsearch.cli.train import main as train_main
+
+    out, study, _ = study_dir
+    run = tmp_path / "retrained"
+    code = train_main(["--trial", f"{out}:1", "--epochs", "1", "--set", "train.max_steps_per_epoch=1",
+                       "--set", "data.synthetic_count=16", "--set", "train.batch_size=4", "--device", "cpu",
+                       "--quiet", "--out", str(run)])
+    assert code == 0, capsys.readouterr().err
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    recorded = study.trials[1].user_attrs["config"]
+    same = {k: v for k, v in cfg["model"].items() if k != "in_channels"}  # channels follow the (RGB) data
+    assert same == {k: v for k, v in recorded["model"].items() if k != "in_channels"}
+    assert cfg["data"]["image_size"] == 40 and cfg["train"]["epochs"] == 1

@@ -33,6 +33,8 @@ def build_parser() -> Parser:
                    help="override a config field, e.g. --set model.ocs=0.5 --set train.lr=3e-4")
     p.add_argument("--out", required=True, help="run folder to write (must not hold a run unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--trial", help="retrain a search trial's config (e.g. results/ipl_epl:12); raise the fidelity "
+                   "with --set/--epochs/--image-size (--model is ignored)")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--image-size", type=int, help="data.image_size")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N [auto]")
@@ -79,6 +81,17 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
     if args.data and not Path(args.data).is_dir():
         raise CLIError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
     claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl"), create=False)
+    if getattr(args, "trial", None):  # a found config, retrained (at the fidelity the flags and --set give)
+        from dataclasses import replace
+
+        from plsearch.artifacts import trial_config
+        from plsearch.naming import parse_trial_ref
+
+        cfg = trial_config(parse_trial_ref(args.trial))
+        if args.data:
+            cfg = replace(cfg, data=replace(cfg.data, root=str(args.data)))
+        check_out(out, inputs=[cfg.data.root or None])
+        return resolve(cfg, overrides), overrides
     cfg = RunConfig(model=preset_config(args.model), data=DataConfig(root=str(args.data)))
     return resolve(cfg, overrides), overrides
 
@@ -116,7 +129,8 @@ def _train(argv: Sequence[str] | None) -> int:
     torch.manual_seed(cfg.train.seed)  # model initialisation is part of the run's seed
     model = PLNet.from_config(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"training {args.model if not args.resume else 'resumed run'}: {n_params / 1e6:.3f} M params, "
+    what = 'resumed run' if args.resume else (f'trial {args.trial}' if getattr(args, 'trial', None) else args.model)
+    print(f"training {what}: {n_params / 1e6:.3f} M params, "
           f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test images at "
           f"{cfg.data.image_size} px on {device}", file=sys.stderr)
     result = fit(model, splits["train"], splits["val"], cfg.train, num_classes=cfg.model.num_classes, out_dir=out,
