@@ -49,11 +49,27 @@ def _refused(capsys, main, argv, *guarded: Path, match: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A tiny trained run and its data (trained once, copied by the tests that change it)."""
+    """A run folder as ``train`` leaves it (config.yaml, last.pt with a training state, best.pt) and its data;
+    made without training (the refusals under test all happen before a step would run)."""
+    from plsearch.checkpoint import TRAIN_STATE_KEYS, save_checkpoint
+    from plsearch.config import DataConfig, RunConfig, TrainConfig, to_yaml
+    from plsearch.model import PLNet
+    from plsearch.presets import preset_config
+
     root = tmp_path_factory.mktemp("safety_cli")
     data = write_synthetic(root / "D", 8, 32, seed=1)
-    assert train_main(["--data", str(data), *TRAIN, "--out", str(root / "run")]) == 0
-    return root / "run"
+    cfg = RunConfig(model=preset_config("unet", base_width=4, depth=3, in_channels=3),
+                    data=DataConfig(root=str(data), image_size=32), train=TrainConfig(epochs=1, batch_size=8))
+    torch.manual_seed(0)
+    model = PLNet.from_config(cfg.model)
+    state = dict.fromkeys(TRAIN_STATE_KEYS, 0) | {"history": [], "optimizer": {}, "rng": {}}
+    run = root / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(cfg))
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(run / name, model.state_dict(), model_config=cfg.model.to_dict(), run_config=cfg.to_dict(),
+                        train_state=state)
+    return run
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from plsearch.profile import _PeakMemory
 
 # (preset, overrides, size): every plan, block kind, fusion, ipl mode and 3D, at sizes that run in milliseconds
 CASES = [
-    ("plnet", dict(base_width=4), 32),
     ("bionet", dict(base_width=4), 32),
-    ("plnet", dict(base_width=4, block="residual", depth=4), 32),
+    pytest.param("plnet", dict(base_width=4), 32, marks=pytest.mark.slow),
+    pytest.param("plnet", dict(base_width=4, block="residual", depth=4), 32, marks=pytest.mark.slow),
     pytest.param("plnet-small", dict(base_width=4), 48, marks=pytest.mark.slow),
     pytest.param("unet", dict(base_width=4), 64, marks=pytest.mark.slow),
     pytest.param("plnet", dict(base_width=4, block="convbnrelu", steps=3, fusion="last"), 40, marks=pytest.mark.slow),

@@ -119,7 +119,7 @@ def test_claim_folder_adopts_an_earlier_run(tmp_path):
     assert read_marker(run)["kind"] == "run"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "A", "b", "a_png", "x.y", "a_png_2"]),
                           st.sampled_from([".png", ".jpg", ".PNG", ".tif", ""])), min_size=1, max_size=8))
 def test_unique_names_never_puts_two_outputs_on_one_name(parts):

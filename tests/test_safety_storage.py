@@ -64,7 +64,6 @@ def test_empty_or_new_storages_are_used_and_optuna_ones_kept(tmp_path):
     store = open_storage(_spec(f"sqlite:///{empty}", tmp_path))
     optuna.create_study(study_name="s", storage=store)
     check_foreign(_spec(f"sqlite:///{empty}", tmp_path), create=False)  # an Optuna storage now: fine for reports
-    open_storage(_spec(f"sqlite:///{tmp_path / 'new.db'}", tmp_path))
     journal = tmp_path / "j.journal"
     optuna.create_study(study_name="s", storage=open_storage(_spec(str(journal), tmp_path)))
     check_foreign(_spec(str(journal), tmp_path), create=False)
