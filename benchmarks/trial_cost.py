@@ -141,7 +141,8 @@ def measure(cfg: dict, fid: tuple, rounds: int, steps: int, clock) -> dict:
 
 
 def table(rows: list[dict], peak: float) -> str:
-    lines = [f"matmul peak (1 thread, same run): {peak / 1e9:.1f} GFLOP/s; ms/step: median of the rounds\n",
+    lines = [f"matmul peak (1 thread, wall clock, same run): {peak / 1e9:.1f} GFLOP/s; ms/step: CPU time, median "
+             "of the rounds\n",
              "| fidelity | config | MACs/img | ms/step before | plan | +native conv | **after** | speed-up | "
              "ops/step before -> after | GFLOP/s before -> after | train s/trial before -> after |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
