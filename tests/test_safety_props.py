@@ -268,3 +268,48 @@ def test_predict_writes_one_mask_per_image_or_refuses_and_never_touches_inputs(c
         assert n == len(masks) - (1 if where == "holds_user_file" else 0) or where == "parent"
         assert where in ("beside", "parent")
 
+
+
+# ----------------------------------------------------------------------------- folder contents (train --data)
+PAIRS = st.lists(st.tuples(st.sampled_from(["p0", "p1", "p2", "p3", "P0", "p0 copy"]),
+                           st.sampled_from([".png", ".jpg", ".tif", ".txt"]),
+                           st.sampled_from(["rgb", "grey", "garbage", "empty", "tiny"]),
+                           st.sampled_from(["mask", "values", "wrongsize", "missing", "garbage"])), max_size=6)
+
+
+def _write_mask(path: Path, kind: str, shape: tuple[int, int], rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    if kind == "missing":
+        return
+    if kind == "garbage":
+        path.write_bytes(b"\x00garbage")
+        return
+    h, w = (shape[0] + 3, shape[1]) if kind == "wrongsize" else shape
+    values = (0, 255) if kind == "mask" else (0, 7, 200)
+    Image.fromarray(rng.choice(np.array(values, dtype=np.uint8), size=(h, w))).save(path)
+
+
+@SETTINGS
+@given(PAIRS, st.booleans())
+def test_train_on_generated_folders_runs_or_refuses_and_never_touches_them(no_training, pairs, with_csv):
+    from plsearch.cli.train import main
+
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "D"
+        (d / "images").mkdir(parents=True)
+        (d / "masks").mkdir()
+        for stem, ext, img, mask in pairs:
+            _write_image(d / "images" / f"{stem}{ext}", img, rng)
+            shape = {"rgb": (20, 28), "grey": (24, 18), "tiny": (1, 1)}.get(img, (8, 8))
+            _write_mask(d / "masks" / f"{stem}.png", mask, shape, rng)
+        if with_csv:
+            (d / "split.csv").write_text("id,split\n" + "".join(f"{s},{'train' if i % 2 else 'val'}\n"
+                                                                for i, (s, *_) in enumerate(pairs)))
+        before = _hash_tree(d)
+        out = Path(tmp) / "run"
+        code, _, err = _call(main, ["--data", str(d), "--model", "unet", "--set", "base_width=4", "--set", "depth=3",
+                                    "--image-size", "32", "--device", "cpu", "--out", str(out)])
+        assert code is None or (code == 2 and _one_error_line(err)), (pairs, code, err)
+        assert _hash_tree(d) == before
