@@ -27,7 +27,7 @@ _LAZY = {
     "PLNet": ("plsearch.model", "PLNet"),
     "ModelConfig": ("plsearch.config", "ModelConfig"),
     "RunConfig": ("plsearch.config", "RunConfig"),
-    "create_model": ("plsearch.presets", "create_model"),
+    "create_model": ("plsearch.model", "create_model"),
     "list_models": ("plsearch.presets", "list_models"),
     "preset_config": ("plsearch.presets", "preset_config"),
     "estimate": ("plsearch.wiring", "estimate"),
@@ -38,8 +38,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.config import ModelConfig, RunConfig
-    from plsearch.model import PLNet
-    from plsearch.presets import create_model, list_models, preset_config
+    from plsearch.model import PLNet, create_model
+    from plsearch.presets import list_models, preset_config
     from plsearch.segmenter import Segmenter, load
     from plsearch.wiring import build_wiring, estimate
 

@@ -132,7 +132,7 @@ def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
 def trial_config(ref: Any) -> Any:
     """The resolved ``RunConfig`` a search trial trained with (its record), to retrain it at another fidelity."""
     from plsearch.config import RunConfig
-    from plsearch.report import load_study
+    from plsearch.search.studies import load_study
 
     sref = ref.study
     study = load_study(storage=sref.storage, study_name=sref.name, out_dir=sref.out)

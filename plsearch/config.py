@@ -96,7 +96,7 @@ class Registered:
             raise ConfigError(str(e)) from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rules(cls: type) -> tuple[tuple[str, Any, tuple[Any, ...]], ...]:
     """``(field, plain type, rules)`` of every init field of ``cls``, from its ``Annotated`` hints."""
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -316,7 +316,7 @@ Transition = typing.Literal["conv", "none"]
 UpMode = typing.Literal["convt3", "convt2_half"]
 Fusion = typing.Literal["sum", "last"]
 BscInit = typing.Literal["zero", "he"]
-Switch = Union[bool, tuple[bool, ...]]
+Switch = bool | tuple[bool, ...]
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ BLOCK_COSTS: dict[str, Cost] = {
 }
 UP_COSTS: dict[str, Cost] = {
     "convt3": Cost(_conv3_bn_params(bias=True), _convt3_macs),  # 3x3 transposed conv, stride 2, BN
-    "convt2_half": Cost(lambda cin, cout, dims: (cin * cout * 2**dims + cout, 0),
-                        lambda cin, cout, dims, v: (v // 2**dims) * cin * cout * 2**dims),
+    "convt2_half": Cost(
+        lambda cin, cout, dims: (cin * cout * 2**dims + cout, 0),
+        lambda cin, cout, dims, v: (v // 2**dims) * cin * cout * 2**dims,
+    ),
 }
 HEAD_COST = Cost(lambda cin, cout, dims: (cin * cout + cout, 0), lambda cin, cout, dims, v: v * cin * cout)

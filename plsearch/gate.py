@@ -21,15 +21,36 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from plsearch.config import (
-    ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _coerce, check_field, from_dict, path_type,
-    qualify_key, set_path, split_override, to_dict,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    _coerce,
+    check_field,
+    from_dict,
+    path_type,
+    qualify_key,
+    set_path,
+    split_override,
+    to_dict,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["parse_sets", "resolve", "check_value", "check_image_size", "check_device", "channels_of",
-           "ConfigError", "StrideError", "DeviceError", "Overrides"]
+__all__ = [
+    "parse_sets",
+    "resolve",
+    "check_value",
+    "check_image_size",
+    "check_device",
+    "channels_of",
+    "ConfigError",
+    "StrideError",
+    "DeviceError",
+    "Overrides",
+]
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 Overrides = Mapping[str, Any] | Iterable[Any]  # {path: value}, ["path=value", ...] or [(path, value), ...]
@@ -110,13 +131,21 @@ def check_image_size(model: ModelConfig, size: int | Sequence[int], what: str = 
     stride = model.total_stride()
     if min(sizes) < stride:
         shown = sizes[0] if len(sizes) == 1 else "x".join(map(str, sizes))
-        raise StrideError(f"{what}={shown} is smaller than the network's total stride {stride} (depth={model.depth}, "
-                          f"plan={model.plan}); raise {what} to {stride} or more, or lower model.depth",
-                          need=stride, size=min(sizes))
+        raise StrideError(
+            f"{what}={shown} is smaller than the network's total stride {stride} (depth={model.depth}, "
+            f"plan={model.plan}); raise {what} to {stride} or more, or lower model.depth",
+            need=stride,
+            size=min(sizes),
+        )
 
 
-def resolve(base: RunConfig | Mapping[str, Any] | None = None, overrides: Overrides = (), *, data: Any = None,
-            device: str | bool | None = None) -> RunConfig:
+def resolve(
+    base: RunConfig | Mapping[str, Any] | None = None,
+    overrides: Overrides = (),
+    *,
+    data: Any = None,
+    device: str | bool | None = None,
+) -> RunConfig:
     """The run's checked config: ``base`` with ``overrides`` written over it, validated once.
 
     Args:
@@ -145,8 +174,10 @@ def resolve(base: RunConfig | Mapping[str, Any] | None = None, overrides: Overri
         channels = channels_of(data)
         explicit = [v for p, v in pairs if p == "model.in_channels"]
         if explicit and explicit[-1] != channels:
-            raise ConfigError(f"model.in_channels={explicit[-1]} but the images have {channels} channels; drop the "
-                              "override or set data.channels")
+            raise ConfigError(
+                f"model.in_channels={explicit[-1]} but the images have {channels} channels; drop the "
+                "override or set data.channels"
+            )
         tree["model"]["in_channels"] = channels
     cfg = from_dict(RunConfig, tree)
     check_image_size(cfg.model, cfg.data.image_size)

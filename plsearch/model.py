@@ -343,3 +343,10 @@ class PLNet(nn.Module):
 class _SelfConcat(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, x], dim=1)
+
+
+def create_model(name: str = "plnet", **overrides: Any) -> PLNet:
+    """Build preset ``name`` (see ``plsearch.list_models()``), e.g. ``create_model("plnet", ocs=0.5)``."""
+    from plsearch.presets import preset_config
+
+    return PLNet.from_config(preset_config(name, **overrides))

@@ -24,8 +24,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["NamingError", "StudyRef", "TrialRef", "check_study_name", "parse_trial_ref", "add_study_args",
-           "add_trial_arg", "study_ref", "study_name_arg", "STORAGE_ENV", "RESULTS"]
+__all__ = [
+    "NamingError",
+    "StudyRef",
+    "TrialRef",
+    "check_study_name",
+    "parse_trial_ref",
+    "add_study_args",
+    "add_trial_arg",
+    "study_ref",
+    "study_name_arg",
+    "STORAGE_ENV",
+    "RESULTS",
+]
 
 STORAGE_ENV = "PLSEARCH_STORAGE"
 RESULTS = Path("results")  # where a study's folder goes when only a name is given
@@ -45,8 +56,10 @@ def check_study_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise NamingError(f"study name {name!r} is empty; give a plain name such as ipl_epl")
     if _BAD.search(name) or ".." in name or name.strip() != name or name in (".",):
-        raise NamingError(f"study name {name!r} is not a plain name (no '/', '\\', '..', control characters or "
-                         "surrounding spaces); give e.g. ipl_epl, and choose the folder with --out")
+        raise NamingError(
+            f"study name {name!r} is not a plain name (no '/', '\\', '..', control characters or "
+            "surrounding spaces); give e.g. ipl_epl, and choose the folder with --out"
+        )
     return name
 
 
@@ -120,8 +133,9 @@ def parse_trial_ref(text: str, *, storage: str | None = None, study: str | None 
     elif head:
         ref = StudyRef(out=Path(head), name=study)
     else:
-        raise NamingError(f"trial {text!r} names no study; write e.g. results/ipl_epl:12 (or add --storage URL "
-                         "--study NAME)")
+        raise NamingError(
+            f"trial {text!r} names no study; write e.g. results/ipl_epl:12 (or add --storage URL --study NAME)"
+        )
     return TrialRef(ref, int(number))
 
 
@@ -142,22 +156,31 @@ def study_name_arg(text: str) -> str:
 
 def add_study_args(parser: argparse.ArgumentParser, *, out_help: str | None = None, storage_env: bool = True) -> None:
     """Add ``--out DIR``, ``--storage URL`` and ``--study NAME`` (study names are checked as they parse)."""
-    parser.add_argument("--out", help=out_help or "the study's results folder, e.g. results/NAME (holds its "
-                        "study.db / study.journal unless --storage is given)")
+    parser.add_argument(
+        "--out",
+        help=out_help
+        or "the study's results folder, e.g. results/NAME (holds its "
+        "study.db / study.journal unless --storage is given)",
+    )
     env = f" [${STORAGE_ENV}]" if storage_env else ""
-    parser.add_argument("--storage", help="Optuna storage: PATH.journal, sqlite:///PATH.db or "
-                        f"postgresql://USER@HOST:PORT/DB (password in ~/.pgpass){env}")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage: PATH.journal, sqlite:///PATH.db or "
+        f"postgresql://USER@HOST:PORT/DB (password in ~/.pgpass){env}",
+    )
     parser.add_argument("--study", type=study_name_arg, help="study name in the storage (optional when it holds one)")
 
 
 def add_trial_arg(parser: argparse.ArgumentParser, *, required: bool = False, flag: str = "--trial") -> None:
     """Add ``--trial results/NAME:N`` (parsed into a ``TrialRef``)."""
-    parser.add_argument(flag, type=_trial_type, required=required, metavar="FOLDER:N",
-                        help="a search's trial, e.g. results/ipl_epl:12")
+    parser.add_argument(
+        flag, type=_trial_type, required=required, metavar="FOLDER:N", help="a search's trial, e.g. results/ipl_epl:12"
+    )
 
 
-def study_ref(args: argparse.Namespace, *, default_name: str | None = None,
-              env: Mapping[str, str] | None = None) -> StudyRef:
+def study_ref(
+    args: argparse.Namespace, *, default_name: str | None = None, env: Mapping[str, str] | None = None
+) -> StudyRef:
     """The ``StudyRef`` that ``--out/--storage/--study`` name (``$PLSEARCH_STORAGE`` when --storage is absent).
 
     ``default_name`` (e.g. the space's name) fills a missing ``--study`` and, without ``--out``, the

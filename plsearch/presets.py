@@ -1,4 +1,8 @@
-"""Named configurations of the one progressive-learning graph: PL-Net, PL-Net-dagger, BiO-Net, U-Net."""
+"""Named configurations of the one progressive-learning graph: PL-Net, PL-Net-dagger, BiO-Net, U-Net.
+
+Presets are data (``ModelConfig`` fields), so naming one imports no torch; ``plsearch.create_model``
+(``plsearch.model``) builds one.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,26 @@ _BUILTIN: dict[str, dict[str, Any]] = {
     # BiO-Net's official code at t=3 with INT: one stage, every pass runs both convs of a block,
     # stem + pool, levels from 1/2 resolution, a last up-sampling and a 2-conv post block.
     "bionet": {
-        "stages": 1, "steps": 2, "ipl": "recurrent", "iterations": 3, "plan": "bionet",
+        "stages": 1,
+        "steps": 2,
+        "ipl": "recurrent",
+        "iterations": 3,
+        "plan": "bionet",
         "integrate": True,
     },
     # The classic U-Net as most PyTorch code writes it: 64..1024 channels, conv-BN-ReLU pairs,
     # 2x2 transposed convs halving the width, concatenated skips, no BSC, no stem.
     "unet": {
-        "base_width": 64, "stages": 1, "steps": 2, "ipl": "stacked", "bsc": False, "stem": 0,
-        "transition": "none", "up": "convt2_half", "block": "convbnrelu", "norm_momentum": 0.1,
+        "base_width": 64,
+        "stages": 1,
+        "steps": 2,
+        "ipl": "stacked",
+        "bsc": False,
+        "stem": 0,
+        "transition": "none",
+        "up": "convt2_half",
+        "block": "convbnrelu",
+        "norm_momentum": 0.1,
     },
 }
 
@@ -57,10 +73,3 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
     data.update(get_preset(name))
     data.update(overrides)
     return from_dict(ModelConfig, data)
-
-
-def create_model(name: str = "plnet", **overrides: Any):
-    """Build preset ``name`` (see ``list_models()``), e.g. ``create_model("plnet", ocs=0.5)``."""
-    from plsearch.model import PLNet
-
-    return PLNet.from_config(preset_config(name, **overrides))

@@ -53,8 +53,9 @@ class Registry(Generic[V]):
         what: how an error names an entry (``"a preset"``; default ``"a registered <kind>"``).
     """
 
-    def __init__(self, kind: str, builtins: Mapping[str, str] | None = None, loader: str | None = None,
-                 what: str | None = None) -> None:
+    def __init__(
+        self, kind: str, builtins: Mapping[str, str] | None = None, loader: str | None = None, what: str | None = None
+    ) -> None:
         self.kind = kind
         self.what = what or f"a registered {kind}"
         self._lazy: dict[str, str] = dict(builtins or {})
@@ -145,11 +146,14 @@ class Registry(Generic[V]):
 
 # ----------------------------------------------------------------------------- blocks
 
-BLOCKS_REGISTRY: Registry[type] = Registry("block", {
-    "plconv": "plsearch.blocks.conv:PLConv",
-    "convbnrelu": "plsearch.blocks.conv:ConvBNReLU",
-    "residual": "plsearch.blocks.residual:ResidualUnit",
-})
+BLOCKS_REGISTRY: Registry[type] = Registry(
+    "block",
+    {
+        "plconv": "plsearch.blocks.conv:PLConv",
+        "convbnrelu": "plsearch.blocks.conv:ConvBNReLU",
+        "residual": "plsearch.blocks.residual:ResidualUnit",
+    },
+)
 
 
 def register_block(name: str) -> Callable[[T], T]:

@@ -6,7 +6,6 @@ import pytest
 
 from plsearch.registry import get_block, list_blocks, register_block
 
-
 # The block contract over every registered block is plsearch.testing.check_block (tests/test_conformance.py).
 
 

@@ -82,7 +82,13 @@ def test_the_kit_catches_a_broken_metric():
 def test_the_kit_catches_a_space_without_a_valid_corner():
     from plsearch.search.space import parse_space
 
-    space = parse_space({"model.transition": ["none"], "model.bsc": {"value": True},
-                         "model.steps": {"low": 1, "high": 2}, "references": False})
+    space = parse_space(
+        {
+            "model.transition": ["none"],
+            "model.bsc": {"value": True},
+            "model.steps": {"low": 1, "high": 2},
+            "references": False,
+        }
+    )
     with pytest.raises(ContractError, match="no corner"):
         check_space(space, forward=False)

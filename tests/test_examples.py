@@ -32,7 +32,11 @@ def test_example_plugin_keeps_the_contracts():
 
 @pytest.mark.slow
 def test_example_script_searches(tmp_path):
-    out = subprocess.run([sys.executable, str(EXAMPLES / "custom_block_search.py"), "--out", str(tmp_path / "r"),
-                          "--n-trials", "2"], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "custom_block_search.py"), "--out", str(tmp_path / "r"), "--n-trials", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "r" / "trials.jsonl").is_file() and "| trial |" in out.stdout

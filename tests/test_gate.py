@@ -12,15 +12,29 @@ from plsearch.gate import DeviceError, StrideError, check_device, check_value, p
 
 
 def test_parse_sets_dialect():
-    got = parse_sets(["model.ocs=0.5", "epochs=5", "train.lr=1e-3", "model.bsc=[false, true, true, true]",
-                      "data.root=/tmp/x"])
-    assert got == {"model.ocs": 0.5, "train.epochs": 5, "train.lr": 0.001, "model.bsc": [False, True, True, True],
-                   "data.root": "/tmp/x"}
+    got = parse_sets(
+        ["model.ocs=0.5", "epochs=5", "train.lr=1e-3", "model.bsc=[false, true, true, true]", "data.root=/tmp/x"]
+    )
+    assert got == {
+        "model.ocs": 0.5,
+        "train.epochs": 5,
+        "train.lr": 0.001,
+        "model.bsc": [False, True, True, True],
+        "data.root": "/tmp/x",
+    }
     assert isinstance(got["train.lr"], float)
 
 
-@pytest.mark.parametrize("item, match", [("model.ocs", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("seed=1", "data.seed or"),
-                                         ("model.nope=1", "valid model. keys"), ("nope=1", "unknown key")])
+@pytest.mark.parametrize(
+    "item, match",
+    [
+        ("model.ocs", "KEY=VALUE"),
+        ("=3", "KEY=VALUE"),
+        ("seed=1", "data.seed or"),
+        ("model.nope=1", "valid model. keys"),
+        ("nope=1", "unknown key"),
+    ],
+)
 def test_parse_sets_refuses(item, match):
     with pytest.raises(ConfigError, match=match):
         parse_sets([item])
@@ -77,8 +91,17 @@ def test_check_value_field_rules_only():
         check_value("model.nope", 1)
 
 
-TORCH_FREE = ["plsearch", "plsearch.config", "plsearch.registry", "plsearch.presets", "plsearch.gate",
-              "plsearch.naming", "plsearch.wiring", "plsearch.costs", "plsearch.search.space"]
+TORCH_FREE = [
+    "plsearch",
+    "plsearch.config",
+    "plsearch.registry",
+    "plsearch.presets",
+    "plsearch.gate",
+    "plsearch.naming",
+    "plsearch.wiring",
+    "plsearch.costs",
+    "plsearch.search.space",
+]
 
 
 def test_config_wiring_and_space_parser_import_no_torch():

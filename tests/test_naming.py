@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from plsearch.naming import (
-    NamingError, StudyRef, TrialRef, add_study_args, add_trial_arg, check_study_name, parse_trial_ref, study_ref,
+    NamingError,
+    StudyRef,
+    TrialRef,
+    add_study_args,
+    add_trial_arg,
+    check_study_name,
+    parse_trial_ref,
+    study_ref,
 )
 
 
@@ -28,7 +35,12 @@ def test_parse_trial_ref():
     assert ref == TrialRef(StudyRef(out=Path("results/tiny")), 12)
     assert str(ref) == "results/tiny:12"
     on_db = parse_trial_ref("7", storage="postgresql://u@h/db", study="s")
-    assert (on_db.number, on_db.study.storage, on_db.study.name, on_db.study.out) == (7, "postgresql://u@h/db", "s", None)
+    assert (on_db.number, on_db.study.storage, on_db.study.name, on_db.study.out) == (
+        7,
+        "postgresql://u@h/db",
+        "s",
+        None,
+    )
     assert "postgresql" not in str(on_db)  # a storage URL may hold a password
     for bad in ("results/tiny", "results/tiny:x", ":3", "results/tiny:-1"):
         with pytest.raises(NamingError):

@@ -16,8 +16,16 @@ from __future__ import annotations
 from plsearch.search.objective import Objective
 from plsearch.search.pruning import DominancePruner
 from plsearch.search.registries import (
-    MetricContext, get_metric, get_pruner, get_sampler, list_metrics, list_pruners, list_samplers, register_metric,
-    register_pruner, register_sampler,
+    MetricContext,
+    get_metric,
+    get_pruner,
+    get_sampler,
+    list_metrics,
+    list_pruners,
+    list_samplers,
+    register_metric,
+    register_pruner,
+    register_sampler,
 )
 from plsearch.search.runner import SearchError, SearchResult, run_search
 from plsearch.search.space import SearchSpace, SearchSpaceError, load_space, parse_space

@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from plsearch.config import ConfigError, RunConfig
 from plsearch.search.datacache import load_data
 from plsearch.search.registries import (  # noqa: F401  (re-exported: the names callers know)
-    BUILTIN_METRICS, Metric, MetricContext, register_metric, resolve_metric,
+    BUILTIN_METRICS,
+    Metric,
+    MetricContext,
+    register_metric,
+    resolve_metric,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,10 +233,10 @@ def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[M
     Keys: ``val_dice`` (best epoch), ``val_iou`` (same epoch), ``best_epoch``, ``epochs_run``,
     ``train_seconds``, plus one per custom metric in ``metrics``.
     """
+    import torch
+
     from plsearch.model import PLNet
     from plsearch.train import fit
-
-    import torch
 
     splits = load_data(cfg.data, cfg.model.num_classes)
     torch.manual_seed(cfg.train.seed)  # initial weights are part of the trial's seed

@@ -7,8 +7,15 @@ from typing import Any, Iterable, Sequence
 
 def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
     """Non-dominated feasible trained trials (duplicates dropped), sorted by the first size objective."""
-    pts = [r for r in records if r["state"] == "COMPLETE" and r["feasible"] and r["duplicate_of"] is None
-           and r["values"] and all(r["values"].get(n) is not None for n, _ in objectives)]
+    pts = [
+        r
+        for r in records
+        if r["state"] == "COMPLETE"
+        and r["feasible"]
+        and r["duplicate_of"] is None
+        and r["values"]
+        and all(r["values"].get(n) is not None for n, _ in objectives)
+    ]
 
     def key(r: dict) -> list[float]:  # minimisation form
         return [-r["values"][n] if d == "maximize" else r["values"][n] for n, d in objectives]
@@ -28,8 +35,11 @@ def degenerate_line(records: Iterable[dict]) -> str:
     reasons = [str(r.get("fail_reason") or "") for r in records]
     deg = [x for x in reasons if x.startswith("degenerate")]
     trivial = deg[0].rsplit(" (", 1)[0].split("<= ", 1)[-1] if deg else ""
-    return (f"{len(deg)} degenerate trial(s): trained, but no better than a trivial predictor on validation"
-            + (f" ({trivial})" if trivial else "") + "; infeasible, not on the front\n")
+    return (
+        f"{len(deg)} degenerate trial(s): trained, but no better than a trivial predictor on validation"
+        + (f" ({trivial})" if trivial else "")
+        + "; infeasible, not on the front\n"
+    )
 
 
 def params_summary(params: dict[str, Any], width: int = 0) -> str:

@@ -305,7 +305,8 @@ def run_imports(entries: Any, base_dir: Path | None) -> None:
             try:
                 importlib.import_module(entry)
             except ImportError as e:
-                raise SearchSpaceError(f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH") from None
+                raise SearchSpaceError(
+                    f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH") from None
             continue
         path = (Path(base_dir or ".") / entry).resolve()
         main = getattr(sys.modules.get("__main__"), "__file__", None)

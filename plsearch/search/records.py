@@ -18,7 +18,12 @@ from typing import Any, Sequence
 import yaml
 
 from plsearch.search.pareto import (  # noqa: F401  (re-exported: the names callers know)
-    degenerate_line, fmt_count, params_summary, pareto_front, pareto_markdown, pareto_rows,
+    degenerate_line,
+    fmt_count,
+    params_summary,
+    pareto_front,
+    pareto_markdown,
+    pareto_rows,
 )
 from plsearch.search.provenance import environment  # noqa: F401  (re-exported)
 

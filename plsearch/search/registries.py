@@ -26,9 +26,24 @@ from plsearch.registry import Registry, RegistryError
 
 T = TypeVar("T")
 
-__all__ = ["Metric", "MetricContext", "BUILTIN_METRICS", "METRICS", "SAMPLERS", "PRUNERS", "register_metric",
-           "get_metric", "list_metrics", "resolve_metric", "register_sampler", "get_sampler", "list_samplers",
-           "register_pruner", "get_pruner", "list_pruners"]
+__all__ = [
+    "Metric",
+    "MetricContext",
+    "BUILTIN_METRICS",
+    "METRICS",
+    "SAMPLERS",
+    "PRUNERS",
+    "register_metric",
+    "get_metric",
+    "list_metrics",
+    "resolve_metric",
+    "register_sampler",
+    "get_sampler",
+    "list_samplers",
+    "register_pruner",
+    "get_pruner",
+    "list_pruners",
+]
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -57,8 +72,13 @@ class MetricContext:
     profile: dict[str, float | None]
 
 
-BUILTIN_METRICS = {"val_dice": "maximize", "val_iou": "maximize", "params": "minimize", "macs": "minimize",
-                   "latency_ms": "minimize"}
+BUILTIN_METRICS = {
+    "val_dice": "maximize",
+    "val_iou": "maximize",
+    "params": "minimize",
+    "macs": "minimize",
+    "latency_ms": "minimize",
+}
 METRICS: Registry[Metric] = Registry("metric")
 for _name, _direction in BUILTIN_METRICS.items():
     METRICS.register(_name, Metric(_name, _direction))
@@ -83,8 +103,12 @@ def register_metric(name: str, direction: str) -> Callable[[Callable], Callable]
 def _same_function(a: Callable, b: Callable) -> bool:
     """One definition seen twice (a plug-in imported as a script and as a module)."""
     code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
-    return (code_a is not None and code_b is not None and code_a.co_filename == code_b.co_filename
-            and getattr(a, "__qualname__", "") == getattr(b, "__qualname__", ""))
+    return (
+        code_a is not None
+        and code_b is not None
+        and code_a.co_filename == code_b.co_filename
+        and getattr(a, "__qualname__", "") == getattr(b, "__qualname__", "")
+    )
 
 
 def list_metrics() -> list[str]:
@@ -103,20 +127,24 @@ def get_metric(name: str) -> Metric:
         except (ImportError, AttributeError) as e:
             raise ValueError(f"metric {name!r} cannot be imported ({e}); give an importable module:function") from None
         return Metric(name, getattr(fn, "direction", None), fn)
-    raise RegistryError(f"unknown metric {name!r}; choose one of {', '.join(list_metrics())}, or a "
-                        "module:function / register_metric")
+    raise RegistryError(
+        f"unknown metric {name!r}; choose one of {', '.join(list_metrics())}, or a module:function / register_metric"
+    )
 
 
 resolve_metric = get_metric  # the earlier name
 
 # ----------------------------------------------------------------------------- samplers
 
-SAMPLERS: Registry[type] = Registry("sampler", {
-    "tpe": "optuna.samplers:TPESampler",
-    "nsga2": "optuna.samplers:NSGAIISampler",
-    "random": "optuna.samplers:RandomSampler",
-    "gp": "optuna.samplers:GPSampler",
-})
+SAMPLERS: Registry[type] = Registry(
+    "sampler",
+    {
+        "tpe": "optuna.samplers:TPESampler",
+        "nsga2": "optuna.samplers:NSGAIISampler",
+        "random": "optuna.samplers:RandomSampler",
+        "gp": "optuna.samplers:GPSampler",
+    },
+)
 
 
 def register_sampler(name: str, cls: type | str) -> None:

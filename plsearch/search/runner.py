@@ -149,11 +149,11 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
     from optuna.exceptions import UpdateFinishedTrialError
 
     from plsearch.data import DataError
+    from plsearch.gate import DeviceError
     from plsearch.search.objective import Objective
     from plsearch.search.provenance import environment
     from plsearch.search.records import trial_record, write_outputs
     from plsearch.search.workers import Heartbeat, is_surplus
-    from plsearch.gate import DeviceError
 
     objective, env = Objective(s.space, s.extra), environment()
     from plsearch.artifacts import artifact_store

@@ -38,13 +38,26 @@ from typing import Any, Mapping
 
 import yaml
 
-from plsearch.config import ConfigError, RunConfig
+from plsearch.config import ConfigError, RunConfig, yaml_number
 from plsearch.gate import resolve
-from plsearch.config import yaml_number
 from plsearch.search.confirm_section import parse_confirm_section
 from plsearch.search.parsing import (
-    DEFAULT_REFERENCES, SECTIONS, Axis, MetricSpec, Pruning, SearchSpaceError, as_int, check_value, parse_axis,
-    parse_constraints, parse_objectives, parse_pruning, parse_references, parse_sampler, run_imports, sampler_class,
+    DEFAULT_REFERENCES,
+    SECTIONS,
+    Axis,
+    MetricSpec,
+    Pruning,
+    SearchSpaceError,
+    as_int,
+    check_value,
+    parse_axis,
+    parse_constraints,
+    parse_objectives,
+    parse_pruning,
+    parse_references,
+    parse_sampler,
+    run_imports,
+    sampler_class,
 )
 
 __all__ = ["SearchSpace", "SearchSpaceError", "Axis", "MetricSpec", "Pruning", "load_space", "parse_space",
@@ -192,7 +205,8 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise SearchSpaceError(f"trivial_margin={margin!r} must be a number in [0, 1): how much a trial's val Dice "
                                "must beat the trivial predictors' to count as learned")
-    try:  # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
+    # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
+    try:
         parse_confirm_section(data.get("confirm"))
     except ValueError as e:
         raise SearchSpaceError(str(e)) from None
@@ -205,7 +219,8 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     return SearchSpace(
         name=name_, axes=tuple(axes), fixed=tuple(fixed.items()), objectives=objectives,
         constraints=cons, sampler=sampler, sampler_options=options,
-        seed=as_int("seed", data.get("seed", 0), 0), pruning=pruning, n_trials=as_int("n_trials", data.get("n_trials", 10), 1),
+        seed=as_int("seed", data.get("seed", 0), 0), pruning=pruning,
+        n_trials=as_int("n_trials", data.get("n_trials", 10), 1),
         timeout=None if timeout is None else float(timeout), references=tuple(refs),
         latency=bool(prof.get("latency", False)) or any(o.name == "latency_ms" for o in objectives)
         or any(k == "latency_ms" for k, _ in cons),

@@ -41,8 +41,9 @@ def load_study(storage: str | None = None, study_name: str | None = None, out_di
         raise ReportError(describe_error(spec, e)) from None
     if study_name is None:
         if len(names) != 1:
-            raise ReportError(f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
-                              "pick one with --study NAME")
+            raise ReportError(
+                f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}); pick one with --study NAME"
+            )
         study_name = names[0]
     if study_name not in names:
         raise ReportError(f"study {study_name!r} is not in the storage; choose one of {', '.join(names) or '(none)'}")

@@ -28,8 +28,14 @@ def _apply(block: Any, state: Any) -> Any:
     return Applied()
 
 
-def check_block(name_or_cls: str | type, *, dims: tuple[int, ...] = (2, 3),
-                channels: tuple[tuple[int, int], ...] = ((4, 4), (6, 3)), size: int = 7, macs: bool = True) -> None:
+def check_block(
+    name_or_cls: str | type,
+    *,
+    dims: tuple[int, ...] = (2, 3),
+    channels: tuple[tuple[int, int], ...] = ((4, 4), (6, 3)),
+    size: int = 7,
+    macs: bool = True,
+) -> None:
     """Check a block class (or registered name) against the contract; raises ``ContractError``.
 
     Args:
@@ -52,16 +58,22 @@ def check_block(name_or_cls: str | type, *, dims: tuple[int, ...] = (2, 3),
             x = torch.randn(2, cin, *([size] * d))
             ys = [block(x, s) for s in states]
             want = (2, cout, *([size] * d))
-            require(all(tuple(y.shape) == want for y in ys),
-                    f"{who} ({d}D, {cin}->{cout}): output {tuple(ys[0].shape)}, expected {want}")
+            require(
+                all(tuple(y.shape) == want for y in ys),
+                f"{who} ({d}D, {cin}->{cout}): output {tuple(ys[0].shape)}, expected {want}",
+            )
             require(all(torch.isfinite(y).all() for y in ys), f"{who} ({d}D): non-finite output")
             shared, per_app = cls.params(cin, cout, d)
             counted = sum(p.numel() for p in block.parameters())
-            require(shared == counted, f"{who}.params({cin}, {cout}, {d}) says {shared} shared, the block holds {counted}")
+            require(
+                shared == counted, f"{who}.params({cin}, {cout}, {d}) says {shared} shared, the block holds {counted}"
+            )
             held = sum(p.numel() for p in states[0].parameters())
             require(per_app == held, f"{who}.params says {per_app} per application, make_state() holds {held}")
-            require(not set(map(id, states[0].parameters())) & set(map(id, states[1].parameters())),
-                    f"{who}: two make_state() calls share parameters; each application needs its own")
+            require(
+                not set(map(id, states[0].parameters())) & set(map(id, states[1].parameters())),
+                f"{who}: two make_state() calls share parameters; each application needs its own",
+            )
             sum(y.sum() for y in ys).backward()
             missing = [n for n, p in block.named_parameters() if p.grad is None]
             require(not missing, f"{who}: parameters without a gradient: {missing}")
@@ -84,6 +96,8 @@ def check_block(name_or_cls: str | type, *, dims: tuple[int, ...] = (2, 3),
 
                 counted_macs, _ = count_macs(_apply(block, states[0]).eval(), x[:1])
                 voxels = size**d
-                require(counted_macs == cls.macs(cin, cout, d, voxels),
-                        f"{who}.macs({cin}, {cout}, {d}, {voxels}) = {cls.macs(cin, cout, d, voxels)}, fvcore counts "
-                        f"{counted_macs}")
+                require(
+                    counted_macs == cls.macs(cin, cout, d, voxels),
+                    f"{who}.macs({cin}, {cout}, {d}, {voxels}) = {cls.macs(cin, cout, d, voxels)}, fvcore counts "
+                    f"{counted_macs}",
+                )

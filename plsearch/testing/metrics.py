@@ -20,14 +20,30 @@ def tiny_context() -> Any:
     from plsearch.model import PLNet
     from plsearch.search.registries import MetricContext
 
-    cfg = resolve(None, {"model.base_width": 2, "model.depth": 2, "model.stages": 1, "model.stem": 1,
-                         "data.image_size": 16, "data.synthetic_count": 8, "data.cache": False})
+    cfg = resolve(
+        None,
+        {
+            "model.base_width": 2,
+            "model.depth": 2,
+            "model.stages": 1,
+            "model.stem": 1,
+            "data.image_size": 16,
+            "data.synthetic_count": 8,
+            "data.cache": False,
+        },
+    )
     splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
     cfg = resolve(cfg, {}, data=splits)
     torch.manual_seed(0)
     model = PLNet.from_config(cfg.model).eval()
-    return MetricContext(model=model, config=cfg, splits=splits, fit=None,
-                         metrics={"val_dice": 0.0, "val_iou": 0.0}, profile={"params": 0.0, "macs": 0.0})
+    return MetricContext(
+        model=model,
+        config=cfg,
+        splits=splits,
+        fit=None,
+        metrics={"val_dice": 0.0, "val_iou": 0.0},
+        profile={"params": 0.0, "macs": 0.0},
+    )
 
 
 def check_metric(name: str, ctx: Any = None) -> None:
@@ -37,13 +53,17 @@ def check_metric(name: str, ctx: Any = None) -> None:
     from plsearch.search.registries import get_metric
 
     metric = get_metric(name)
-    require(metric.direction in ("maximize", "minimize", None),
-            f"metric {name}: direction {metric.direction!r} is not maximize or minimize")
+    require(
+        metric.direction in ("maximize", "minimize", None),
+        f"metric {name}: direction {metric.direction!r} is not maximize or minimize",
+    )
     if metric.fn is None:
         return  # a built-in: computed by the objective itself
     ctx = ctx or tiny_context()
     first, second = metric.fn(ctx), metric.fn(ctx)
-    require(isinstance(first, (int, float)) and not isinstance(first, bool),
-            f"metric {name}: returned {type(first).__name__}, expected a float")
+    require(
+        isinstance(first, (int, float)) and not isinstance(first, bool),
+        f"metric {name}: returned {type(first).__name__}, expected a float",
+    )
     require(math.isfinite(float(first)), f"metric {name}: returned {first!r}, expected a finite number")
     require(float(first) == float(second), f"metric {name}: two calls on one context gave {first} and {second}")

@@ -24,8 +24,10 @@ def check_preset(name: str, *, base_width: int = 4, size: int | None = None, **o
 
     cfg = preset_config(name, base_width=base_width, **overrides)
     require(ModelConfig.from_dict(cfg.to_dict()) == cfg, f"preset {name}: config does not round-trip through a dict")
-    require(ModelConfig.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg,
-            f"preset {name}: config does not round-trip through YAML")
+    require(
+        ModelConfig.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg,
+        f"preset {name}: config does not round-trip through YAML",
+    )
     torch.manual_seed(0)
     model = PLNet.from_config(cfg)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -35,15 +37,22 @@ def check_preset(name: str, *, base_width: int = 4, size: int | None = None, **o
     x = torch.randn(2, cfg.in_channels, *([s] * cfg.spatial_dims))
     outs = model.train()(x)
     want = (2, cfg.num_classes, *([s] * cfg.spatial_dims))
-    require(isinstance(outs, list) and len(outs) == cfg.stages, f"preset {name}: training forward returns "
-            f"{type(outs).__name__} of {len(outs) if isinstance(outs, list) else 1}, expected {cfg.stages} stage maps")
-    require(all(tuple(o.shape) == want for o in outs), f"preset {name}: stage logits {[tuple(o.shape) for o in outs]}, "
-            f"expected {want}")
+    require(
+        isinstance(outs, list) and len(outs) == cfg.stages,
+        f"preset {name}: training forward returns "
+        f"{type(outs).__name__} of {len(outs) if isinstance(outs, list) else 1}, expected {cfg.stages} stage maps",
+    )
+    require(
+        all(tuple(o.shape) == want for o in outs),
+        f"preset {name}: stage logits {[tuple(o.shape) for o in outs]}, expected {want}",
+    )
     sum(o.float().mean() for o in outs).backward()
     missing = [k for k, p in model.named_parameters() if p.requires_grad and p.grad is None]
     require(not missing, f"preset {name}: parameters without a gradient: {missing[:5]}")
     with torch.no_grad():
         fused = model.eval()(x)
-    require(tuple(fused.shape) == want and bool(torch.isfinite(fused).all()),
-            f"preset {name}: eval output {tuple(fused.shape)} (finite: {bool(torch.isfinite(fused).all())}), "
-            f"expected {want}")
+    require(
+        tuple(fused.shape) == want and bool(torch.isfinite(fused).all()),
+        f"preset {name}: eval output {tuple(fused.shape)} (finite: {bool(torch.isfinite(fused).all())}), "
+        f"expected {want}",
+    )

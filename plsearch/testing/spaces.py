@@ -50,8 +50,12 @@ def check_space(space: Any, *, base_width: int = 2, forward: bool = True) -> lis
         require(estimate(m, size).params == n, f"space {sp.name}, corner {params}: estimate disagrees with the model")
         x = torch.randn(2, m.in_channels, *([size] * m.spatial_dims))  # 2: BatchNorm needs two values
         outs = model.train()(x)
-        require(len(outs) == m.stages and all(o.shape[2:] == x.shape[2:] for o in outs),
-                f"space {sp.name}, corner {params}: the training forward returned {[tuple(o.shape) for o in outs]}")
-        require(all(bool(torch.isfinite(o).all()) for o in outs), f"space {sp.name}, corner {params}: non-finite output")
+        require(
+            len(outs) == m.stages and all(o.shape[2:] == x.shape[2:] for o in outs),
+            f"space {sp.name}, corner {params}: the training forward returned {[tuple(o.shape) for o in outs]}",
+        )
+        require(
+            all(bool(torch.isfinite(o).all()) for o in outs), f"space {sp.name}, corner {params}: non-finite output"
+        )
     require(valid, f"space {sp.name}: no corner is a valid config; every trial at the extremes would be infeasible")
     return valid
