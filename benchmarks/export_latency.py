@@ -57,7 +57,7 @@ def main() -> None:
             with torch.no_grad():
                 eager = _cpu_ms(model, x, args.repeats)
                 fast = _cpu_ms(fused, x, args.repeats)
-            onnx = _cpu_ms(lambda a: sess.run(None, {"input": a.numpy()}), x, args.repeats)
+            onnx = _cpu_ms(lambda a, s=sess: s.run(None, {"input": a.numpy()}), x, args.repeats)
         print(f"| {name} | {eager:.0f} ms (1.00) | {fast:.0f} ms ({eager / fast:.2f}x) | "
               f"{onnx:.0f} ms ({eager / onnx:.2f}x) |", flush=True)
 
