@@ -17,6 +17,7 @@ Spec is 1 on an image without background.
 from __future__ import annotations
 
 
+from einops import rearrange
 import torch
 from torch import nn
 
@@ -45,14 +46,14 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int 
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
-    n = pred.shape[0]
+    per_image = "n ... -> n 1 (...)"  # one row of pixels (or voxels) per image, 2D and 3D alike
     if num_classes == 1:
-        p = (pred > 0).reshape(n, 1, -1)
-        t = (target > 0).reshape(n, 1, -1)
+        p = rearrange(pred > 0, per_image)
+        t = rearrange(target > 0, per_image)
     else:
-        classes = torch.arange(num_classes, device=pred.device).view(1, -1, 1)
-        p = pred.reshape(n, 1, -1) == classes
-        t = target.reshape(n, 1, -1) == classes
+        classes = rearrange(torch.arange(num_classes, device=pred.device), "k -> 1 k 1")
+        p = rearrange(pred, per_image) == classes
+        t = rearrange(target, per_image) == classes
     tp = (p & t).sum(-1)
     fp = (p & ~t).sum(-1)
     fn = (~p & t).sum(-1)
