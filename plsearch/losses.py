@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, reduce
 
 from plsearch.config import TrainConfig
 
@@ -35,15 +36,14 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     logits = logits.float()  # bf16 autocast: reduce in float32
     k = logits.shape[1]
     if k == 1:
-        prob = torch.sigmoid(logits[:, 0])
-        onehot = (target > 0).to(prob.dtype)
-        dims: tuple[int, ...] = tuple(range(prob.dim()))
+        prob = torch.sigmoid(logits)
+        onehot = rearrange(target > 0, "b ... -> b 1 ...").to(prob.dtype)
     else:
         prob = torch.softmax(logits, dim=1)
-        onehot = F.one_hot(target.long(), k).movedim(-1, 1).to(prob.dtype)
-        dims = (0, *range(2, prob.dim()))
-    inter = (prob * onehot).sum(dims)
-    denom = prob.sum(dims) + onehot.sum(dims)
+        onehot = rearrange(F.one_hot(target.long(), k), "b ... k -> b k ...").to(prob.dtype)
+    # per class, summed over the batch and every pixel or voxel (2D and 3D alike)
+    inter = reduce(prob * onehot, "b k ... -> k", "sum")
+    denom = reduce(prob, "b k ... -> k", "sum") + reduce(onehot, "b k ... -> k", "sum")
     dice = (2 * inter + smooth) / (denom + smooth)
     return (1 - dice).mean()
 
