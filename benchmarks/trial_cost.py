@@ -40,6 +40,7 @@ from plsearch.presets import preset_config
 from plsearch.wiring import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
+NATIVE_MACS = blocks_base.NATIVE_CONV_MAX_MACS
 PRESETS = ("plnet", "plnet-small", "bionet", "unet")
 # fidelity: image size, batch, base width, train steps per trial (epochs x steps per epoch)
 FIDELITIES = {
@@ -107,7 +108,7 @@ class Runner:
         self.y = torch.rand(batch, size, size, generator=g) > 0.7
 
     def step(self) -> None:
-        blocks_base.NATIVE_CONV_MAX_CHANNEL_PRODUCT = 64 if self.native else 0
+        blocks_base.NATIVE_CONV_MAX_MACS = NATIVE_MACS if self.native else 0
         loss = deep_supervision_loss(self.model(self.x), self.y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

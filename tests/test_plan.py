@@ -71,7 +71,7 @@ def _compare(fast, ref, x, y, *, exact: bool, tol: float = 0.0):
 @pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("name,kw", CASES)
 def test_compiled_path_is_bitwise_the_reference_path(monkeypatch, name, kw, block):
-    monkeypatch.setattr(base, "NATIVE_CONV_MAX_CHANNEL_PRODUCT", 0)  # same kernels on both paths
+    monkeypatch.setattr(base, "NATIVE_CONV_MAX_MACS", 0)  # same kernels on both paths
     fast, ref = _pair(name, block, **kw)
     x, y = torch.randn(2, 3, 32, 32), torch.rand(2, 32, 32) > 0.5
     _compare(fast, ref, x, y, exact=True)
@@ -80,7 +80,7 @@ def test_compiled_path_is_bitwise_the_reference_path(monkeypatch, name, kw, bloc
 @pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("dims", [2, 3])
 def test_native_convs_equal_the_reference_in_float64(monkeypatch, block, dims):
-    monkeypatch.setattr(base, "NATIVE_CONV_MAX_CHANNEL_PRODUCT", 10**6)  # every conv on the native kernel
+    monkeypatch.setattr(base, "NATIVE_CONV_MAX_MACS", 10**12)  # every conv on the native kernel
     fast, ref = _pair("plnet", block, dims=dims, dtype=torch.float64)
     s = (2, 3) + (16,) * dims
     x, y = torch.randn(s, dtype=torch.float64), torch.rand(s[:1] + s[2:]) > 0.5

@@ -67,16 +67,19 @@ def native_conv_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ATen's native (im2col + GEMM) convolution beats oneDNN's for this training conv.
 
     oneDNN pays a fixed cost per call (reorders to blocked layouts, primitive lookup) that
-    dominates tiny convs. Measured on a 2-core AVX2 CPU, one thread, CPU time: forward + backward
-    of a 3x3 conv, batch 8, 2 -> 2 channels at 32 px took 1.0 ms native against 2.0 ms on oneDNN
-    (4 -> 2: 1.1 against 1.5; 8 -> 4 at 16 px: 1.0 against 1.2), while 16 -> 16 at 32 px took
-    10 ms native against 5 ms. 2D only (3D convs were not measured).
+    dominates tiny convs. Measured on a 2-core AVX2 CPU, one thread, CPU time, forward + backward of
+    a 3x3 conv at batch 8 (MACs per call in brackets): 2 -> 2 channels at 32 px (0.3 M) 1.0 ms native
+    against 2.0 ms on oneDNN; 4 -> 2 at 32 px (0.6 M) 1.1 against 1.5; 8 -> 4 at 16 px (0.6 M) 1.0
+    against 1.2; 16 -> 16 at 4 px (0.3 M) 0.6 against 1.0; 6 -> 2 at 32 px (0.9 M) and 32 -> 32 at
+    4 px (1.2 M) even; 24 -> 8 at 8 px (0.9 M) 1.4 against 1.2; 16 -> 16 at 32 px (19 M) 10 against
+    5 ms. Hence: native up to ``NATIVE_CONV_MAX_MACS`` per call. 2D only (3D was not measured).
     """
-    return (x.is_contiguous() and weight.shape[0] * weight.shape[1] <= NATIVE_CONV_MAX_CHANNEL_PRODUCT
-            and weight.dim() == 4)
+    if weight.dim() != 4 or not x.is_contiguous():
+        return False
+    return x.shape[0] * x.shape[2] * x.shape[3] * weight.numel() <= NATIVE_CONV_MAX_MACS
 
 
-NATIVE_CONV_MAX_CHANNEL_PRODUCT = 64
+NATIVE_CONV_MAX_MACS = 600_000
 
 
 def fold_halves(weight: torch.Tensor, dim: int = 1) -> torch.Tensor:
