@@ -181,3 +181,13 @@ def test_write_nifti_keeps_the_affine(tmp_path):
     np.testing.assert_allclose(back.affine, affine)
     np.testing.assert_array_equal(np.asarray(back.dataobj), labels)
     assert back.header.get_zooms()[:3] == pytest.approx((0.8, 0.8, 2.5))
+
+
+def test_a_2d_network_on_volumes_is_one_line(tmp_path, capsys):
+    from plsearch.cli.train import main
+
+    root = _synthetic(tmp_path / "vols")
+    code = main(["--data", str(root), "--model", "unet", "--set", "model.num_classes=3", "--image-size", "16",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == "error: the data are 3D but model.spatial_dims=2; set model.spatial_dims=3"
