@@ -233,7 +233,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         rs = [r for r in rows if r["method"] == m]
         if not rs:
             continue
-        grid = np.linspace(0, max(r["total_cpu_s"] for r in rs), 200)
+        grid = np.linspace(0, max(r["curve"][-1][0] if r["curve"] else 0.0 for r in rs), 200)
         ys = np.array([[hv_at(r["curve"], g) for g in grid] for r in rs])
         ax.plot(grid, ys.mean(0), color=color, label=f"{m} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
         if len(rs) > 1:
