@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from plsearch.speed import autocast as bf16_autocast
+from plsearch.speed import memory_format
 
 TP, FP, FN, TN = range(4)
 
@@ -150,8 +151,10 @@ def predict_counts(
     rows = torch.zeros(len(data), 1 if num_classes == 1 else num_classes, 4, dtype=torch.float64)
     try:
         for x, y, idx in data.batches(batch_size, shuffle=False, generator=None):
+            x = x.to(device)
+            layout = memory_format(device, x.dim())  # channels-last on CUDA, as fit() trains
             with autocast:
-                logits = model(x.to(device))
+                logits = model(x if layout is None else x.contiguous(memory_format=layout))
             rows[idx.cpu()] = confusion_counts(logits_to_labels(logits.float()), y.to(device), num_classes)
     finally:
         model.train(was_training)

@@ -5,7 +5,9 @@ Everything here is opt-in and leaves the model's forward contract alone:
 - ``matmul_peak_flops(device)``: the best FLOP/s of a large matmul (fp32 on CPU, bf16 on CUDA),
   the yardstick for "achieved FLOP/s = 2 x MACs / time" (DESIGN.md section 6).
 - ``configure_backends(device)``: cuDNN autotuning and TF32 on CUDA (no-op elsewhere).
-- ``autocast(device)``: bf16 autocast on CUDA, a no-op context on CPU (no bf16 units here).
+- ``autocast(device)``: bf16 autocast on CUDA, a no-op context on CPU (no bf16 units here);
+  ``memory_format(device, ndim)``: channels-last on CUDA; ``cuda_paths_on("cpu")`` turns both on for
+  a CPU (tests of the CUDA branch); ``cap_cuda_memory``: a per-process share of one GPU.
 - ``to_channels_last(model_or_tensor)``: NHWC / NDHWC memory format. Measured on a 2-core AVX2
   CPU (``benchmarks/speed_sweep.py``): PL-Net inference 1.2-1.3x faster, training 5-10 % slower
   (oneDNN's NHWC weight gradients and BatchNorm backward), and CPU channels-last BatchNorm
@@ -23,7 +25,7 @@ import logging
 import os
 import shutil
 import time
-from typing import ContextManager, TypeVar
+from typing import ContextManager, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -32,6 +34,9 @@ __all__ = [
     "matmul_peak_flops",
     "configure_backends",
     "autocast",
+    "cuda_paths_on",
+    "memory_format",
+    "cap_cuda_memory",
     "to_channels_last",
     "fuse_for_inference",
     "compile_available",
@@ -80,12 +85,62 @@ def configure_backends(device: str | torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+# Device types that get mixed precision and channels-last in fit() and evaluation: CUDA only by
+# default (CPUs without bf16 units get slower, and channels-last trains 5-10 % slower there).
+# ``cuda_paths_on`` adds a device type for a block, so tests run the CUDA branch on a CPU.
+_AMP_DTYPE: dict[str, torch.dtype] = {"cuda": torch.bfloat16}
+_CHANNELS_LAST: set[str] = {"cuda"}
+
+
+@contextlib.contextmanager
+def cuda_paths_on(device_type: str = "cpu", *, amp: torch.dtype | None = torch.bfloat16,
+                  channels_last: bool = True) -> Iterator[None]:
+    """Within the block, ``autocast`` and ``memory_format`` treat ``device_type`` as they treat CUDA.
+
+    For tests and CPU proxies of the CUDA branch (``amp``: the autocast dtype, None leaves it off);
+    process-wide state, so not for concurrent threads.
+    """
+    old_amp, old_cl = dict(_AMP_DTYPE), set(_CHANNELS_LAST)
+    if amp is not None:
+        _AMP_DTYPE[device_type] = amp
+    if channels_last:
+        _CHANNELS_LAST.add(device_type)
+    try:
+        yield
+    finally:
+        _AMP_DTYPE.clear()
+        _AMP_DTYPE.update(old_amp)
+        _CHANNELS_LAST.clear()
+        _CHANNELS_LAST.update(old_cl)
+
+
 def autocast(device: str | torch.device, enabled: bool = True) -> ContextManager:
-    """bf16 autocast on CUDA; a no-op elsewhere (CPUs without bf16 units get slower, not faster)."""
+    """bf16 autocast on CUDA; a no-op elsewhere (unless ``cuda_paths_on`` says otherwise)."""
     dev = torch.device(device)
-    if enabled and dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    dtype = _AMP_DTYPE.get(dev.type) if enabled else None
+    if dtype is not None:
+        return torch.autocast(dev.type, dtype=dtype)
     return contextlib.nullcontext()
+
+
+def memory_format(device: str | torch.device, ndim: int) -> torch.memory_format | None:
+    """The layout fit() and evaluation give ``ndim``-D batches and models on ``device``:
+    channels_last (4D) / channels_last_3d (5D) on CUDA, None (leave it) elsewhere."""
+    if torch.device(device).type not in _CHANNELS_LAST:
+        return None
+    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim)
+
+
+def cap_cuda_memory(device: str | torch.device, fraction: float | None) -> bool:
+    """Cap this process's CUDA allocator at ``fraction`` of ``device``'s memory (several workers on one
+    GPU: one runaway trial then fails alone with an out-of-memory error). False where nothing was capped."""
+    dev = torch.device(device)
+    if fraction is None or dev.type != "cuda":
+        return False
+    if not 0 < fraction <= 1:
+        raise ValueError(f"CUDA memory fraction {fraction} is outside (0, 1]; use 1 / workers per device")
+    torch.cuda.set_per_process_memory_fraction(fraction, dev.index if dev.index is not None else 0)
+    return True
 
 
 def to_channels_last(obj: T) -> T:
@@ -143,4 +198,9 @@ def compile_model(model: nn.Module, *, mode: str | None = None, dynamic: bool | 
     if not compile_available(device):
         log.warning("torch.compile is not available here; running the model uncompiled")
         return model
+    plan = getattr(model, "compiled_plan", None)
+    if plan is not None:  # PLNet generates its forward with exec() on first use, which dynamo cannot trace
+        for all_stages in (True, False):  # (a graph break per call, 20x slower to compile): build both modes now
+            for training in (True, False):
+                plan(all_stages, training)
     return torch.compile(model, mode=mode, dynamic=dynamic)

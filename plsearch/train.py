@@ -29,6 +29,7 @@ from plsearch.losses import active_stages, deep_supervision_loss
 from plsearch.metrics import evaluate_model
 from plsearch.progress import progress as progress_bar
 from plsearch.speed import autocast as bf16_autocast
+from plsearch.speed import memory_format
 
 __all__ = ["FitResult", "NonFiniteLossError", "DeviceError", "fit", "resolve_device", "load_checkpoint"]
 
@@ -156,12 +157,12 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
                          "raise data.val_fraction or add images")
     out = Path(out_dir) if out_dir is not None else None
     device = resolve_device(cfg.device)
-    channels_last = device.type == "cuda" and train.images.dim() == 4
+    layout = memory_format(device, train.images.dim())  # NHWC / NDHWC on CUDA (tensor-core convs); None on CPU
     autocast = bf16_autocast(device, enabled=cfg.amp)  # bf16 on CUDA only
     torch.manual_seed(cfg.seed)
     model.to(device)
-    if channels_last:  # NHWC convs are faster on tensor cores
-        model.to(memory_format=torch.channels_last)
+    if layout is not None:
+        model.to(memory_format=layout)
     train, val = train.to(device), val.to(device)
     from plsearch.speed import compile_model, configure_backends
 
@@ -217,8 +218,8 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
             if cfg.augment:
                 x, y = augment_batch(x, y, generator=aug_gen, rotation_deg=cfg.rotation_deg, shift=cfg.shift,
                                      flips=cfg.flips)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            if layout is not None:
+                x = x.contiguous(memory_format=layout)
             with autocast:
                 outputs = net(x)
             loss = deep_supervision_loss(outputs, y, stages=stages, loss_on_fused=cfg.loss_on_fused, fusion=fusion)

@@ -81,7 +81,7 @@ def check_positive(args: argparse.Namespace, *names: str) -> None:
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if v is not None and not (math.isfinite(v) and v > 0):
                 flag = "--" + name.replace("_", "-")
-                raise CLIError(f"{flag} must be a positive finite number, got {v}; pass e.g. {flag} 1"
+                raise CLIError(f"{flag} must be positive and finite, got {v}; pass e.g. {flag} 1"
                                + (" (or leave it out for no limit)" if name == "timeout" else ""))
 
 
