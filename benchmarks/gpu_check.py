@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +20,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_carry  # noqa: E402
 from gpu_carry import CARRY, REPO, CarryError  # noqa: E402
-from gpu_parts import (P, PROTOCOL_EPOCHS, RUNNERS, SEARCH_S, SITE, TRAIN_EPOCHS, env_for_parts,  # noqa: E402
-                       gpu_test_files, search_space, use_profile)
+from gpu_parts import (  # noqa: E402
+    PROTOCOL_EPOCHS,
+    RUNNERS,
+    SEARCH_S,
+    SITE,
+    TRAIN_EPOCHS,
+    P,
+    env_for_parts,
+    gpu_test_files,
+    search_space,
+    use_profile,
+)
 
 BUDGET_S = 240
 SETUP_S = 10
@@ -105,7 +114,8 @@ def _f(x, fmt: str = ".1f") -> str:
 def summary_markdown(s: dict) -> str:
     v = s.get("setup", {}).get("versions", {})
     lines = [f"# GPU check, {s['started']}", "",
-             f"{v.get('gpu', '?')}, torch {v.get('torch', '?')} (CUDA {v.get('cuda', '?')}); exit {s.get('exit', '-')}; "
+             f"{v.get('gpu', '?')}, torch {v.get('torch', '?')} (CUDA {v.get('cuda', '?')}); "
+             f"exit {s.get('exit', '-')}; "
              f"{s.get('seconds', 0):.0f} s of a {s['budget_s']} s budget.", "",
              "| part | status | seconds | result |", "|---|---|---:|---|"]
     for name, _, _ in PARTS:
@@ -123,9 +133,10 @@ def summary_markdown(s: dict) -> str:
                    f"{', '.join(_f(x, '.3f') for x in p.get('val_dice', []))}")
         elif name == "search":
             res = (f"{p.get('trials_finished', 0)} trials in {_f(p.get('seconds'), '.0f')} s = "
-                   f"{_f(p.get('trials_per_minute'), '.2f')}/min (start-up included; {_f(p.get('trial_seconds_mean'))} "
-                   f"s per trial); GPU util mean {_f(p.get('gpu_util_mean_pct'), '.0f')} %, "
-                   f"max {_f(p.get('gpu_util_max_pct'), '.0f')} %, memory max {_f(p.get('gpu_mem_max_mib'), '.0f')} MiB")
+                   f"{_f(p.get('trials_per_minute'), '.2f')}/min (start-up included; "
+                   f"{_f(p.get('trial_seconds_mean'))} s per trial); GPU util mean "
+                   f"{_f(p.get('gpu_util_mean_pct'), '.0f')} %, max {_f(p.get('gpu_util_max_pct'), '.0f')} %, "
+                   f"memory max {_f(p.get('gpu_mem_max_mib'), '.0f')} MiB")
         else:
             res = f"{len(p.get('rows', []))} rows (table below)"
         lines.append(f"| {name} | {status} | {_f(p.get('seconds'), '.0f')} | {res} |")

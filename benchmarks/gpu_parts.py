@@ -28,7 +28,8 @@ GPU = {"device": "cuda", "size": 224, "batch": 16, "repeats": 8, "warmup": 2, "e
        "speed_specs": [spec for spec, _ in SPEED_MODELS]}
 SMOKE = {"device": "cpu", "size": 32, "batch": 2, "repeats": 1, "warmup": 1, "epochs": 2, "max_steps": 2,
          "search_s": 25, "placement": ["--device", "cpu"], "smoke": True, "cap_scale": 8,  # a busy 2-core CPU
-         "search_sets": ["--set", "data.image_size=32", "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=1"],
+         "search_sets": ["--set", "data.image_size=32", "--set", "train.epochs=1",
+                         "--set", "train.max_steps_per_epoch=1"],
          "speed_specs": ["plnet:base_width=4", "plnet-small:base_width=4", "basicunet"]}
 P = dict(GPU)
 
@@ -152,9 +153,9 @@ def part_speed(out: Path, work: Path, cap: float) -> dict:
 
 def speed_worker(res: Path, p: dict) -> None:
     """In its own process: every speed row, written after each model so a cut-off run keeps them."""
+    import benchlib
     import torch
 
-    import benchlib
     from plsearch.speed import configure_backends, cuda_paths_on
 
     device, size, batch = torch.device(p["device"]), p["size"], p["batch"]
@@ -193,7 +194,8 @@ def part_train(out: Path, work: Path, cap: float) -> dict:
     run_dir = work / "train"
     shutil.rmtree(run_dir, ignore_errors=True)
     code, secs = run_logged([sys.executable, "benchmarks/train_dsb2018.py", "--data", str(dsb2018()), "--size",
-                             str(P["size"]), "--epochs", str(P["epochs"]), "--lr", "1e-4", "--batch-size", str(P["batch"]),
+                             str(P["size"]), "--epochs", str(P["epochs"]), "--lr", "1e-4",
+                             "--batch-size", str(P["batch"]),
                              "--models", "plnet", "--set-plnet", "base_width=4" if P["smoke"] else "", "--threads", "0",
                              "--device", P["device"], "--max-steps", str(P["max_steps"]), "--out", str(run_dir)],
                             out / "train.log", cap)

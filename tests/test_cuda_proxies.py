@@ -20,7 +20,7 @@ import plsearch.train
 from plsearch import create_model
 from plsearch.config import TrainConfig
 from plsearch.losses import deep_supervision_loss
-from plsearch.speed import autocast, cuda_paths_on, memory_format, to_channels_last
+from plsearch.speed import autocast, cuda_paths_on, memory_format
 from plsearch.synthetic import make_synthetic
 from plsearch.train import fit
 
