@@ -101,6 +101,7 @@ def test_a_search_keeps_each_trained_trials_weights(tmp_path, monkeypatch):
     assert (out / "artifacts").is_dir() and store_bytes(artifact_store(out)) > 0
 
 
+@pytest.mark.slow  # evaluate + two exports through the CLIs
 def test_evaluate_and_export_take_a_trial(study_dir, capsys):
     from plsearch.cli.evaluate import main as evaluate_main
     from plsearch.cli.export import main as export_main
@@ -114,6 +115,7 @@ def test_evaluate_and_export_take_a_trial(study_dir, capsys):
     assert "has no trial 7" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a (one-step) training run through the CLI
 def test_train_retrains_a_trials_config(study_dir, tmp_path, capsys):
     import yaml
 
