@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Any, Mapping, TypeVar, Union
+from typing import Annotated, Any, Mapping, TypeVar, Union, cast
 
 import yaml
 
@@ -97,14 +97,14 @@ class Registered:
 
 
 @functools.cache
-def _rules(cls: type) -> tuple[tuple[str, Any, tuple[Any, ...]], ...]:
+def _rules(cls: Any) -> tuple[tuple[str, Any, tuple[Any, ...]], ...]:
     """``(field, plain type, rules)`` of every init field of ``cls``, from its ``Annotated`` hints."""
     hints = typing.get_type_hints(cls, include_extras=True)
     out = []
     for f in fields(cls):
         if not f.init:
             continue
-        tp, rules = hints[f.name], ()
+        tp, rules = hints[f.name], cast(tuple[Any, ...], ())
         if typing.get_origin(tp) is Annotated:
             tp, *extra = typing.get_args(tp)
             rules = tuple(extra)
@@ -162,7 +162,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"{name}={value!r} must be a list; write e.g. {name}=[1, 2]")
         item_tp = args[0] if args else Any
         return tuple(_coerce(f"{name}[{i}]", item_tp, v) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -198,7 +198,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    valid = [f.name for f in fields(cls) if f.init]
+    valid = [f.name for f in fields(cast(Any, cls)) if f.init]
     unknown = [k for k in data if k not in valid]
     if unknown:
         raise ConfigError(

@@ -123,13 +123,36 @@ def plot_history(records: Sequence[dict], path: str | Path, title: str = "") -> 
     return save_figure(fig, path)
 
 
+def hypervolume(points: Any, ref: Any) -> float:
+    """Exact hypervolume that ``points`` (minimisation form, ``(n, d)``) dominate up to ``ref`` (``(d,)``).
+
+    Ours, not ``optuna._hypervolume`` (private): slices along the last objective and recurses, which is
+    exact and fast for the few objectives and hundreds of trials a search has.
+    """
+    import numpy as np
+
+    pts = np.asarray(points, dtype=float).reshape(-1, len(ref))
+    ref = np.asarray(ref, dtype=float)
+    pts = pts[np.all(pts < ref, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    if pts.shape[1] == 1:
+        return float(ref[0] - pts[:, 0].min())
+    pts = pts[np.argsort(pts[:, -1], kind="stable")]
+    volume = 0.0
+    for i in range(len(pts)):
+        top = pts[i + 1, -1] if i + 1 < len(pts) else ref[-1]
+        if top > pts[i, -1]:
+            volume += (top - pts[i, -1]) * hypervolume(pts[: i + 1, :-1], ref[:-1])
+    return volume
+
+
 def hypervolume_history(records: Sequence[dict], objectives: Sequence[tuple[str, str]],
                         limits: Mapping[str, float] | None = None) -> list[tuple[int, float]]:
     """Hypervolume of the feasible trained trials after each trial (minimization form; reference point:
     0 for maximized metrics; for minimized ones their budget in ``limits`` when given, which keeps the
     number comparable across runs, else 1.1 x the largest observed value)."""
     import numpy as np
-    from optuna._hypervolume import compute_hypervolume
 
     good = sorted(trained(records), key=lambda r: r["number"])
     vals = [[r["values"][n] for n, _ in objectives] for r in good if r.get("values")]
@@ -145,7 +168,7 @@ def hypervolume_history(records: Sequence[dict], objectives: Sequence[tuple[str,
     for i, r in enumerate(good):
         pts = arr[: i + 1]
         pts = pts[np.all(pts < ref, axis=1)]
-        out.append((r["number"], float(compute_hypervolume(pts, ref)) if len(pts) else 0.0))
+        out.append((r["number"], hypervolume(pts, ref)))
     return out
 
 

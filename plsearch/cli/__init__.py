@@ -102,5 +102,5 @@ class Parser(argparse.ArgumentParser):
     Parse inside ``run_cli`` so that the error becomes exit code 2 like every other bad input.
     """
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):  # argparse's NoReturn: it raises
         raise CLIError(f"{message}; see {self.prog} --help")

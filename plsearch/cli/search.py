@@ -35,7 +35,8 @@ def build_parser() -> Parser:
                    "sqlite:///PATH.db (one process) or postgresql://USER@HOST:PORT/DB (several machines; keep the "
                    "password in ~/.pgpass) [$PLSEARCH_STORAGE, else OUT/study.db or OUT/study.journal]")
     p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study [one per "
-                   "--devices entry; on a CPU with small trials one per core (4+ trials each, one thread each); else 1]")
+                   "--devices entry; on a CPU with small trials one per core (4+ trials each, one thread each); "
+                   "else 1]")
     p.add_argument("--devices", help="comma-separated devices, one worker each, round-robin when --workers is "
                    "larger, e.g. cuda:0,cuda:1")
     p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats on a database "
@@ -174,7 +175,8 @@ def _cap_memory(device: str | None) -> None:
     try:
         fraction = float(text)
     except ValueError:
-        raise CLIError(f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5") from None
+        raise CLIError(
+            f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5") from None
     from plsearch.cli import parse_device
     from plsearch.speed import cap_cuda_memory
 
@@ -231,12 +233,15 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
         ran[0] += line.startswith("trial ")
         print(f"[w{i}] {line}", file=sys.stderr if is_err else sys.stdout, flush=True)
 
+    def tick() -> None:
+        write_outputs(s.study, out)
+
     if remaining is None or remaining > 0:
-        print(f"starting {workers} workers" + (f" on {', '.join(device(i) for i in range(workers))}" if devices
-                                                else "") + (f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a "
-                                                            "shared GPU" if any(caps) else ""), flush=True)
+        where = f" on {', '.join(str(device(i)) for i in range(workers))}" if devices else ""
+        capped = f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a shared GPU" if any(caps) else ""
+        print(f"starting {workers} workers{where}{capped}", flush=True)
         try:
-            codes = launch(commands, envs, on_line, on_tick=lambda: write_outputs(s.study, out))
+            codes = launch(commands, envs, on_line, on_tick=tick)
         except KeyboardInterrupt:  # the workers re-queued their trials and stopped: keep the records current
             write_outputs(s.study, out)
             _snapshot(out, name, spec)
@@ -285,11 +290,11 @@ def _default_workers(args: Any, space: Any, extra: dict, n_trials: int) -> int:
 def _search(argv: Sequence[str] | None) -> int:
     import time
 
+    from plsearch.naming import study_ref
     from plsearch.search.pareto import degenerate_line, pareto_markdown
     from plsearch.search.runner import prepare, run_search, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
-    from plsearch.naming import study_ref
     from plsearch.search.workers import tally
 
     args = build_parser().parse_args(argv_or_sys(argv))
@@ -362,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as e:  # the database went away mid-search, ...: one line, password hidden
             if type(e).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2"):
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise CLIError(redact(f"storage error ({first}); check the database server and rerun to resume"))
+                raise CLIError(
+                    redact(f"storage error ({first}); check the database server and rerun to resume")) from None
             raise
 
     def on_term(signum: int, frame: Any) -> None:

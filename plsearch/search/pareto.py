@@ -20,7 +20,7 @@ def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]])
     def key(r: dict) -> list[float]:  # minimisation form
         return [-r["values"][n] if d == "maximize" else r["values"][n] for n, d in objectives]
 
-    front = []
+    front: list[dict] = []
     for r in pts:
         k = key(r)
         if not any(all(a <= b for a, b in zip(key(o), k)) and key(o) != k for o in pts):

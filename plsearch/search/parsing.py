@@ -42,6 +42,8 @@ class Axis:
     def distribution(self) -> Any:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+        if self.kind in ("int", "float"):
+            assert self.low is not None and self.high is not None  # a range axis always has both (parse_axis)
         if self.kind == "int":
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         if self.kind == "float":
@@ -318,6 +320,8 @@ def run_imports(entries: Any, base_dir: Path | None) -> None:
         if not path.is_file():
             raise SearchSpaceError(f"imports: {path} does not exist; give a .py path relative to the space file")
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise SearchSpaceError(f"imports: {path} cannot be loaded as a Python module; give a .py file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

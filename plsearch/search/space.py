@@ -123,6 +123,8 @@ class SearchSpace:
 
 
 def _suggest(trial: Any, axis: Axis) -> Any:
+    if axis.kind in ("int", "float"):
+        assert axis.low is not None and axis.high is not None  # a range axis always has both (parse_axis)
     if axis.kind == "int":
         return trial.suggest_int(axis.path, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log)
     if axis.kind == "float":

@@ -78,7 +78,8 @@ def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, p
         pass
     # A resumed study gets a fresh sampler stream (seed + trials so far): the same seed would replay
     # the random start-up samples already tried.
-    study = optuna.create_study(study_name=study_name, storage=storage, directions=space.directions,
+    directions: Any = space.directions  # "maximize" / "minimize", checked by the space parser
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(space, seed + n_existing, parallel),
                                 pruner=study_pruner(space), load_if_exists=True)
     if n_existing == 0 and study.user_attrs.get(SPACE_ATTR) is None:

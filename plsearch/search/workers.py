@@ -14,6 +14,14 @@
 - ``launch`` runs worker processes and relays their output lines (``--workers N``);
   ``assign_devices`` places them (round-robin over ``--devices``) and caps the CUDA memory of
   workers that share a GPU (``MEMORY_FRACTION_ENV``, applied by each worker at start).
+
+Why ``study._storage`` here (Optuna's private attribute): re-queueing another process's RUNNING
+trial writes to that trial by id (its ``fail_reason`` and ``requeued`` attrs, then FAIL, atomically
+against a worker finishing it) and reads the heartbeat's stale ids; ``Study`` has no public call
+for either (``Study.tell`` cannot set a trial's attrs, and ``optuna.storages.fail_stale_trials``
+neither says which trials it failed nor re-enqueues their params). The writes are public
+``BaseStorage`` methods reached through the study's handle; the stale-id query
+(``_get_stale_trial_ids``) is Optuna's private heartbeat helper, pinned by the tests in test_scale.
 """
 
 from __future__ import annotations

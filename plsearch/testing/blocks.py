@@ -29,7 +29,7 @@ def _apply(block: Any, state: Any) -> Any:
 
 
 def check_block(
-    name_or_cls: str | type,
+    name_or_cls: str | Any,
     *,
     dims: tuple[int, ...] = (2, 3),
     channels: tuple[tuple[int, int], ...] = ((4, 4), (6, 3)),
@@ -48,7 +48,7 @@ def check_block(
 
     from plsearch.registry import get_block
 
-    cls = get_block(name_or_cls) if isinstance(name_or_cls, str) else name_or_cls
+    cls: Any = get_block(name_or_cls) if isinstance(name_or_cls, str) else name_or_cls
     who = getattr(cls, "block_name", cls.__name__)
     for d in dims:
         for cin, cout in channels:
