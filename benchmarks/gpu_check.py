@@ -37,9 +37,9 @@ BUDGET_S = 240
 SETUP_S = 10
 # name, cap in seconds (None: what is left, at most SEARCH_S + 25), what it runs
 PARTS = (
-    ("tests", 50, "pytest -m gpu: the gpu-marked tests (bf16 + channels-last fit and evaluation, 3D "
+    ("tests", 60, "pytest -m gpu: the gpu-marked tests (bf16 + channels-last fit and evaluation, 3D "
                   "channels_last_3d, compiled train step, augmentation on the GPU)"),
-    ("speed", 35, "PL-Net, PL-Net\u2020, MONAI BasicUNet at 224x224, batch 16, bf16 + channels_last, train step and "
+    ("speed", 30, "PL-Net, PL-Net\u2020, MONAI BasicUNet at 224x224, batch 16, bf16 + channels_last, train step and "
                   "forward: images/s, fraction of the measured bf16 matmul peak, peak memory"),
     ("train", 40, f"PL-Net on the carried dsb2018 at 224 px, {TRAIN_EPOCHS} epochs, batch 16, Adam 1e-4, bf16: "
                   f"seconds per epoch and the predicted {PROTOCOL_EPOCHS}-epoch protocol"),

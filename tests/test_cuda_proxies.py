@@ -190,7 +190,7 @@ def test_compiled_train_step_matches_eager(device, monkeypatch):
         monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     data = make_synthetic(8, 16, seed=3)
     train, val = data.subset(range(4)), data.subset(range(4, 8))
-    name, kw = ("unet", {"depth": 2}) if device == "cpu" else ("plnet", {"depth": 3})
+    name, kw = ("unet", {"depth": 2}) if device == "cpu" else ("plnet", {"depth": 3, "stages": 1})
     cfg = TrainConfig(epochs=2, lr=1e-2, batch_size=4, augment=False, patience=0, device=device)
     runs = {}
     for compiled in (False, True):
