@@ -68,7 +68,8 @@ def _check_readable(files: list[Path]) -> None:
             try:
                 nib.load(str(f))
             except Exception as e:  # noqa: BLE001 - nibabel's errors for bad files vary
-                raise DataError(f"cannot read volume {f} ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}); "
+                why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+                raise DataError(f"cannot read volume {f} ({why}); "
                                 "replace or remove the file") from None
         else:
             _open(f, "image").close()

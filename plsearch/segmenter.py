@@ -152,7 +152,8 @@ class Segmenter:
     """
 
     def __init__(self, model: nn.Module, *, mode: str = "auto", tile: int | None = None, overlap: float = 0.5,
-                 batch_size: int = 4, memory_bytes: int = DEFAULT_MEMORY_BYTES, device: str | torch.device | None = None,
+                 batch_size: int = 4, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 device: str | torch.device | None = None,
                  preprocessing: Preprocessing | None = None) -> None:
         if mode not in ("auto", "resize", "sliding"):
             raise ValueError(f"mode={mode!r} is not one of ['auto', 'resize', 'sliding']")
@@ -170,7 +171,8 @@ class Segmenter:
         self.mode = ("sliding" if pre.fit == "pad" else "resize") if mode == "auto" else mode
         self.overlap, self.batch_size, self.memory_bytes = overlap, batch_size, memory_bytes
         p = next(model.parameters(), None)
-        self.device = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
+        here = p.device if p is not None else torch.device("cpu")
+        self.device = torch.device(device) if device is not None else here
         self.model.to(self.device)
         self.tile = tile or self._tile_from_memory(cfg)
 

@@ -48,7 +48,8 @@ class VolumeData:
 
     def __post_init__(self) -> None:
         if not self.images.is_floating_point() or self.images.dim() != 5:
-            raise ValueError(f"images must be float (n, c, d, h, w), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(f"images must be float (n, c, d, h, w), got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
         if self.masks.dtype != torch.uint8 or self.masks.dim() != 4:
             raise ValueError(f"masks must be uint8 (n, d, h, w), got {self.masks.dtype} {tuple(self.masks.shape)}")
         n = self.images.shape[0]

@@ -41,7 +41,8 @@ def _export(argv: Sequence[str] | None) -> int:
     ref = args.checkpoint or args.trial
     out = Path(args.out)
     if out.is_dir():
-        raise CLIError(f"--out {out} is a folder; pass a file name such as {out / ('model.onnx' if args.format == 'onnx' else 'model.pt')}")
+        name = "model.onnx" if args.format == "onnx" else "model.pt"
+        raise CLIError(f"--out {out} is a folder; pass a file name such as {out / name}")
     check_out(out, inputs=[args.checkpoint], need_dir=False)
     if args.checkpoint and out.resolve() == Path(args.checkpoint).resolve():
         raise CLIError(f"--out {out} is the checkpoint itself; choose another file name")
