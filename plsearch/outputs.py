@@ -203,7 +203,7 @@ def claim_folder(out: str | Path, kind: str, *, targets: Iterable[str] = (), for
     marker = read_marker(path) or {}
     if marker and marker.get("kind") not in (kind, None) and not force:
         raise OutputError(f"{flag} {out} is a {marker.get('kind')} folder of plsearch, not a {kind} folder; "
-                          "pass another folder, or --force")
+                          "pass another folder")
     own = set(marker.get("files") or [])
     adopted = not marker and path.is_dir() and any((path / a).exists() for a in adopt)
     if not force and not adopted:
@@ -211,7 +211,7 @@ def claim_folder(out: str | Path, kind: str, *, targets: Iterable[str] = (), for
         if clash:
             more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
             raise OutputError(f"{flag} {out} already holds {clash[0]}{more}, which plsearch did not write; choose a "
-                              "new or empty folder, or pass --force to overwrite")
+                              "new or empty folder, or move that file away")
     if create:
         path.mkdir(parents=True, exist_ok=True)
         if not marker or marker.get("kind") != kind:

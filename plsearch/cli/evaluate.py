@@ -52,10 +52,11 @@ def _evaluate(argv: Sequence[str] | None) -> int:
 
     check_out(out, inputs=[args.data])  # not a file, not inside the data it reads
     names = ("metrics.json", "best_worst.png")
-    claim_folder(out, "eval", targets=names, adopt=names)  # its own eval folder, or one of an earlier version
-    record_written(out, names)
+    claim_folder(out, "eval", targets=names, adopt=names, create=False)  # its own, or an earlier version's
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, out_dir=out, device=device,
                                  batch_size=args.batch_size, k=args.count)
+    claim_folder(out, "eval", targets=names, adopt=names)  # written: record them (a rerun may replace them)
+    record_written(out, names)
     print(format_metrics(result, f"{args.split} metrics of {args.checkpoint}:"))
     print(f"wrote {result['metrics_json']} and {result['overlays']}")
     return 0
