@@ -29,7 +29,7 @@ class CheckpointError(ValueError):
 def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     """``model.config.to_dict()`` when the model carries a config (PLNet does), else ``None``."""
     cfg = getattr(model, "config", None)
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else None
+    return cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else None
 
 
 def save_checkpoint(

@@ -126,7 +126,8 @@ def check_field(cls: type, name: str, value: Any, label: str | None = None) -> N
 
 def check_fields(obj: Any) -> None:
     """Apply every per-field rule of a config dataclass instance (called first in ``__post_init__``)."""
-    for name, _, rules in _rules(type(obj)):
+    cls: Any = type(obj)
+    for name, _, rules in _rules(cls):
         for rule in rules:
             rule.check(name, getattr(obj, name))
 

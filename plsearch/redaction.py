@@ -62,9 +62,9 @@ def url_secrets(url: str | None) -> set[str]:
     try:
         from sqlalchemy.engine import make_url
 
-        pw = make_url(text).password
-        if pw:
-            found.add(str(pw))
+        url_pw = make_url(text).password
+        if url_pw:
+            found.add(str(url_pw))
     except Exception:  # noqa: BLE001, S110 - not a URL SQLAlchemy reads; the userinfo above still counts
         pass
     return {f for s in found for f in _forms(s)}

@@ -42,13 +42,12 @@ class Axis:
     def distribution(self) -> Any:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-        if self.kind in ("int", "float"):
-            assert self.low is not None and self.high is not None  # a range axis always has both (parse_axis)
+        if self.kind == "categorical":
+            return CategoricalDistribution(self.choices)
+        assert self.low is not None and self.high is not None  # a range axis always has both (parse_axis)
         if self.kind == "int":
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
-        if self.kind == "float":
-            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
-        return CategoricalDistribution(self.choices)
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def corners(self) -> tuple[Any, ...]:
         """The extreme values: (low, high) or (first choice, last choice)."""

@@ -107,12 +107,12 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
         # spawn, not fork: a forked child of a process that has run OpenMP code can hang in it
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            jobs = {pool.submit(_train_one, space, name, *job, extra): name for name, job in todo.items()}
+            jobs = {pool.submit(_train_one, space, name, *spec, extra): name for name, spec in todo.items()}
             for job in as_completed(jobs):
                 done(jobs[job], job.result())
     else:
-        for name, job in todo.items():
-            done(name, _train_one(space, name, *job, extra))
+        for name, spec in todo.items():
+            done(name, _train_one(space, name, *spec, extra))
     return {name: result[name] for name in space.references if name in result}
 
 
@@ -133,7 +133,10 @@ def _train_one(space: "SearchSpace", name: str, cfg: RunConfig, key: str, lrs: l
     rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
                            "metrics": None, "fail_reason": None}
     try:
-        choice = choose_lr(cfg, lrs, lambda c, prof=prof: train_and_score(c, prof))
+        def train(c: RunConfig) -> dict[str, Any]:
+            return train_and_score(c, prof)
+
+        choice = choose_lr(cfg, lrs, train)
         rec["metrics"], rec["lr"] = choice.result, choice.lr
         rec["lr_tried"] = {f"{k:g}": v for k, v in choice.tried.items()}
         rec["config"] = replace(cfg, train=replace(cfg.train, lr=choice.lr)).to_dict()

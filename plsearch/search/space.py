@@ -123,13 +123,12 @@ class SearchSpace:
 
 
 def _suggest(trial: Any, axis: Axis) -> Any:
-    if axis.kind in ("int", "float"):
-        assert axis.low is not None and axis.high is not None  # a range axis always has both (parse_axis)
+    if axis.kind == "categorical":
+        return trial.suggest_categorical(axis.path, list(axis.choices))
+    assert axis.low is not None and axis.high is not None  # a range axis always has both (parse_axis)
     if axis.kind == "int":
         return trial.suggest_int(axis.path, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log)
-    if axis.kind == "float":
-        return trial.suggest_float(axis.path, axis.low, axis.high, step=axis.step, log=axis.log)
-    return trial.suggest_categorical(axis.path, list(axis.choices))
+    return trial.suggest_float(axis.path, axis.low, axis.high, step=axis.step, log=axis.log)
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -109,7 +109,7 @@ def owner_state(worker: str | None, run_id: str, since: datetime | None = None) 
     if not pid_alive(int(pid)):
         return "dead"
     started = pid_started_at(int(pid)) if since is not None else None
-    return "dead" if started is not None and started > since.timestamp() + 2 else "alive"
+    return "dead" if started is not None and since is not None and started > since.timestamp() + 2 else "alive"
 
 
 def counted(t: Any) -> bool:
