@@ -258,10 +258,10 @@ class Segmenter:
         for start in range(0, len(corners), self.batch_size):
             chunk = [tuple(g[i] for g, i in zip(grids, c)) for c in corners[start : start + self.batch_size]]
             windows = [tuple(slice(o, o + t) for o, t in zip(origin, tile)) for origin in chunk]
-            batch = torch.stack([x[(slice(None), *w)] for w in windows]).to(self.device)
+            batch = torch.stack([x[(slice(None),) + w] for w in windows]).to(self.device)
             lg = self.model(batch).float().cpu()
             for w, out in zip(windows, lg):
-                acc[(slice(None), *w)] += out * weight
+                acc[(slice(None),) + w] += out * weight  # not (slice(None), *w): mypy reads that as 3.11 syntax
                 norm[w] += weight
         return acc / norm
 
