@@ -180,7 +180,8 @@ def resolve(
             )
         tree["model"]["in_channels"] = channels
         dims = getattr(data["train"] if isinstance(data, Mapping) else data, "spatial_dims", None)
-        if dims is not None and dims != tree["model"]["spatial_dims"]:  # NIfTI volumes (plsearch.volume_data) need a 3D network
+        # NIfTI volumes (plsearch.volume_data) need a 3D network
+        if dims is not None and dims != tree["model"]["spatial_dims"]:
             raise ConfigError(f"the data are {dims}D but model.spatial_dims={tree['model']['spatial_dims']}; "
                               f"set model.spatial_dims={dims}")
     cfg = from_dict(RunConfig, tree)
