@@ -55,7 +55,12 @@ def check_inputs(space: "SearchSpace", extra: Mapping[str, Any]) -> None:
                           f"network in the space (at least {need}); raise data.image_size to {need} or more, "
                           "or lower model.depth")
     if cfgs:
-        load_data(cfgs[0].data, cfgs[0].model.num_classes)
+        splits = load_data(cfgs[0].data, cfgs[0].model.num_classes)
+        n_train, n_val = len(splits["train"]), len(splits["val"])
+        if not n_train or not n_val:  # every trial would fail the same way: say it once, before any storage
+            raise SearchError(f"{cfgs[0].data.root or 'the synthetic set'} gives {n_train} training and {n_val} "
+                              "validation images; a search needs both: add images (at least 2 pairs) or change "
+                              "data.val_fraction")
 
 
 def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, parallel: bool = False) -> Any:
