@@ -346,7 +346,7 @@ def profile_nan(tmp):
 @case("4 resume", "train --resume --set train.lr=nan (config.yaml must not change)")
 def resume_nan(tmp):
     r = trained_run(tmp)
-    return {"cli": "train", "args": ["--data", "D", *TRAIN, "--out", str(r), "--resume", "--epochs", "2", "--set",
+    return {"cli": "train", "args": [*TRAIN, "--out", str(r), "--resume", "--epochs", "2", "--set",
                                      "train.lr=nan"], "inputs": [r.name]}
 
 
@@ -361,7 +361,7 @@ def resume_other_preset(tmp):
     ck["model_config"] = preset_config("plnet-small", base_width=4, depth=3).to_dict()
     ck["run_config"]["model"] = ck["model_config"]
     torch.save(ck, r / "last.pt")
-    return {"cli": "train", "args": ["--data", "D", *TRAIN, "--out", str(r), "--resume", "--epochs", "2"],
+    return {"cli": "train", "args": [*TRAIN, "--out", str(r), "--resume", "--epochs", "2"],
             "inputs": [r.name]}
 
 
@@ -375,7 +375,7 @@ def resume_other_best(tmp):
     ck = torch.load(r / "best.pt", weights_only=True)
     ck["model_config"] = preset_config("plnet-small", base_width=4, depth=3).to_dict()
     torch.save(ck, r / "best.pt")
-    return {"cli": "train", "args": ["--data", "D", *TRAIN, "--out", str(r), "--resume", "--epochs", "2"],
+    return {"cli": "train", "args": [*TRAIN, "--out", str(r), "--resume", "--epochs", "2"],
             "inputs": [r.name]}
 
 
