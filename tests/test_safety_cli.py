@@ -228,4 +228,7 @@ def test_a_data_folder_with_a_single_pair(tmp_path, capsys):
     for sub in ("images", "masks"):
         for f in sorted((d / sub).iterdir())[1:]:
             f.unlink()
-    _refused(capsys, train_main, ["--data", d, *TRAIN, "--out", tmp_path / "run"], d)
+    _refused(capsys, train_main, ["--data", d, *TRAIN, "--out", tmp_path / "run"], d, match="validation")
+    _refused(capsys, search_main, ["--space", TINY, "--data", d, "--out", tmp_path / "R", *SEARCH], d,
+             match="validation")
+    assert not (tmp_path / "R").exists() and not (tmp_path / "run").exists()
