@@ -59,8 +59,12 @@ def val_sensitivity(ctx: MetricContext) -> float:
     """Per-image mean sensitivity on the validation split, with the trained (best-epoch) model."""
     from plsearch.metrics import evaluate_model
 
-    return evaluate_model(ctx.model, ctx.splits["val"], num_classes=ctx.config.model.num_classes,
-                          batch_size=ctx.config.train.eval_batch_size)["sens"]
+    return evaluate_model(
+        ctx.model,
+        ctx.splits["val"],
+        num_classes=ctx.config.model.num_classes,
+        batch_size=ctx.config.train.eval_batch_size,
+    )["sens"]
 
 
 def main() -> None:
@@ -73,8 +77,13 @@ def main() -> None:
     p.add_argument("--n-trials", type=int)
     args = p.parse_args()
     space = load_space(Path(__file__).with_name("custom_space.yaml"))
-    result = run_search(space, out_dir=args.out, n_trials=args.n_trials, draw=draw_plots,
-                        on_trial=lambda r: print(r["number"], r["state"], r["params"], r["values"]))
+    result = run_search(
+        space,
+        out_dir=args.out,
+        n_trials=args.n_trials,
+        draw=draw_plots,
+        on_trial=lambda r: print(r["number"], r["state"], r["params"], r["values"]),
+    )
     print(pareto_markdown(result.pareto))
 
 

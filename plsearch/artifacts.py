@@ -22,8 +22,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ARTIFACT_DIR", "DEFAULT_KEEP_TOP", "ArtifactError", "artifact_store", "keep_checkpoint", "keep_model",
-           "prune", "store_bytes", "trial_checkpoint", "trial_config", "trial_weights"]
+__all__ = [
+    "ARTIFACT_DIR",
+    "DEFAULT_KEEP_TOP",
+    "ArtifactError",
+    "artifact_store",
+    "keep_checkpoint",
+    "keep_model",
+    "prune",
+    "store_bytes",
+    "trial_checkpoint",
+    "trial_config",
+    "trial_weights",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +80,9 @@ def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, 
             os.link(src, named)
         except OSError:
             named.write_bytes(src.read_bytes())
-        artifact_id = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(named),
-                                                       study_or_trial=trial_or_study)
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=store, file_path=str(named), study_or_trial=trial_or_study
+        )
     study = getattr(trial_or_study, "study", trial_or_study)
     where = _store_path(store)
     if where and hasattr(study, "_storage"):
@@ -81,16 +93,28 @@ def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, 
     return artifact_id
 
 
-def keep_model(trial_or_study: Any, model: Any, store: Any, *, run_config: Any = None, name: str = WEIGHTS_NAME,
-               extra: dict[str, Any] | None = None) -> str:
+def keep_model(
+    trial_or_study: Any,
+    model: Any,
+    store: Any,
+    *,
+    run_config: Any = None,
+    name: str = WEIGHTS_NAME,
+    extra: dict[str, Any] | None = None,
+) -> str:
     """Write ``model``'s weights as a plsearch checkpoint and :func:`keep_checkpoint` it."""
     from plsearch.checkpoint import model_config_dict, save_checkpoint
     from plsearch.config import to_dict
 
     run = to_dict(run_config) if run_config is not None and not isinstance(run_config, dict) else run_config
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_checkpoint(Path(tmp) / name, model.state_dict(), model_config=model_config_dict(model),
-                               run_config=run, train_state=dict(extra or {}))
+        path = save_checkpoint(
+            Path(tmp) / name,
+            model.state_dict(),
+            model_config=model_config_dict(model),
+            run_config=run,
+            train_state=dict(extra or {}),
+        )
         return keep_checkpoint(trial_or_study, path, store, name=name)
 
 
@@ -106,8 +130,10 @@ def _default_store(study: Any, ref_folder: Path | None) -> Any:
         return artifact_store(path=recorded)
     if ref_folder is not None and (ref_folder / ARTIFACT_DIR).is_dir():
         return artifact_store(path=ref_folder / ARTIFACT_DIR)
-    raise ArtifactError(f"no artifact store found for this study (looked in {recorded or ref_folder}/{ARTIFACT_DIR}); "
-                        "pass --artifacts PATH where the search kept its weights")
+    raise ArtifactError(
+        f"no artifact store found for this study (looked in {recorded or ref_folder}/{ARTIFACT_DIR}); "
+        "pass --artifacts PATH where the search kept its weights"
+    )
 
 
 def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
@@ -122,10 +148,15 @@ def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
     trial = trials[0]
     metas = _metas(trial, study._storage)
     if not metas:
-        why = f"it is {trial.state.name}" if trial.state.name != "COMPLETE" else "it was not trained (infeasible or " \
-              "a duplicate) or ran before plsearch kept weights"
-        raise ArtifactError(f"trial {ref.number} of {sref} kept no weights ({why}); retrain its config with "
-                            f"python -m plsearch.train --trial {ref}")
+        why = (
+            f"it is {trial.state.name}"
+            if trial.state.name != "COMPLETE"
+            else "it was not trained (infeasible or a duplicate) or ran before plsearch kept weights"
+        )
+        raise ArtifactError(
+            f"trial {ref.number} of {sref} kept no weights ({why}); retrain its config with "
+            f"python -m plsearch.train --trial {ref}"
+        )
     return trial, metas[-1].artifact_id, (store if store is not None else _default_store(study, _folder(sref)))
 
 
@@ -141,8 +172,10 @@ def trial_config(ref: Any) -> Any:
         raise ArtifactError(f"{sref} has no trial {ref.number} (it has {len(study.trials)} trials, numbered from 0)")
     config = trials[0].user_attrs.get("config")
     if not config:
-        raise ArtifactError(f"trial {ref.number} of {sref} has no recorded config (its sampled parameters did not "
-                            "form a valid config); choose a trained trial from pareto.csv")
+        raise ArtifactError(
+            f"trial {ref.number} of {sref} has no recorded config (its sampled parameters did not "
+            "form a valid config); choose a trained trial from pareto.csv"
+        )
     return RunConfig.from_dict(config)
 
 
@@ -169,9 +202,11 @@ def trial_checkpoint(ref: Any, *, store: Any = None) -> Path:
         optuna.artifacts.download_artifact(artifact_store=store, file_path=str(tmp), artifact_id=artifact_id)
     except Exception as e:  # noqa: BLE001 - ArtifactNotFound, OSError, backend errors
         tmp.unlink(missing_ok=True)
-        raise ArtifactError(f"the weights of trial {ref.number} of {ref.study} are gone from the artifact store "
-                            f"({type(e).__name__}; the disk bound keeps only the Pareto set and the top trials); "
-                            f"retrain its config with python -m plsearch.train --trial {ref}") from None
+        raise ArtifactError(
+            f"the weights of trial {ref.number} of {ref.study} are gone from the artifact store "
+            f"({type(e).__name__}; the disk bound keeps only the Pareto set and the top trials); "
+            f"retrain its config with python -m plsearch.train --trial {ref}"
+        ) from None
     os.replace(tmp, target)
     return target
 
@@ -202,8 +237,10 @@ def prune(study: Any, store: Any, *, keep_top: int = DEFAULT_KEEP_TOP) -> dict[s
 
     keep = _kept_numbers(study, keep_top)
     kept = removed = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                                                      optuna.trial.TrialState.FAIL)):
+    for t in study.get_trials(
+        deepcopy=False,
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL),
+    ):
         metas = _metas(t, study._storage)
         if not metas:
             continue

@@ -85,7 +85,7 @@ def augment_batch(
         raise ValueError(f"x must be (b, c, h, w) or (b, c, d, h, w), got shape {tuple(x.shape)}")
     spatial = tuple(x.shape[2:])
     channel_dim = y.dim() == x.dim()
-    if tuple(y.shape[-len(spatial):]) != spatial or y.shape[0] != x.shape[0] or y.dim() not in (x.dim(), x.dim() - 1):
+    if tuple(y.shape[-len(spatial) :]) != spatial or y.shape[0] != x.shape[0] or y.dim() not in (x.dim(), x.dim() - 1):
         raise ValueError(f"mask shape {tuple(y.shape)} does not fit image shape {tuple(x.shape)}")
     b = x.shape[0]
     theta = random_affine(b, spatial, generator=generator, rotation_deg=rotation_deg, shift=shift, flips=flips)

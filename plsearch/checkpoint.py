@@ -118,8 +118,9 @@ def _first_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return "the same fields"
 
 
-def check_resumable(run_dir: str | Path, model_config: Mapping[str, Any],
-                    shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+def check_resumable(
+    run_dir: str | Path, model_config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> dict[str, Any]:
     """Check a run folder before a resume writes anything; returns its ``last.pt`` dict.
 
     ``last.pt`` must hold a training state, and ``last.pt`` and ``best.pt`` (when present) must be
@@ -132,8 +133,9 @@ def check_resumable(run_dir: str | Path, model_config: Mapping[str, Any],
     ts = last.get("train_state") or {}
     missing = [k for k in TRAIN_STATE_KEYS if k not in ts]
     if missing:
-        raise CheckpointError(f"{run / 'last.pt'} holds no training state ({missing[0]} is missing), so it cannot "
-                              f"be resumed; {fix}")
+        raise CheckpointError(
+            f"{run / 'last.pt'} holds no training state ({missing[0]} is missing), so it cannot be resumed; {fix}"
+        )
     for name in ("last.pt", "best.pt"):
         path = run / name
         if name == "best.pt" and not path.exists():
@@ -141,8 +143,9 @@ def check_resumable(run_dir: str | Path, model_config: Mapping[str, Any],
         ckpt = last if name == "last.pt" else read_checkpoint(path)
         mc = dict(ckpt.get("model_config") or {})
         if mc != dict(model_config):
-            raise CheckpointError(f"{path} is a checkpoint of another model ({_first_difference(dict(model_config), mc)}); "
-                                  f"{fix}")
+            raise CheckpointError(
+                f"{path} is a checkpoint of another model ({_first_difference(dict(model_config), mc)}); {fix}"
+            )
         if shapes is not None:
             got = {k: tuple(v.shape) for k, v in (ckpt.get("state_dict") or {}).items()}
             if got != {k: tuple(v) for k, v in shapes.items()}:

@@ -69,8 +69,15 @@ def size_objectives(study: Any) -> list[str]:
 
 def _candidate(rec: Mapping[str, Any]) -> Candidate:
     prof, metrics = rec.get("profile") or {}, rec.get("metrics") or {}
-    return Candidate(f"trial_{rec['number']}", "trial", RunConfig.from_dict(rec["config"]), rec["number"],
-                     metrics.get("val_dice"), prof.get("params"), prof.get("macs"))
+    return Candidate(
+        f"trial_{rec['number']}",
+        "trial",
+        RunConfig.from_dict(rec["config"]),
+        rec["number"],
+        metrics.get("val_dice"),
+        prof.get("params"),
+        prof.get("macs"),
+    )
 
 
 def search_candidates(study: Any, trials: Sequence[int] | None = None) -> list[Candidate]:
@@ -85,14 +92,22 @@ def search_candidates(study: Any, trials: Sequence[int] | None = None) -> list[C
         for n in trials:
             if n not in numbers:
                 have = f"0..{max(numbers)}" if numbers else "none"
-                raise ConfirmError(f"trial {n} does not exist in study {study.study_name!r} (trials {have}); "
-                                   "choose from pareto.md or trials.jsonl")
+                raise ConfirmError(
+                    f"trial {n} does not exist in study {study.study_name!r} (trials {have}); "
+                    "choose from pareto.md or trials.jsonl"
+                )
             rec = by_number.get(n)
-            if rec is None or rec["state"] != "COMPLETE" or not rec.get("feasible") or not rec.get("config") \
-                    or not rec.get("metrics"):
+            if (
+                rec is None
+                or rec["state"] != "COMPLETE"
+                or not rec.get("feasible")
+                or not rec.get("config")
+                or not rec.get("metrics")
+            ):
                 why = (rec or {}).get("fail_reason") or ("not finished" if rec is None else rec["state"].lower())
-                raise ConfirmError(f"trial {n} of study {study.study_name!r} was not trained ({why}); choose a "
-                                   "trained feasible trial")
+                raise ConfirmError(
+                    f"trial {n} of study {study.study_name!r} was not trained ({why}); choose a trained feasible trial"
+                )
             out.append(_candidate(rec))
         return out
     from plsearch.search.pareto import pareto_front
@@ -100,13 +115,16 @@ def search_candidates(study: Any, trials: Sequence[int] | None = None) -> list[C
     objectives = list(zip(study_metric_names(study), [d.name.lower() for d in study.directions]))
     front = [r for r in pareto_front(records, objectives) if r.get("config") and r.get("metrics")]
     if not front:
-        raise ConfirmError(f"study {study.study_name!r} has no trained feasible trial on its front yet; run the "
-                           "search first, or name trials with --trials")
+        raise ConfirmError(
+            f"study {study.study_name!r} has no trained feasible trial on its front yet; run the "
+            "search first, or name trials with --trials"
+        )
     return [_candidate(r) for r in front]
 
 
-def reference_candidates(space: Any, extra: Mapping[str, Any] | None = None,
-                         cached: Mapping[str, Mapping[str, Any]] | None = None) -> list[Candidate]:
+def reference_candidates(
+    space: Any, extra: Mapping[str, Any] | None = None, cached: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Candidate]:
     """The space's presets at the search's fidelity, each at the learning rate its reference was trained
     with (``cached``: the search's ``references.json``), so confirm follows the search's rate rule."""
     from plsearch.search.references import reference_config
@@ -154,18 +172,31 @@ def fold_split_files(cfg: RunConfig, k: int, folder: str | Path, seed: int = 0) 
     return paths
 
 
-def confirm_jobs(cands: Sequence[Candidate], overrides: Mapping[str, Any], *, seeds: int = 3,
-                 folds: Sequence[Path] = ()) -> list[Job]:
+def confirm_jobs(
+    cands: Sequence[Candidate], overrides: Mapping[str, Any], *, seeds: int = 3, folds: Sequence[Path] = ()
+) -> list[Job]:
     """Seed-major (or fold-major) jobs, so an interrupted confirm leaves every config with equal runs."""
     jobs = []
-    runs = [(f"fold_{i}", {"data.split_csv": str(p), "train.seed": 0}) for i, p in enumerate(folds)] or \
-        [(f"seed_{s}", {"train.seed": s}) for s in range(seeds)]
+    runs = [(f"fold_{i}", {"data.split_csv": str(p), "train.seed": 0}) for i, p in enumerate(folds)] or [
+        (f"seed_{s}", {"train.seed": s}) for s in range(seeds)
+    ]
     for tag, over in runs:
         for c in cands:
             cfg = apply_overrides(c.config, {**_for(c, overrides), **over})
-            jobs.append(Job(f"{c.label}/{tag}", cfg, group=c.label,
-                            info={"kind": c.kind, "number": c.number, "search_val_dice": c.search_val_dice,
-                                  "params_count": c.params, "macs": c.macs}))
+            jobs.append(
+                Job(
+                    f"{c.label}/{tag}",
+                    cfg,
+                    group=c.label,
+                    info={
+                        "kind": c.kind,
+                        "number": c.number,
+                        "search_val_dice": c.search_val_dice,
+                        "params_count": c.params,
+                        "macs": c.macs,
+                    },
+                )
+            )
     return jobs
 
 
@@ -196,12 +227,26 @@ def aggregate(rows: Sequence[Mapping[str, Any]], cands: Sequence[Candidate]) -> 
         failed = [r for r in rows if r["group"] == c.label and r.get("fail_reason")]
         dice, iou = [r["test_dice"] for r in rs], [r["test_iou"] for r in rs]
         (dm, dsd), (im, isd), (vm, _) = _ms(dice), _ms(iou), _ms([r["val_dice"] for r in rs])
-        out.append({"label": c.label, "kind": c.kind, "trial": c.number, "params": c.params, "macs": c.macs,
-                    "search_val_dice": c.search_val_dice, "n": len(rs), "failed": len(failed),
-                    "test_dice": dm, "test_dice_sd": dsd, "test_iou": im, "test_iou_sd": isd, "val_dice": vm,
-                    "test_dice_runs": [round(d, 4) for d in dice], "degenerate": sum(bool(r.get("degenerate"))
-                                                                                    for r in rs),
-                    "trivial_dice": rs[0].get("test_trivial_dice") if rs else None})
+        out.append(
+            {
+                "label": c.label,
+                "kind": c.kind,
+                "trial": c.number,
+                "params": c.params,
+                "macs": c.macs,
+                "search_val_dice": c.search_val_dice,
+                "n": len(rs),
+                "failed": len(failed),
+                "test_dice": dm,
+                "test_dice_sd": dsd,
+                "test_iou": im,
+                "test_iou_sd": isd,
+                "val_dice": vm,
+                "test_dice_runs": [round(d, 4) for d in dice],
+                "degenerate": sum(bool(r.get("degenerate")) for r in rs),
+                "trivial_dice": rs[0].get("test_trivial_dice") if rs else None,
+            }
+        )
     return out
 
 

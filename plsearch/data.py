@@ -177,9 +177,7 @@ def load_folder(
     return _from_numpy(arr.images, arr.masks, arr.ids, grey_world)
 
 
-def split_indices(
-    n: int, val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Seeded random train/val/test indices of ``n`` samples (disjoint, each sorted).
 
     A non-zero fraction gets at least one sample when ``n`` allows; train keeps at least one.
@@ -294,7 +292,11 @@ def load_splits(cfg: DataConfig, num_classes: int = 1) -> dict[str, Segmentation
 
             return load_volume_splits(cfg, num_classes=num_classes)  # type: ignore[return-value]
         data = load_folder(
-            root, cfg.image_size, channels=cfg.channels, num_classes=num_classes, grey_world=cfg.grey_world,
+            root,
+            cfg.image_size,
+            channels=cfg.channels,
+            num_classes=num_classes,
+            grey_world=cfg.grey_world,
             cache=cfg.cache,
         )
     split = _split(cfg, len(data), root, data.ids)

@@ -12,8 +12,7 @@ from pathlib import Path
 from plsearch.config import ModelConfig
 from plsearch.wiring import Wiring, build_wiring
 
-COLORS = {"flow": "#555555", "down": "#555555", "up": "#555555", "fsc": "#1f77b4", "bsc": "#d62728",
-"fuse": "#2ca02c"}
+COLORS = {"flow": "#555555", "down": "#555555", "up": "#555555", "fsc": "#1f77b4", "bsc": "#d62728", "fuse": "#2ca02c"}
 
 
 def _node_of(wiring: Wiring) -> tuple[dict[str, tuple], dict[tuple, dict]]:
@@ -83,10 +82,20 @@ def draw_wiring(wiring: Wiring | ModelConfig, path: str | Path, title: str | Non
             (x1, y1), (x2, y2) = pos[src], pos[dst]
             style = "-"
             rad = 0.25 if kind == "bsc" else (0.0 if kind != "fsc" else -0.15)
-            ax.annotate("", xy=(x2, y2), xytext=(x1, y1),
-                        arrowprops=dict(arrowstyle="-|>", color=COLORS.get(kind, "#555"), lw=1.2 if kind in
-                                        ("bsc", "fsc") else 0.8, linestyle=style,
-                                        connectionstyle=f"arc3,rad={rad}", shrinkA=6, shrinkB=6))
+            ax.annotate(
+                "",
+                xy=(x2, y2),
+                xytext=(x1, y1),
+                arrowprops=dict(
+                    arrowstyle="-|>",
+                    color=COLORS.get(kind, "#555"),
+                    lw=1.2 if kind in ("bsc", "fsc") else 0.8,
+                    linestyle=style,
+                    connectionstyle=f"arc3,rad={rad}",
+                    shrinkA=6,
+                    shrinkB=6,
+                ),
+            )
     widths = cfg.widths
     for key, (x, y) in pos.items():
         entry = info[key]
@@ -103,13 +112,25 @@ def draw_wiring(wiring: Wiring | ModelConfig, path: str | Path, title: str | Non
             face = "#fde0c5" if key[3] == "enc" else "#dbe9f6"
             if role == "bottleneck":
                 face = "#f4cae4"
-        ax.text(x, y, label, ha="center", va="center", fontsize=7,
-                bbox=dict(boxstyle="round,pad=0.3", fc=face, ec="#333333", lw=0.6))
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7,
+            bbox=dict(boxstyle="round,pad=0.3", fc=face, ec="#333333", lw=0.6),
+        )
     for k in range(cfg.stages):
         xs = [pos[key][0] for key in pos if isinstance(key[0], int) and key[0] == k]
         if xs:
-            ax.text((min(xs) + max(xs)) / 2, 1.75, f"stage {k + 1} (depth {cfg.stage_depths[k]}, "
-                    f"{cfg.passes} pass{'es' if cfg.passes > 1 else ''})", ha="center", fontsize=9)
+            ax.text(
+                (min(xs) + max(xs)) / 2,
+                1.75,
+                f"stage {k + 1} (depth {cfg.stage_depths[k]}, {cfg.passes} pass{'es' if cfg.passes > 1 else ''})",
+                ha="center",
+                fontsize=9,
+            )
     ax.set_yticks([-lvl for lvl in range(cfg.depth)], [f"L{lvl}" for lvl in range(cfg.depth)])
     ax.set_xticks([])
     xs_all = [x for x, _ in pos.values()]
@@ -117,11 +138,19 @@ def draw_wiring(wiring: Wiring | ModelConfig, path: str | Path, title: str | Non
     ax.set_ylim(-cfg.depth + 0.2, 2.2)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    handles = [Line2D([], [], color=COLORS[k], label=lab) for k, lab in
-               (("fsc", "FSC (eq. 1)"), ("bsc", "BSC (eq. 2)"), ("flow", "down / up / flow"), ("fuse", "fusion"))]
+    handles = [
+        Line2D([], [], color=COLORS[k], label=lab)
+        for k, lab in (("fsc", "FSC (eq. 1)"), ("bsc", "BSC (eq. 2)"), ("flow", "down / up / flow"), ("fuse", "fusion"))
+    ]
     ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False, ncol=5)
-    ax.set_title(title or (f"steps={cfg.steps} ({cfg.ipl}), stages={cfg.stages}, ocs={cfg.ocs}, plan={cfg.plan}, "
-                           f"block={cfg.block}  (node label: width x convs)"), fontsize=9)
+    ax.set_title(
+        title
+        or (
+            f"steps={cfg.steps} ({cfg.ipl}), stages={cfg.stages}, ocs={cfg.ocs}, plan={cfg.plan}, "
+            f"block={cfg.block}  (node label: width x convs)"
+        ),
+        fontsize=9,
+    )
     fig.subplots_adjust(left=0.04, right=0.99, top=0.88, bottom=0.1)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,14 @@ def load_eval_data(data_cfg: DataConfig, split: str, num_classes: int, in_channe
     if split == "all":
         if not cfg.root:
             raise ValueError("split 'all' needs a data folder; pass --data DIR")
-        return load_folder(cfg.root, cfg.image_size, channels=cfg.channels, num_classes=num_classes,
-                           grey_world=cfg.grey_world, cache=cfg.cache)
+        return load_folder(
+            cfg.root,
+            cfg.image_size,
+            channels=cfg.channels,
+            num_classes=num_classes,
+            grey_world=cfg.grey_world,
+            cache=cfg.cache,
+        )
     data = load_splits(cfg, num_classes=num_classes)[split]
     if len(data) == 0:
         raise ValueError(f"the {split} split is empty; choose another --split or use --split all")
@@ -80,8 +86,10 @@ def plot_best_worst(
     model.eval()
     x, y = data.batch(chosen)
     labels = logits_to_labels(model(x.to(device)).float()).cpu()
-    titles = [f"{'best' if j < len(best) else 'worst'}: {data.ids[i][:14]}  Dice {dice[i]:.3f}"
-              for j, i in enumerate(chosen.tolist())]
+    titles = [
+        f"{'best' if j < len(best) else 'worst'}: {data.ids[i][:14]}  Dice {dice[i]:.3f}"
+        for j, i in enumerate(chosen.tolist())
+    ]
     images, y = data.images[chosen].cpu(), y.cpu()
     if images.dim() == 5:  # volumes: the slice with the most foreground, intensities stretched to 0..255
         pick = (y > 0).flatten(2).sum(-1).argmax(1)
@@ -90,13 +98,19 @@ def plot_best_worst(
         lo = images.amin(dim=(1, 2, 3), keepdim=True)
         hi = images.amax(dim=(1, 2, 3), keepdim=True)
         images = ((images - lo) / (hi - lo).clamp_min(1e-6) * 255).round().to(torch.uint8)
-    return plot_overlays(images.numpy(), y.numpy(), labels.numpy(), titles, path,
-                         columns=k, heading="top row(s): best, bottom: worst   green TP, red FP, blue FN")
+    return plot_overlays(
+        images.numpy(),
+        y.numpy(),
+        labels.numpy(),
+        titles,
+        path,
+        columns=k,
+        heading="top row(s): best, bottom: worst   green TP, red FP, blue FN",
+    )
 
 
 @torch.no_grad()
-def volume_scores(model: nn.Module, data, *, device: torch.device | str = "cpu", batch_size: int = 2
-                  ) -> dict[str, Any]:
+def volume_scores(model: nn.Module, data, *, device: torch.device | str = "cpu", batch_size: int = 2) -> dict[str, Any]:
     """Per-class Dice and HD95 (mm, from each volume's spacing) of a 3D model on ``VolumeData``.
 
     Computed on the grid the network sees (volumes resized to the training size; the spacing is

@@ -98,15 +98,25 @@ def _example(model: nn.Module, input_size: int | Sequence[int] | None, batch: in
     size = input_size if input_size is not None else (pre.image_size if pre is not None else 64)
     spatial = (int(size),) * cfg.spatial_dims if isinstance(size, int) else tuple(int(n) for n in size)
     if len(spatial) != cfg.spatial_dims:
-        raise ValueError(f"--input-size {' '.join(map(str, spatial))} has {len(spatial)} numbers but the network is "
-                         f"{cfg.spatial_dims}D; give one number or {cfg.spatial_dims}")
+        raise ValueError(
+            f"--input-size {' '.join(map(str, spatial))} has {len(spatial)} numbers but the network is "
+            f"{cfg.spatial_dims}D; give one number or {cfg.spatial_dims}"
+        )
     if any(n < 1 for n in spatial):
         raise ValueError(f"--input-size {spatial} must be positive")
     return torch.rand(batch, cfg.in_channels, *spatial)
 
 
-def export_model(model: nn.Module, out: str | Path, *, fmt: str = "onnx", input_size: int | Sequence[int] | None = None,
-                 dynamic: bool = False, fuse: bool = True, opset: int = 17) -> Path:
+def export_model(
+    model: nn.Module,
+    out: str | Path,
+    *,
+    fmt: str = "onnx",
+    input_size: int | Sequence[int] | None = None,
+    dynamic: bool = False,
+    fuse: bool = True,
+    opset: int = 17,
+) -> Path:
     """Write ``model``'s inference graph to ``out``.
 
     Args:
@@ -136,8 +146,16 @@ def export_model(model: nn.Module, out: str | Path, *, fmt: str = "onnx", input_
                 names = {0: "batch", 2: "d" if model.config.spatial_dims == 3 else "h"}
                 names.update({3: "h", 4: "w"} if model.config.spatial_dims == 3 else {3: "w"})
                 axes = {"input": names, "logits": names}
-            torch.onnx.export(graph, (x,), str(tmp), dynamo=False, input_names=["input"], output_names=["logits"],
-                              dynamic_axes=axes, opset_version=opset)
+            torch.onnx.export(
+                graph,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+            )
     tmp.replace(out)
     log.info("exported %s (%s, example input %s)", out, fmt, tuple(x.shape))
     return out

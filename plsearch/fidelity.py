@@ -45,8 +45,9 @@ class FidelityConfig:
     high_metric: str = "test_dice"
 
 
-def sample_configs(space: SearchSpace, k: int, seed: int = 0,
-                   extra: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any], RunConfig]]:
+def sample_configs(
+    space: SearchSpace, k: int, seed: int = 0, extra: Mapping[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any], RunConfig]]:
     """``k`` distinct valid configs of ``space`` drawn at random (seeded), within its constraints.
 
     Returns ``(label, params, config)`` triples, labels ``c00``, ``c01``, ...; raises ``ValueError``
@@ -81,8 +82,10 @@ def sample_configs(space: SearchSpace, k: int, seed: int = 0,
             seen.add(key)
             out.append((f"c{len(out):02d}", params, cfg))
     if len(out) < k:
-        raise ValueError(f"the space gave only {len(out)} distinct valid configs within its constraints in {50 * k} "
-                         f"draws; ask for --configs {len(out)} or widen the space")
+        raise ValueError(
+            f"the space gave only {len(out)} distinct valid configs within its constraints in {50 * k} "
+            f"draws; ask for --configs {len(out)} or widen the space"
+        )
     return out
 
 
@@ -95,8 +98,9 @@ def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
     from plsearch.search.references import reference_config
     from plsearch.wiring import estimate
 
-    entries: list[tuple[str, dict[str, Any], RunConfig]] = [(label, {"params": params}, cfg) for label, params, cfg in
-               sample_configs(space, fc.configs, fc.seed, fc.extra)]
+    entries: list[tuple[str, dict[str, Any], RunConfig]] = [
+        (label, {"params": params}, cfg) for label, params, cfg in sample_configs(space, fc.configs, fc.seed, fc.extra)
+    ]
     if fc.references:
         entries += [(name, {"preset": True}, reference_config(space, name, fc.extra)) for name in space.references]
     jobs = []
@@ -108,8 +112,9 @@ def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
     return jobs
 
 
-def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n_boot: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
+def analyse(
+    rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Pair each config's low and high result and compute the agreement statistics.
 
     Configs with a failed run on either side are listed under ``missing`` and left out.
@@ -124,11 +129,22 @@ def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n
         if not lo or not hi or lo.get("fail_reason") or hi.get("fail_reason"):
             missing.append(label)
             continue
-        pairs.append({"label": label, "preset": bool(lo.get("preset")), "params": lo.get("params_count"),
-                      "macs": lo.get("macs"), "low": float(lo["val_dice"]), "high": float(hi[high_metric]),
-                      "high_val": float(hi["val_dice"]), "low_degenerate": bool(lo.get("degenerate")),
-                      "high_degenerate": bool(hi.get("degenerate")), "low_seconds": lo.get("train_seconds"),
-                      "high_seconds": hi.get("train_seconds"), "sampled": lo.get("params")})
+        pairs.append(
+            {
+                "label": label,
+                "preset": bool(lo.get("preset")),
+                "params": lo.get("params_count"),
+                "macs": lo.get("macs"),
+                "low": float(lo["val_dice"]),
+                "high": float(hi[high_metric]),
+                "high_val": float(hi["val_dice"]),
+                "low_degenerate": bool(lo.get("degenerate")),
+                "high_degenerate": bool(hi.get("degenerate")),
+                "low_seconds": lo.get("train_seconds"),
+                "high_seconds": hi.get("train_seconds"),
+                "sampled": lo.get("params"),
+            }
+        )
     low = [float(p["low"]) for p in pairs]
     high = [float(p["high"]) for p in pairs]
     stats: dict[str, Any] = {"n": len(pairs), "high_metric": high_metric, "pairs": pairs, "missing": missing}
@@ -138,8 +154,10 @@ def analyse(rows: Sequence[Mapping[str, Any]], high_metric: str = "test_dice", n
     stats["kendall_high_val"] = kendall(low, [float(p["high_val"]) for p in pairs]) if len(pairs) >= 2 else math.nan
     stats["top_k_overlap"] = {str(k): top_k_overlap(low, high, k) for k in (1, 3, 5) if k <= len(pairs)}
     stats["regret"] = {str(k): regret(low, high, k) for k in (1, 3) if k <= len(pairs)} if pairs else {}
-    stats["seconds"] = {"low": sum(p["low_seconds"] or 0 for p in pairs),
-                        "high": sum(p["high_seconds"] or 0 for p in pairs)}
+    stats["seconds"] = {
+        "low": sum(p["low_seconds"] or 0 for p in pairs),
+        "high": sum(p["high_seconds"] or 0 for p in pairs),
+    }
     return stats
 
 
@@ -149,26 +167,38 @@ def _f(x: Any, d: int = 3) -> str:
 
 def markdown(stats: Mapping[str, Any], low: Mapping[str, Any], high: Mapping[str, Any]) -> str:
     """The summary line, the statistics table and one row per config."""
+
     def ci(s: Mapping[str, Any]) -> str:
         return f"{_f(s['value'])} [{_f(s['ci95'][0])}, {_f(s['ci95'][1])}]"
 
     fmt = lambda d: ", ".join(f"{k}={v}" for k, v in d.items()) or "(the space's own)"  # noqa: E731
-    lines = [(f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
-              f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
-              "best-validation weights"), "",
-             "| statistic | value [95 % bootstrap interval] |", "|---|---|",
-             f"| Spearman rho | {ci(stats['spearman'])} |", f"| Kendall tau | {ci(stats['kendall'])} |",
-             f"| Kendall tau vs high val Dice | {_f(stats['kendall_high_val'])} |"]
+    lines = [
+        (
+            f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
+            f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
+            "best-validation weights"
+        ),
+        "",
+        "| statistic | value [95 % bootstrap interval] |",
+        "|---|---|",
+        f"| Spearman rho | {ci(stats['spearman'])} |",
+        f"| Kendall tau | {ci(stats['kendall'])} |",
+        f"| Kendall tau vs high val Dice | {_f(stats['kendall_high_val'])} |",
+    ]
     lines += [f"| top-{k} overlap | {_f(v, 2)} |" for k, v in stats["top_k_overlap"].items()]
     lines += [f"| regret, best of low's top {k} | {_f(v)} Dice |" for k, v in stats["regret"].items()]
-    lines += [(f"| training seconds, low / high | {_f(stats['seconds']['low'], 0)} / "
-               f"{_f(stats['seconds']['high'], 0)} |"), "",
-              "| config | params | MACs | low val Dice | high Dice | high val Dice | degenerate (low/high) |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [
+        (f"| training seconds, low / high | {_f(stats['seconds']['low'], 0)} / {_f(stats['seconds']['high'], 0)} |"),
+        "",
+        "| config | params | MACs | low val Dice | high Dice | high val Dice | degenerate (low/high) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for p in sorted(stats["pairs"], key=lambda p: -p["high"]):
-        lines.append(f"| {p['label']}{' (preset)' if p['preset'] else ''} | {p['params']:,} | {p['macs']:,} | "
-                     f"{_f(p['low'])} | {_f(p['high'])} | {_f(p['high_val'])} | "
-                     f"{'yes' if p['low_degenerate'] else 'no'}/{'yes' if p['high_degenerate'] else 'no'} |")
+        lines.append(
+            f"| {p['label']}{' (preset)' if p['preset'] else ''} | {p['params']:,} | {p['macs']:,} | "
+            f"{_f(p['low'])} | {_f(p['high'])} | {_f(p['high_val'])} | "
+            f"{'yes' if p['low_degenerate'] else 'no'}/{'yes' if p['high_degenerate'] else 'no'} |"
+        )
     if stats["missing"]:
         lines.append(f"\nnot finished or failed: {', '.join(stats['missing'])}")
     return "\n".join(lines) + "\n"
@@ -185,21 +215,32 @@ def plot(stats: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
 
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     for p in stats["pairs"]:
-        ax.scatter(p["low"], p["high"], marker="*" if p["preset"] else "o", s=140 if p["preset"] else 36,
-                   color="tab:red" if p["preset"] else "tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+        ax.scatter(
+            p["low"],
+            p["high"],
+            marker="*" if p["preset"] else "o",
+            s=140 if p["preset"] else 36,
+            color="tab:red" if p["preset"] else "tab:blue",
+            edgecolor="black",
+            linewidth=0.5,
+            zorder=3,
+        )
         ax.annotate(p["label"], (p["low"], p["high"]), xytext=(3, 3), textcoords="offset points", fontsize=7)
     k, r = stats["kendall"], stats["spearman"]
     ax.set_xlabel("low fidelity: best-epoch val Dice")
     ax.set_ylabel(f"high fidelity: {stats['high_metric'].replace('_', ' ')}")
-    ax.set_title((title + "\n" if title else "") + f"n={stats['n']}  tau {_f(k['value'], 2)} [{_f(k['ci95'][0], 2)}, "
-                 f"{_f(k['ci95'][1], 2)}]  rho {_f(r['value'], 2)} [{_f(r['ci95'][0], 2)}, {_f(r['ci95'][1], 2)}]",
-                 fontsize=9)
+    ax.set_title(
+        (title + "\n" if title else "") + f"n={stats['n']}  tau {_f(k['value'], 2)} [{_f(k['ci95'][0], 2)}, "
+        f"{_f(k['ci95'][1], 2)}]  rho {_f(r['value'], 2)} [{_f(r['ci95'][0], 2)}, {_f(r['ci95'][1], 2)}]",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
 
-def write_outputs(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, fc: FidelityConfig,
-                  title: str = "") -> dict[str, Any]:
+def write_outputs(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | Path, fc: FidelityConfig, title: str = ""
+) -> dict[str, Any]:
     """Write ``fidelity.json``, ``fidelity.md`` and ``fidelity.png`` into ``out_dir``; returns the stats."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

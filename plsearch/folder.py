@@ -294,8 +294,14 @@ def read_folder(
         arrays = _decode_all(pairs, image_size)
         if cache:
             _save_cached(cfile, arrays)
-    log.info("%s: %d pairs at %d px in %.2fs (%s)", root, len(ids), image_size, time.perf_counter() - t0,
-             "cache hit" if hit else "decoded")
+    log.info(
+        "%s: %d pairs at %d px in %.2fs (%s)",
+        root,
+        len(ids),
+        image_size,
+        time.perf_counter() - t0,
+        "cache hit" if hit else "decoded",
+    )
     for k, (_, _, msk) in enumerate(pairs):
         problem = check_mask_values(arrays["present"][k], num_classes)
         if problem:

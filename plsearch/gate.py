@@ -182,8 +182,10 @@ def resolve(
         dims = getattr(data["train"] if isinstance(data, Mapping) else data, "spatial_dims", None)
         # NIfTI volumes (plsearch.volume_data) need a 3D network
         if dims is not None and dims != tree["model"]["spatial_dims"]:
-            raise ConfigError(f"the data are {dims}D but model.spatial_dims={tree['model']['spatial_dims']}; "
-                              f"set model.spatial_dims={dims}")
+            raise ConfigError(
+                f"the data are {dims}D but model.spatial_dims={tree['model']['spatial_dims']}; "
+                f"set model.spatial_dims={dims}"
+            )
     cfg = from_dict(RunConfig, tree)
     check_image_size(cfg.model, cfg.data.image_size)
     if device is not None and device is not False:

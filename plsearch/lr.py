@@ -56,8 +56,7 @@ class LrChoice:
     result: Any = None  # what ``train`` returned for the chosen rate
 
 
-def choose_lr(cfg: RunConfig, candidates: Sequence[float],
-              train: Callable[[RunConfig], Mapping[str, Any]]) -> LrChoice:
+def choose_lr(cfg: RunConfig, candidates: Sequence[float], train: Callable[[RunConfig], Mapping[str, Any]]) -> LrChoice:
     """Train ``cfg`` at each rate (``train(cfg) -> metrics with 'val_dice'``), keep the best on validation.
 
     An exception from ``train`` (a non-finite loss at a high rate, say) marks that rate failed and the

@@ -10,7 +10,8 @@ Used before anything is allocated: ``predict`` and ``profile`` refuse an ``--ima
 ``--input-size`` whose forward cannot fit on the device, with the figure and the largest size that
 fits; the tiled predictor picks its tile size with ``largest_side``.
 
-Accuracy: eval equals the measured peak (ratio 1.00-1.08), training over-estimates by 4-17 %; held within 1.0-1.3x of the measured peak of live tensor storages (CPU, fp32) by
+Accuracy: eval equals the measured peak (ratio 1.00-1.08), training over-estimates by 4-17 %; held
+within 1.0-1.3x of the measured peak of live tensor storages (CPU, fp32) by
 ``tests/test_safety_memory.py`` over the presets and block kinds.
 """
 
@@ -68,7 +69,10 @@ def _elements(cfg: Any, size: tuple[int, ...], training: bool) -> tuple[int, int
             last[name] = i
     width: dict[str, int] = {"input": cfg.in_channels}
     res: dict[str, int] = {"input": 0}
-    vox = lambda r: math.prod(n // 2**r for n in padded)
+
+    def vox(r: int) -> int:
+        return math.prod(n // 2**r for n in padded)
+
     transient_k = _BLOCK_TRANSIENT.get(cfg.block, _DEFAULT_TRANSIENT)
     in_elems = cfg.in_channels * math.prod(padded)
     extra_input = in_elems if tuple(padded) != tuple(size) else 0  # the caller's unpadded copy
@@ -111,8 +115,9 @@ def _elements(cfg: Any, size: tuple[int, ...], training: bool) -> tuple[int, int
     return peak, in_elems
 
 
-def activation_bytes(model_cfg: Any, input_size: int | Sequence[int], batch: int = 1, training: bool = False,
-                     dtype_bytes: int = 4) -> int:
+def activation_bytes(
+    model_cfg: Any, input_size: int | Sequence[int], batch: int = 1, training: bool = False, dtype_bytes: int = 4
+) -> int:
     """Estimated peak bytes of activations of one forward (eval) or one train step's forward+backward.
 
     Args:
@@ -133,8 +138,10 @@ def activation_bytes(model_cfg: Any, input_size: int | Sequence[int], batch: int
 
 
 def _cgroup_limit() -> int | None:
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             text = Path(limit).read_text().strip()
             if text == "max" or int(text) > 2**60:
@@ -177,8 +184,16 @@ def available_bytes(device: Any = "cpu") -> int | None:
     return avail
 
 
-def largest_side(model_cfg: Any, budget_bytes: int, *, batch: int = 1, training: bool = False, dtype_bytes: int = 4,
-                 low: int | None = None, high: int = 1 << 17) -> int:
+def largest_side(
+    model_cfg: Any,
+    budget_bytes: int,
+    *,
+    batch: int = 1,
+    training: bool = False,
+    dtype_bytes: int = 4,
+    low: int | None = None,
+    high: int = 1 << 17,
+) -> int:
     """The largest square (cubic) side, a multiple of the total stride, whose activations fit ``budget_bytes``;
     0 when not even one stride fits."""
     cfg = _config(model_cfg)
@@ -195,9 +210,18 @@ def largest_side(model_cfg: Any, budget_bytes: int, *, batch: int = 1, training:
     return lo * s
 
 
-def check_fits(model_cfg: Any, input_size: int | Sequence[int], *, batch: int = 1, training: bool = False,
-               device: Any = "cpu", dtype_bytes: int = 4, flag: str = "--image-size", extra_bytes: int = 0,
-               available: int | None = None) -> int:
+def check_fits(
+    model_cfg: Any,
+    input_size: int | Sequence[int],
+    *,
+    batch: int = 1,
+    training: bool = False,
+    device: Any = "cpu",
+    dtype_bytes: int = 4,
+    flag: str = "--image-size",
+    extra_bytes: int = 0,
+    available: int | None = None,
+) -> int:
     """Raise ``MemoryLimitError`` if one forward at ``input_size`` cannot fit on ``device``; returns the estimate.
 
     ``extra_bytes``: what else the caller holds at the same time (weights, decoded images).
@@ -208,11 +232,13 @@ def check_fits(model_cfg: Any, input_size: int | Sequence[int], *, batch: int = 
     if have is None or need <= have:
         return need
     cfg = _config(model_cfg)
-    side = largest_side(cfg, max(0, have - int(extra_bytes)), batch=batch, training=training,
-                        dtype_bytes=dtype_bytes)
+    side = largest_side(cfg, max(0, have - int(extra_bytes)), batch=batch, training=training, dtype_bytes=dtype_bytes)
     shown = "x".join(map(str, input_size)) if not isinstance(input_size, int) else f"{input_size}x{input_size}"
     where = "free on " + str(device) if str(device).startswith("cuda") else "of RAM available"
     fix = (f"use {flag} {side} or less" if side else "use a smaller model") + (
-        f", or a batch size below {batch}" if batch > 1 else "")
-    raise MemoryLimitError(f"a forward at {shown} (batch {batch}) needs about {fmt_bytes(need)} of activations, "
-                           f"{fmt_bytes(have)} {where}; {fix}")
+        f", or a batch size below {batch}" if batch > 1 else ""
+    )
+    raise MemoryLimitError(
+        f"a forward at {shown} (batch {batch}) needs about {fmt_bytes(need)} of activations, "
+        f"{fmt_bytes(have)} {where}; {fix}"
+    )

@@ -16,9 +16,8 @@ Spec is 1 on an image without background.
 
 from __future__ import annotations
 
-
-from einops import rearrange
 import torch
+from einops import rearrange
 from torch import nn
 
 from plsearch.speed import autocast as bf16_autocast
@@ -239,8 +238,9 @@ def hausdorff95(pred, target, spacing=None) -> float:
     return float(max(np.percentile(to_t, 95), np.percentile(to_p, 95)))
 
 
-def volume_metrics(pred, target, num_classes: int, spacing=None, names: dict[int, str] | None = None
-                   ) -> dict[str, float]:
+def volume_metrics(
+    pred, target, num_classes: int, spacing=None, names: dict[int, str] | None = None
+) -> dict[str, float]:
     """Per-class Dice and HD95 (mm) of one volume (or image) of integer labels ``(*spatial)``.
 
     Keys: ``dice_<name>`` and ``hd95_<name>`` per foreground class (``name`` from ``names``, e.g.

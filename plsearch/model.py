@@ -67,12 +67,13 @@ def _segments(ops: tuple[Op, ...], outs: tuple[str, ...]) -> tuple[_Segment, ...
     segments = []
     for i, group in enumerate(groups):
         made = {op.output for op in group}
-        later = set(outs).union(*(op.inputs for g in groups[i + 1:] for op in g))
+        later = set(outs).union(*(op.inputs for g in groups[i + 1 :] for op in g))
         inputs = dict.fromkeys(n for op in group for n in op.inputs if n not in made)
         outputs = tuple(op.output for op in group if op.output in later)
         release = tuple(n for n in inputs if n not in later)
-        segments.append(_Segment(tuple(group), tuple(_last_uses(tuple(group), outputs)), tuple(inputs), outputs,
-                                 release))
+        segments.append(
+            _Segment(tuple(group), tuple(_last_uses(tuple(group), outputs)), tuple(inputs), outputs, release)
+        )
     return tuple(segments)
 
 
@@ -117,11 +118,29 @@ class PLNet(nn.Module):
     zero-padded and the logits cropped back.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1, steps: int = 2, stages: int = 2,
-                 ocs: float = 1.0, spatial_dims: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        steps: int = 2,
+        stages: int = 2,
+        ocs: float = 1.0,
+        spatial_dims: int = 2,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
-        cfg = from_dict(ModelConfig, dict(in_channels=in_channels, num_classes=num_classes, steps=steps,
-                                          stages=stages, ocs=ocs, spatial_dims=spatial_dims, **kwargs))
+        cfg = from_dict(
+            ModelConfig,
+            dict(
+                in_channels=in_channels,
+                num_classes=num_classes,
+                steps=steps,
+                stages=stages,
+                ocs=ocs,
+                spatial_dims=spatial_dims,
+                **kwargs,
+            ),
+        )
         self._config = cfg
         self.wiring: Wiring = build_wiring(cfg)
         dims = cfg.spatial_dims
@@ -178,8 +197,10 @@ class PLNet(nn.Module):
         if entry is None or entry[0]() is not self:
             from plsearch.plan import build_ops
 
-            entry = cache[id(seg)] = (weakref.ref(self), build_ops(self, seg.ops, seg.drops, seg.inputs, seg.outputs,
-                                                                True))
+            entry = cache[id(seg)] = (
+                weakref.ref(self),
+                build_ops(self, seg.ops, seg.drops, seg.inputs, seg.outputs, True),
+            )
         return entry[1]
 
     def __getstate__(self) -> dict[str, Any]:  # pickling (torch.save of a whole model): no generated code
@@ -204,7 +225,7 @@ class PLNet(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         cfg = self._config
         if x.dim() != cfg.spatial_dims + 2 or x.shape[1] != cfg.in_channels:
-            want = "(b, %d, %s)" % (cfg.in_channels, ", ".join("hw" if cfg.spatial_dims == 2 else "dhw"))
+            want = f"(b, {cfg.in_channels}, {', '.join('hw' if cfg.spatial_dims == 2 else 'dhw')})"
             raise ValueError(f"input of shape {tuple(x.shape)} does not fit this model; expected {want}")
         stride = cfg.total_stride()
         small = [n for n in x.shape[2:] if n < stride]
@@ -228,10 +249,20 @@ class PLNet(nn.Module):
         env: dict[str, torch.Tensor] = {"input": x}
         if self._checkpointing and self.training and torch.is_grad_enabled():
             for seg in self._segments:
-                norms = [m for op in seg.ops if op.state for m in self.states[_key(op.state)].modules()
-                         if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-                ys = checkpoint(self._exec_segment, seg, *(env[n] for n in seg.inputs), use_reentrant=False,
-                                context_fn=lambda norms=norms: (contextlib.nullcontext(), _restored_norm_stats(norms)))
+                norms = [
+                    m
+                    for op in seg.ops
+                    if op.state
+                    for m in self.states[_key(op.state)].modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                ]
+                ys = checkpoint(
+                    self._exec_segment,
+                    seg,
+                    *(env[n] for n in seg.inputs),
+                    use_reentrant=False,
+                    context_fn=lambda norms=norms: (contextlib.nullcontext(), _restored_norm_stats(norms)),
+                )
                 env.update(zip(seg.outputs, ys))
                 for name in seg.release:
                     del env[name]
@@ -250,8 +281,12 @@ class PLNet(nn.Module):
         crop = (slice(None), slice(None)) + tuple(slice(0, n) for n in size)
         return [env[name][crop] for name in outs]
 
-    def _exec(self, ops: tuple[Op, ...], drops: list[tuple[str, ...]] | tuple[tuple[str, ...], ...],
-              env: dict[str, torch.Tensor]) -> None:
+    def _exec(
+        self,
+        ops: tuple[Op, ...],
+        drops: list[tuple[str, ...]] | tuple[tuple[str, ...], ...],
+        env: dict[str, torch.Tensor],
+    ) -> None:
         """Run ``ops`` in order on the tensors in ``env``, freeing each tensor after its last use."""
         pool = F.max_pool2d if self._config.spatial_dims == 2 else F.max_pool3d
         fused = self.fused
@@ -323,8 +358,9 @@ class PLNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.fused is not None and self.training:
-            raise RuntimeError("this copy was made by fuse_for_inference() and runs in eval mode only; "
-                               "train the original model")
+            raise RuntimeError(
+                "this copy was made by fuse_for_inference() and runs in eval mode only; train the original model"
+            )
         if self.training:
             return self._run(x, all_stages=True)
         logits = self._run(x, all_stages=False)

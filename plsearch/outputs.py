@@ -38,8 +38,19 @@ log = logging.getLogger(__name__)
 
 MARKER = ".plsearch.json"
 # What a search/report writes in its results folder (earlier versions wrote the same names, no marker).
-RESULTS_FILES = ("study.db", "study.journal", "trials.jsonl", "pareto.csv", "pareto.md", "pareto", "references.json",
-                 "pareto.png", "history.png", "hypervolume.png", "importances.png")
+RESULTS_FILES = (
+    "study.db",
+    "study.journal",
+    "trials.jsonl",
+    "pareto.csv",
+    "pareto.md",
+    "pareto",
+    "references.json",
+    "pareto.png",
+    "history.png",
+    "hypervolume.png",
+    "importances.png",
+)
 RUN_FILES = ("config.yaml", "log.jsonl", "best.pt", "last.pt", "curves.png", "metrics.json")
 
 __all__ = [
@@ -70,24 +81,34 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_out(out: str | Path, *, inputs: Iterable[str | Path | None] = (), flag: str = "--out",
-              need_dir: bool = True, contains_inputs: bool = True) -> Path:
+def check_out(
+    out: str | Path,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    flag: str = "--out",
+    need_dir: bool = True,
+    contains_inputs: bool = True,
+) -> Path:
     """The resolved ``out``; refuses an existing non-folder (``need_dir``) and an ``out`` equal to or inside
     an input. ``contains_inputs=False`` also refuses an ``out`` that holds an input (a writer that may
     replace anything in its folder). Creates nothing.
     """
     path = _resolve(out)
     if need_dir and path.exists() and not path.is_dir():
-        raise OutputError(f"{flag} {out} is an existing file, not a folder; pass a folder path (a new one, or "
-                          "one plsearch wrote before)")
+        raise OutputError(
+            f"{flag} {out} is an existing file, not a folder; pass a folder path (a new one, or "
+            "one plsearch wrote before)"
+        )
     for inp in inputs:
         if inp is None or str(inp) == "":
             continue
         src = _resolve(inp)
         folder = src if src.is_dir() or not src.exists() else src.parent
         if _inside(path, folder) and (src.is_dir() or path == src):
-            raise OutputError(f"{flag} {out} is {'the' if path == src else 'inside the'} input {inp}; plsearch never "
-                              "writes into data it reads: choose an --out outside it")
+            raise OutputError(
+                f"{flag} {out} is {'the' if path == src else 'inside the'} input {inp}; plsearch never "
+                "writes into data it reads: choose an --out outside it"
+            )
         if src.is_file() and path == src.parent and not contains_inputs:
             raise OutputError(f"{flag} {out} holds the input {inp}; choose another --out")
         if not contains_inputs and _inside(src, path):
@@ -151,14 +172,15 @@ def _earlier_owners(out: Path) -> set[str]:
         first = md.read_text(errors="replace").split("\n", 1)[0]
         prefix = "# Pareto front of study "
         if first.startswith(prefix):
-            names.add(first[len(prefix):].strip())
+            names.add(first[len(prefix) :].strip())
     if (out / "study.db").is_file():
         names |= _studies_in_sqlite(out / "study.db") or set()
     return names
 
 
-def claim_results(out: str | Path, study_name: str, *, storage: str | None = None, force: bool = False,
-                  create: bool = True) -> Path:
+def claim_results(
+    out: str | Path, study_name: str, *, storage: str | None = None, force: bool = False, create: bool = True
+) -> Path:
     """Make ``out`` the results folder of ``study_name`` (create it, adopt an earlier version's, or keep it).
 
     Refuses, before anything is written, a folder that records another study or another storage
@@ -191,8 +213,16 @@ def claim_results(out: str | Path, study_name: str, *, storage: str | None = Non
     return path
 
 
-def claim_folder(out: str | Path, kind: str, *, targets: Iterable[str] = (), force: bool = False,
-                 adopt: Sequence[str] = (), create: bool = True, flag: str = "--out") -> Path:
+def claim_folder(
+    out: str | Path,
+    kind: str,
+    *,
+    targets: Iterable[str] = (),
+    force: bool = False,
+    adopt: Sequence[str] = (),
+    create: bool = True,
+    flag: str = "--out",
+) -> Path:
     """Make ``out`` a folder of ``kind`` and check that writing ``targets`` (names in it) damages nothing.
 
     A target may be written if it does not exist, or the marker lists it (plsearch wrote it), or the
@@ -202,16 +232,19 @@ def claim_folder(out: str | Path, kind: str, *, targets: Iterable[str] = (), for
     path = check_out(out, flag=flag)
     marker = read_marker(path) or {}
     if marker and marker.get("kind") not in (kind, None) and not force:
-        raise OutputError(f"{flag} {out} is a {marker.get('kind')} folder of plsearch, not a {kind} folder; "
-                          "pass another folder")
+        raise OutputError(
+            f"{flag} {out} is a {marker.get('kind')} folder of plsearch, not a {kind} folder; pass another folder"
+        )
     own = set(marker.get("files") or [])
     adopted = not marker and path.is_dir() and any((path / a).exists() for a in adopt)
     if not force and not adopted:
         clash = sorted(t for t in targets if (path / t).exists() and t not in own)
         if clash:
             more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-            raise OutputError(f"{flag} {out} already holds {clash[0]}{more}, which plsearch did not write; choose a "
-                              "new or empty folder, or move that file away")
+            raise OutputError(
+                f"{flag} {out} already holds {clash[0]}{more}, which plsearch did not write; choose a "
+                "new or empty folder, or move that file away"
+            )
     if create:
         path.mkdir(parents=True, exist_ok=True)
         if not marker or marker.get("kind") != kind:
@@ -233,8 +266,10 @@ def unique_names(files: Sequence[str | Path], suffix: str = ".png") -> list[str]
     collide (``a.png`` and ``a.jpg`` -> ``a_png.png`` and ``a_jpg.png``); numbered if still colliding."""
     paths = [Path(f) for f in files]
     stems = [p.stem for p in paths]
-    names = [f"{s}{suffix}" if stems.count(s) == 1 else f"{s}_{p.suffix.lstrip('.').lower()}{suffix}"
-             for s, p in zip(stems, paths)]
+    names = [
+        f"{s}{suffix}" if stems.count(s) == 1 else f"{s}_{p.suffix.lstrip('.').lower()}{suffix}"
+        for s, p in zip(stems, paths)
+    ]
     seen: set[str] = set()
     out = []
     for name in names:
@@ -251,8 +286,10 @@ def safe_child(out: str | Path, name: str, *, what: str = "name") -> Path:
     """``out/name`` for a user-given ``name`` (a study name, a space's ``name:``), refused if it leaves ``out``."""
     text = str(name)
     if not text or text in (".", "..") or "/" in text or "\\" in text or "\x00" in text or text.startswith("~"):
-        raise OutputError(f"{what} {text!r} is not a plain name (no path separators, '..' or '~'); "
-                          "use letters, digits, '-', '_' and '.'")
+        raise OutputError(
+            f"{what} {text!r} is not a plain name (no path separators, '..' or '~'); "
+            "use letters, digits, '-', '_' and '.'"
+        )
     base = _resolve(out)
     child = (base / text).resolve()
     if not _inside(child, base) or child == base:
@@ -260,8 +297,16 @@ def safe_child(out: str | Path, name: str, *, what: str = "name") -> Path:
     return child
 
 
-def plan_outputs(out: str | Path, files: Sequence[str | Path], *, kind: str = "predict", suffix: str = ".png",
-                 inputs: Iterable[str | Path | None] = (), force: bool = False, flag: str = "--out") -> list[Path]:
+def plan_outputs(
+    out: str | Path,
+    files: Sequence[str | Path],
+    *,
+    kind: str = "predict",
+    suffix: str = ".png",
+    inputs: Iterable[str | Path | None] = (),
+    force: bool = False,
+    flag: str = "--out",
+) -> list[Path]:
     """Where each of ``files`` writes its output in ``out`` (``check_out`` + ``unique_names`` + ``claim_folder``).
 
     Refuses (nothing written) an ``out`` that is a file, lies in an input, holds an input file that an
@@ -278,4 +323,3 @@ def plan_outputs(out: str | Path, files: Sequence[str | Path], *, kind: str = "p
     claim_folder(path, kind, targets=names, force=force, flag=flag)
     record_written(path, names)
     return targets
-

@@ -40,8 +40,14 @@ def _key(name: str) -> str:
 def counted_norms(state: nn.Module) -> list[nn.Module]:
     """The BatchNorms in ``state`` that ``blocks.base.batch_norm`` applies functionally (it leaves
     their ``num_batches_tracked`` to the caller, which advances all of them in one op)."""
-    return [m for m in state.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and m.track_running_stats and m.momentum is not None and m.num_batches_tracked is not None]
+    return [
+        m
+        for m in state.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and m.momentum is not None
+        and m.num_batches_tracked is not None
+    ]
 
 
 def build_plan(model: "PLNet", all_stages: bool, training: bool) -> Plan:
@@ -51,8 +57,9 @@ def build_plan(model: "PLNet", all_stages: bool, training: bool) -> Plan:
     return build_ops(model, ops, drops, ("input",), outs, training)
 
 
-def build_ops(model: "PLNet", ops: tuple, drops: tuple | list, inputs: tuple[str, ...], outs: tuple[str, ...],
-              training: bool) -> Plan:
+def build_ops(
+    model: "PLNet", ops: tuple, drops: tuple | list, inputs: tuple[str, ...], outs: tuple[str, ...], training: bool
+) -> Plan:
     """Compile ``ops`` (reading tensors ``inputs``, returning ``outs``) as one function of ``inputs``
     (a whole forward, or one checkpointing segment)."""
     from plsearch.blocks.base import Block

@@ -27,8 +27,14 @@ def _plt() -> Any:
 
 def trained(records: Sequence[dict]) -> list[dict]:
     """Feasible, trained, non-duplicate COMPLETE trials."""
-    return [r for r in records if r["state"] == "COMPLETE" and r.get("feasible") and r.get("duplicate_of") is None
-            and (r.get("metrics") or {}).get("val_dice") is not None]
+    return [
+        r
+        for r in records
+        if r["state"] == "COMPLETE"
+        and r.get("feasible")
+        and r.get("duplicate_of") is None
+        and (r.get("metrics") or {}).get("val_dice") is not None
+    ]
 
 
 def _front_2d(points: Sequence[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
@@ -41,20 +47,29 @@ def _front_2d(points: Sequence[tuple[float, float, Any]]) -> list[tuple[float, f
     return front
 
 
-def plot_pareto(records: Sequence[dict], path: str | Path, *, references: Mapping[str, dict] | None = None,
-                constraints: Mapping[str, float] | None = None, pareto_numbers: Sequence[int] = (),
-                title: str = "") -> Path:
+def plot_pareto(
+    records: Sequence[dict],
+    path: str | Path,
+    *,
+    references: Mapping[str, dict] | None = None,
+    constraints: Mapping[str, float] | None = None,
+    pareto_numbers: Sequence[int] = (),
+    title: str = "",
+) -> Path:
     """Validation Dice against MACs and against params (log x): trials, their 2-D front, presets."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
     good = trained(records)
     pruned = [r for r in records if r["state"] == "PRUNED" and r.get("val_dice_curve") and r.get("profile")]
-    for ax, key, label in ((axes[0], "macs", "MACs per image (eval, log scale)"),
-                           (axes[1], "params", "trainable parameters (log scale)")):
+    for ax, key, label in (
+        (axes[0], "macs", "MACs per image (eval, log scale)"),
+        (axes[1], "params", "trainable parameters (log scale)"),
+    ):
         pts = [(r["profile"][key], r["metrics"]["val_dice"], r["number"]) for r in good]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, c="tab:blue", alpha=0.55, label="trials",
-                       zorder=2)
+            ax.scatter(
+                [p[0] for p in pts], [p[1] for p in pts], s=28, c="tab:blue", alpha=0.55, label="trials", zorder=2
+            )
             front = _front_2d(pts)
             xs = [p[0] for p in front]
             ys = [p[1] for p in front]
@@ -64,25 +79,46 @@ def plot_pareto(records: Sequence[dict], path: str | Path, *, references: Mappin
                 if n in pareto_numbers or any(n == f[2] for f in front):
                     ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if pruned:
-            ax.scatter([r["profile"][key] for r in pruned], [r["val_dice_curve"][-1] for r in pruned], s=28,
-                       facecolors="none", edgecolors="tab:gray", label="pruned (last epoch)", zorder=2)
+            ax.scatter(
+                [r["profile"][key] for r in pruned],
+                [r["val_dice_curve"][-1] for r in pruned],
+                s=28,
+                facecolors="none",
+                edgecolors="tab:gray",
+                label="pruned (last epoch)",
+                zorder=2,
+            )
         labels: dict[tuple[float, float], list[str]] = {}
         for name, ref in (references or {}).items():
             m, prof = ref.get("metrics") or {}, ref.get("profile") or {}
             if m.get("val_dice") is None or prof.get(key) is None:
                 continue
-            ax.scatter([prof[key]], [m["val_dice"]], marker="*", s=220, c=REF_COLORS.get(name, "tab:green"),
-                       edgecolors="k", zorder=5, label=f"preset {name}")
-            spot = min(labels, key=lambda p: abs(math.log(p[0] / prof[key])) + abs(p[1] - m["val_dice"]) * 10,
-                       default=None)
+            ax.scatter(
+                [prof[key]],
+                [m["val_dice"]],
+                marker="*",
+                s=220,
+                c=REF_COLORS.get(name, "tab:green"),
+                edgecolors="k",
+                zorder=5,
+                label=f"preset {name}",
+            )
+            spot = min(
+                labels, key=lambda p: abs(math.log(p[0] / prof[key])) + abs(p[1] - m["val_dice"]) * 10, default=None
+            )
             if spot is not None and abs(math.log(spot[0] / prof[key])) < 0.05 and abs(spot[1] - m["val_dice"]) < 0.01:
                 labels[spot].append(name)  # same place: one label "plnet / bionet"
             else:
                 labels[(prof[key], m["val_dice"])] = [name]
         for i, ((x, y), names) in enumerate(sorted(labels.items())):  # alternate above/below: fewer collisions
-            ax.annotate(" / ".join(names), (x, y), textcoords="offset points", xytext=(7, 5 if i % 2 else -12),
-                        fontsize=8,
-                        color=REF_COLORS.get(names[0], "tab:green"))
+            ax.annotate(
+                " / ".join(names),
+                (x, y),
+                textcoords="offset points",
+                xytext=(7, 5 if i % 2 else -12),
+                fontsize=8,
+                color=REF_COLORS.get(names[0], "tab:green"),
+            )
         if constraints and key in constraints:
             ax.axvline(constraints[key], ls="--", c="tab:red", lw=1, label=f"max {key}")
         ax.set_xscale("log")
@@ -109,12 +145,24 @@ def plot_history(records: Sequence[dict], path: str | Path, title: str = "") -> 
         ax.step(xs, best, where="post", c="tab:red", label="best so far")
     pr = [r for r in records if r["state"] == "PRUNED" and r.get("val_dice_curve")]
     if pr:
-        ax.scatter([r["number"] for r in pr], [r["val_dice_curve"][-1] for r in pr], facecolors="none",
-                   edgecolors="tab:gray", s=30, label="pruned (last epoch)")
+        ax.scatter(
+            [r["number"] for r in pr],
+            [r["val_dice_curve"][-1] for r in pr],
+            facecolors="none",
+            edgecolors="tab:gray",
+            s=30,
+            label="pruned (last epoch)",
+        )
     bad = [r for r in records if r["state"] in ("COMPLETE", "FAIL") and r not in good]
     if bad:
-        ax.scatter([r["number"] for r in bad], [0.0] * len(bad), marker="x", c="tab:red", s=25,
-                   label="infeasible / failed (not trained)")
+        ax.scatter(
+            [r["number"] for r in bad],
+            [0.0] * len(bad),
+            marker="x",
+            c="tab:red",
+            s=25,
+            label="infeasible / failed (not trained)",
+        )
     ax.set_xlabel("trial number")
     ax.set_ylabel("validation Dice")
     ax.grid(True, alpha=0.3)
@@ -147,8 +195,9 @@ def hypervolume(points: Any, ref: Any) -> float:
     return volume
 
 
-def hypervolume_history(records: Sequence[dict], objectives: Sequence[tuple[str, str]],
-                        limits: Mapping[str, float] | None = None) -> list[tuple[int, float]]:
+def hypervolume_history(
+    records: Sequence[dict], objectives: Sequence[tuple[str, str]], limits: Mapping[str, float] | None = None
+) -> list[tuple[int, float]]:
     """Hypervolume of the feasible trained trials after each trial (minimization form; reference point:
     0 for maximized metrics; for minimized ones their budget in ``limits`` when given, which keeps the
     number comparable across runs, else 1.1 x the largest observed value)."""
@@ -162,8 +211,12 @@ def hypervolume_history(records: Sequence[dict], objectives: Sequence[tuple[str,
     sign = np.array([-1.0 if d == "maximize" else 1.0 for _, d in objectives])
     arr = arr * sign
     limits = limits or {}
-    ref = np.array([0.0 if d == "maximize" else float(limits[n]) if n in limits else 1.1 * arr[:, i].max()
-                    for i, (n, d) in enumerate(objectives)])
+    ref = np.array(
+        [
+            0.0 if d == "maximize" else float(limits[n]) if n in limits else 1.1 * arr[:, i].max()
+            for i, (n, d) in enumerate(objectives)
+        ]
+    )
     out = []
     for i, r in enumerate(good):
         pts = arr[: i + 1]

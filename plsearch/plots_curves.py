@@ -38,8 +38,9 @@ def curves(records: Sequence[dict]) -> list[tuple[int, str, list[float]]]:
     return out
 
 
-def plot_learning_curves(records: Sequence[dict], path: str | Path, *, floor: float | None = None,
-                         rungs: Sequence[int] = (), title: str = "") -> Path:
+def plot_learning_curves(
+    records: Sequence[dict], path: str | Path, *, floor: float | None = None, rungs: Sequence[int] = (), title: str = ""
+) -> Path:
     """One line per trial (val Dice after each epoch); an x where a pruned trial stopped; the trivial
     predictors' Dice (``floor``) and the pruner's rung epochs as dotted lines."""
     from plsearch.plots import _plt, save_figure
@@ -48,7 +49,7 @@ def plot_learning_curves(records: Sequence[dict], path: str | Path, *, floor: fl
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     style = {"complete": ("tab:blue", 0.8, "-"), "pruned": ("tab:gray", 0.6, "-"), "infeasible": ("tab:red", 0.6, "--")}
     counts = {k: 0 for k in style}
-    for number, kind, curve in curves(records):
+    for _number, kind, curve in curves(records):
         color, alpha, ls = style[kind]
         epochs = list(range(1, len(curve) + 1))
         ax.plot(epochs, curve, color=color, alpha=alpha, ls=ls, lw=1.2)
@@ -59,11 +60,20 @@ def plot_learning_curves(records: Sequence[dict], path: str | Path, *, floor: fl
         ax.axvline(e, color="0.7", ls=":", lw=1)
     if floor is not None:
         ax.axhline(floor, color="tab:red", ls=":", lw=1.2)
-    labels = [plt.Line2D([], [], color=style["complete"][0], label=f"complete ({counts['complete']})"),
-              plt.Line2D([], [], color=style["pruned"][0], marker="x", mec="tab:red",
-                         label=f"pruned, x = stopped ({counts['pruned']})"),
-              plt.Line2D([], [], color=style["infeasible"][0], ls="--",
-                         label=f"infeasible after training ({counts['infeasible']})")]
+    labels = [
+        plt.Line2D([], [], color=style["complete"][0], label=f"complete ({counts['complete']})"),
+        plt.Line2D(
+            [],
+            [],
+            color=style["pruned"][0],
+            marker="x",
+            mec="tab:red",
+            label=f"pruned, x = stopped ({counts['pruned']})",
+        ),
+        plt.Line2D(
+            [], [], color=style["infeasible"][0], ls="--", label=f"infeasible after training ({counts['infeasible']})"
+        ),
+    ]
     if floor is not None:
         labels.append(plt.Line2D([], [], color="tab:red", ls=":", label=f"trivial predictors' Dice {floor:.3f}"))
     if rungs:
@@ -91,17 +101,36 @@ def curves_figure(records: Sequence[dict], *, floor: float | None = None, title:
     colors = {"complete": "#1f77b4", "pruned": "#7f7f7f", "infeasible": "#d62728"}
     data: list[dict] = []
     for number, kind, curve in curves(records):
-        data.append({"type": "scatter", "mode": "lines+markers" if kind == "pruned" else "lines",
-                     "name": f"trial {number} ({kind})", "x": list(range(1, len(curve) + 1)),
-                     "y": [None if math.isnan(v) else v for v in curve],
-                     "line": {"color": colors[kind], "dash": "dash" if kind == "infeasible" else "solid"},
-                     "marker": {"symbol": ["circle"] * (len(curve) - 1) + ["x"], "size": [0] * (len(curve) - 1) + [9]}
-                     if kind == "pruned" else {}})
-    layout: dict[str, Any] = {"title": {"text": title or "learning curves"}, "xaxis": {"title": {"text": "epoch"}},
-                              "yaxis": {"title": {"text": "validation Dice"}, "range": [0, 1]}}
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if kind == "pruned" else "lines",
+                "name": f"trial {number} ({kind})",
+                "x": list(range(1, len(curve) + 1)),
+                "y": [None if math.isnan(v) else v for v in curve],
+                "line": {"color": colors[kind], "dash": "dash" if kind == "infeasible" else "solid"},
+                "marker": {"symbol": ["circle"] * (len(curve) - 1) + ["x"], "size": [0] * (len(curve) - 1) + [9]}
+                if kind == "pruned"
+                else {},
+            }
+        )
+    layout: dict[str, Any] = {
+        "title": {"text": title or "learning curves"},
+        "xaxis": {"title": {"text": "epoch"}},
+        "yaxis": {"title": {"text": "validation Dice"}, "range": [0, 1]},
+    }
     if floor is not None:
-        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": floor, "y1": floor,
-                             "line": {"color": "#d62728", "dash": "dot"}}]
+        layout["shapes"] = [
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": floor,
+                "y1": floor,
+                "line": {"color": "#d62728", "dash": "dot"},
+            }
+        ]
     return PlotlyJSON(data, layout)
 
 
@@ -113,9 +142,11 @@ def curves_note(records: Sequence[dict], floor: float | None = None) -> str:
         if kind == "pruned":
             stopped[len(curve)] = stopped.get(len(curve), 0) + 1
     degenerate = sum(1 for r in records if str(r.get("fail_reason") or "").startswith("degenerate"))
-    summary = (f"{sum(k == 'complete' for _, k, _ in rows)} trials trained to the end, "
-               f"{sum(k == 'pruned' for _, k, _ in rows)} pruned, {degenerate} degenerate "
-               "(no better than the trivial predictors on validation; infeasible).")
+    summary = (
+        f"{sum(k == 'complete' for _, k, _ in rows)} trials trained to the end, "
+        f"{sum(k == 'pruned' for _, k, _ in rows)} pruned, {degenerate} degenerate "
+        "(no better than the trivial predictors on validation; infeasible)."
+    )
     lines = ["## Learning curves", "", summary]
     if stopped:
         lines.append("Pruned after epoch: " + ", ".join(f"{e}: {n}" for e, n in sorted(stopped.items())) + ".")
@@ -135,7 +166,10 @@ def save_to_dashboard(study: Any, records: Sequence[dict], floor: float | None =
     except ImportError:
         return "skipped: optuna-dashboard is not installed"
     title = f"{study.study_name}: validation Dice per epoch"
-    optuna_dashboard.save_plotly_graph_object(study, curves_figure(records, floor=floor, title=title),  # type: ignore[arg-type]
-                                              graph_object_id=DASHBOARD_ID)
+    optuna_dashboard.save_plotly_graph_object(
+        study,
+        curves_figure(records, floor=floor, title=title),  # type: ignore[arg-type]
+        graph_object_id=DASHBOARD_ID,
+    )
     optuna_dashboard.save_note(study, curves_note(records, floor))
     return f"optuna-dashboard figure {DASHBOARD_ID!r} and study note"

@@ -34,8 +34,13 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     if history:
         best = max(history, key=lambda r: r["val_dice"])
         ax2.axvline(best["epoch"], color="grey", ls=":", lw=1)
-        ax2.annotate(f"best {best['val_dice']:.3f}", (best["epoch"], best["val_dice"]), fontsize=8,
-                     xytext=(4, -12), textcoords="offset points")
+        ax2.annotate(
+            f"best {best['val_dice']:.3f}",
+            (best["epoch"], best["val_dice"]),
+            fontsize=8,
+            xytext=(4, -12),
+            textcoords="offset points",
+        )
     ax2.set(xlabel="epoch", ylabel="validation", title="validation (fused output)")
     ax2.legend(loc="lower right", fontsize=8)
     for ax in (ax1, ax2):

@@ -69,8 +69,7 @@ def _check_readable(files: list[Path]) -> None:
                 nib.load(str(f))
             except Exception as e:  # noqa: BLE001 - nibabel's errors for bad files vary
                 why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-                raise DataError(f"cannot read volume {f} ({why}); "
-                                "replace or remove the file") from None
+                raise DataError(f"cannot read volume {f} ({why}); replace or remove the file") from None
         else:
             _open(f, "image").close()
 
@@ -110,8 +109,10 @@ def predict_files(
         pre = replace(pre, grey_world=bool(grey_world))
     stride = cfg.total_stride()
     if pre.image_size < stride:
-        raise ValueError(f"image size {pre.image_size} is smaller than the network's total stride {stride}; "
-                         f"use --image-size {stride} or more")
+        raise ValueError(
+            f"image size {pre.image_size} is smaller than the network's total stride {stride}; "
+            f"use --image-size {stride} or more"
+        )
     _check_readable(files)  # a broken file fails before anything is written or printed
     seg = Segmenter(model, mode=mode, batch_size=batch_size, device=device, preprocessing=pre)
     if seg.mode == "resize":  # one forward at image_size per file: refuse a size that cannot fit, before any write
@@ -127,8 +128,9 @@ def predict_files(
     claim_folder(out, "predict", targets=names)  # never over a file plsearch did not write (nor an input)
     record_written(out, names)
     written: list[Path] = []
-    for f, name in progress(list(zip(files, names)), desc="predict", unit="file",
-                            mode=None if show_progress else "off"):
+    for f, name in progress(
+        list(zip(files, names)), desc="predict", unit="file", mode=None if show_progress else "off"
+    ):
         written.append(seg.predict_file(f, out / name))
     return written
 
@@ -149,8 +151,16 @@ def predict_checkpoint(
 
     model = load(checkpoint, device=device)
     files = list_inputs(input_path, volumes=model.config.spatial_dims == 3)
-    written = predict_files(model, files, out_dir, image_size=image_size, device=device, batch_size=batch_size,
-                            mode=mode, show_progress=show_progress)
+    written = predict_files(
+        model,
+        files,
+        out_dir,
+        image_size=image_size,
+        device=device,
+        batch_size=batch_size,
+        mode=mode,
+        show_progress=show_progress,
+    )
     size = image_size or model.preprocessing.image_size
     return {"masks": [str(p) for p in written], "image_size": size, "out_dir": str(out_dir)}
 

@@ -139,9 +139,17 @@ def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> float:
         return tracker.peak / 2**20
 
 
-def profile(model: nn.Module, input_size: int | Sequence[int] = 224, *, batch_size: int = 1,
-            device: str | torch.device | None = None, latency: bool = True, memory: bool = True,
-            repeats: int = 10, warmup: int = 2) -> Profile:
+def profile(
+    model: nn.Module,
+    input_size: int | Sequence[int] = 224,
+    *,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    latency: bool = True,
+    memory: bool = True,
+    repeats: int = 10,
+    warmup: int = 2,
+) -> Profile:
     """Profile ``model`` in eval mode on an input of ``(batch_size, c, *input_size)``.
 
     MACs are per batch as given (batch 1 by default). Unsupported ops are listed, never silently 0.

@@ -59,9 +59,19 @@ class Progress(Generic[T]):
     prints the final plain line.
     """
 
-    def __init__(self, iterable: Iterable[T] | None, total: int | None, desc: str, unit: str, *,
-                 file: IO[str] | None, mode: str | None, interval_s: float | None, leave: bool,
-                 plain_ends: bool = True) -> None:
+    def __init__(
+        self,
+        iterable: Iterable[T] | None,
+        total: int | None,
+        desc: str,
+        unit: str,
+        *,
+        file: IO[str] | None,
+        mode: str | None,
+        interval_s: float | None,
+        leave: bool,
+        plain_ends: bool = True,
+    ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -81,8 +91,7 @@ class Progress(Generic[T]):
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=desc or None, unit=unit, file=self.file, leave=leave,
-                             dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=desc or None, unit=unit, file=self.file, leave=leave, dynamic_ncols=True)
         elif self.mode == "plain" and plain_ends:
             self._line()  # the loop has started: say so at once
 
@@ -189,5 +198,6 @@ def progress(
         plain_ends: plain mode: print the first and last lines; False (inner loops, e.g. the steps of
             one epoch) prints only the periodic lines, and then a last one.
     """
-    return Progress(iterable, total, desc, unit, file=file, mode=mode, interval_s=interval_s, leave=leave,
-                    plain_ends=plain_ends)
+    return Progress(
+        iterable, total, desc, unit, file=file, mode=mode, interval_s=interval_s, leave=leave, plain_ends=plain_ends
+    )

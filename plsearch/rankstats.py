@@ -43,8 +43,15 @@ def kendall(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.sum(dx * dy) / math.sqrt(n1 * n2))
 
 
-def bootstrap_ci(x: Sequence[float], y: Sequence[float], stat: Callable[[Any, Any], float], *,
-                 n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    x: Sequence[float],
+    y: Sequence[float],
+    stat: Callable[[Any, Any], float],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat(x, y)`` resampling (x, y) pairs; resamples where the
     statistic is undefined (all tied) are dropped. NaNs when fewer than 3 pairs."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -74,5 +81,5 @@ def regret(low: Sequence[float], high: Sequence[float], k: int = 1) -> float:
     """High-fidelity score lost by keeping the best of the ``k`` configs that ``low`` ranks first,
     instead of the best config overall: ``max(high) - max(high[top k by low])``."""
     h = np.asarray(high, dtype=float)
-    chosen = np.argsort(-np.asarray(low, dtype=float), kind="mergesort")[:max(1, k)]
+    chosen = np.argsort(-np.asarray(low, dtype=float), kind="mergesort")[: max(1, k)]
     return float(h.max() - h[chosen].max())

@@ -26,7 +26,6 @@ _KNOWN: set[str] = set()  # every form of every password of the storage URLs thi
 _MIN_SECRET = 3  # shorter passwords are hidden inside URLs only (replacing "ab" everywhere would garble text)
 
 
-
 def _forms(secret: str) -> set[str]:
     """The ways a password may appear in printed text: raw, %-decoded, %-encoded, escaped as repr/JSON,
     and the pieces a URL parser makes of it when it holds an unescaped ``@``, ``:`` or ``/``."""
@@ -52,7 +51,7 @@ def url_secrets(url: str | None) -> set[str]:
     found: set[str] = set()
     m = _SCHEME.match(text)
     if m:
-        rest = text[m.end():]
+        rest = text[m.end() :]
         if "@" in rest:
             userinfo = rest.rsplit("@", 1)[0]
             _user, sep, pw = userinfo.partition(":")
@@ -101,8 +100,8 @@ def redact_url(url: str | None) -> str:
         return ""
     text = str(url).strip()
     m = _SCHEME.match(text)
-    if m and "@" in text[m.end():]:
-        userinfo, host = text[m.end():].rsplit("@", 1)
+    if m and "@" in text[m.end() :]:
+        userinfo, host = text[m.end() :].rsplit("@", 1)
         user, sep, _pw = userinfo.partition(":")
         text = text[: m.end()] + (f"{user}:***" if sep else user) + "@" + host
     return redact(text, url)

@@ -54,8 +54,11 @@ def _importances(study: Any, records: list[dict]) -> dict[str, float] | str:
         return "importances skipped: no parameter varies across the trained trials"
     tmp = optuna.create_study(direction="maximize")
     for t in trials:
-        tmp.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                                value=float(t.user_attrs["metrics"]["val_dice"])))
+        tmp.add_trial(
+            optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, value=float(t.user_attrs["metrics"]["val_dice"])
+            )
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -76,8 +79,14 @@ def _curves(study: Any, records: list[dict], out: Path, multi: bool) -> dict[str
     from plsearch.plots_curves import plot_learning_curves, save_to_dashboard
     from plsearch.search.asha import rung_epochs
 
-    floor = next((t.user_attrs["trivial_val_dice"].get("best") for t in study.get_trials(deepcopy=False)
-                  if isinstance(t.user_attrs.get("trivial_val_dice"), dict)), None)
+    floor = next(
+        (
+            t.user_attrs["trivial_val_dice"].get("best")
+            for t in study.get_trials(deepcopy=False)
+            if isinstance(t.user_attrs.get("trivial_val_dice"), dict)
+        ),
+        None,
+    )
     pruning = (study.user_attrs.get("plsearch:space") or {}).get("pruning")
     epochs = next(((r.get("config") or {}).get("train", {}).get("epochs") for r in records if r.get("config")), None)
     rungs: tuple[int, ...] = ()
@@ -86,8 +95,17 @@ def _curves(study: Any, records: list[dict], out: Path, multi: bool) -> dict[str
             rungs = rung_epochs(int(pruning.get("min_epochs", 1)), int(pruning.get("eta", 3)), int(epochs))
         except (TypeError, ValueError):
             rungs = ()
-    out_ = {"curves": str(plot_learning_curves(records, out / "curves.png", floor=floor, rungs=rungs,
-                                                title=f"{study.study_name}: validation Dice per epoch"))}
+    out_ = {
+        "curves": str(
+            plot_learning_curves(
+                records,
+                out / "curves.png",
+                floor=floor,
+                rungs=rungs,
+                title=f"{study.study_name}: validation Dice per epoch",
+            )
+        )
+    }
     if multi:
         try:
             out_["dashboard"] = save_to_dashboard(study, records, floor)
@@ -115,14 +133,23 @@ def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] |
     title = f"{study.study_name}: validation Dice against size"
     if degenerate:
         title += f" ({degenerate} degenerate trial{'s' if degenerate > 1 else ''} left out)"
-    result["pareto"] = str(plots.plot_pareto(records, out / "pareto.png", references=refs, constraints=cons,
-                                             pareto_numbers=front, title=title))
-    result["history"] = str(plots.plot_history(records, out / "history.png",
-                                               title=f"{study.study_name}: optimization history"))
+    result["pareto"] = str(
+        plots.plot_pareto(
+            records, out / "pareto.png", references=refs, constraints=cons, pareto_numbers=front, title=title
+        )
+    )
+    result["history"] = str(
+        plots.plot_history(records, out / "history.png", title=f"{study.study_name}: optimization history")
+    )
     if len(objectives) > 1:
         hv = plots.hypervolume_history(records, objectives, cons)
-        result["hypervolume"] = str(plots.plot_hypervolume(
-            hv, out / "hypervolume.png", title=f"{study.study_name}: hypervolume of {', '.join(n for n, _ in objectives)}"))
+        result["hypervolume"] = str(
+            plots.plot_hypervolume(
+                hv,
+                out / "hypervolume.png",
+                title=f"{study.study_name}: hypervolume of {', '.join(n for n, _ in objectives)}",
+            )
+        )
     else:
         result["hypervolume"] = "skipped: single-objective study"
     result.update(_curves(study, records, out, multi=len(objectives) > 1))
@@ -131,8 +158,9 @@ def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] |
         result["importances"] = imp
         (out / "importances.png").unlink(missing_ok=True)
     else:
-        result["importances"] = str(plots.plot_importances(imp, out / "importances.png",
-                                                           title=f"{study.study_name}: parameter importances"))
+        result["importances"] = str(
+            plots.plot_importances(imp, out / "importances.png", title=f"{study.study_name}: parameter importances")
+        )
     return result
 
 

@@ -66,7 +66,9 @@ def plan_lines(jobs: Sequence[Any], flops_per_s: float, device: str) -> list[str
         secs = sum(fl) / flops_per_s
         total += secs
         lines.append(f"{g:<32} {len(fl)} run(s)  {sum(fl) / 1e15:8.2f} PFLOP  ~{secs / 60:7.1f} min")
-    lines.append(f"total {len(jobs)} runs ~{total / 3600:.2f} h on {device} at an assumed {flops_per_s / 1e12:g} "
-                 "TFLOP/s sustained (early stopping only shortens it; small nets run far below that rate, "
-                 "so for them this is a lower bound)")
+    lines.append(
+        f"total {len(jobs)} runs ~{total / 3600:.2f} h on {device} at an assumed {flops_per_s / 1e12:g} "
+        "TFLOP/s sustained (early stopping only shortens it; small nets run far below that rate, "
+        "so for them this is a lower bound)"
+    )
     return lines

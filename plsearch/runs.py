@@ -61,8 +61,13 @@ class Job:
             raise RunsError(f"job key {self.key!r} must be letters, digits, _.=+- and '/' between parts; rename it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "config": self.config.to_dict(), "group": self.group or self.key,
-                "info": dict(self.info), "test_curve": self.test_curve}
+        return {
+            "key": self.key,
+            "config": self.config.to_dict(),
+            "group": self.group or self.key,
+            "info": dict(self.info),
+            "test_curve": self.test_curve,
+        }
 
 
 @dataclass
@@ -93,8 +98,9 @@ def open_runs(out_dir: str | Path, name: str, *, storage: str | None = None, hea
     spec = parse_storage(storage, out, 2) if storage else StorageSpec("journal", str(out / "runs.journal"))
     beat = (int(heartbeat), 2 * int(heartbeat)) if spec.heartbeats and heartbeat else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=open_storage(spec, heartbeat=beat), direction="maximize",
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=name, storage=open_storage(spec, heartbeat=beat), direction="maximize", load_if_exists=True
+    )
     return Runs(study, spec, out, uuid.uuid4().hex[:8], beat)
 
 
@@ -117,13 +123,14 @@ def submit(runs: Runs, jobs: Sequence[Job]) -> list[str]:
     with claim_lock(runs.spec):
         recover_stale(runs.study, runs.run_id, runs.heartbeat[1] if runs.heartbeat else None)
         attrs = runs.study.user_attrs
-        live = {_job_of(t) for t in runs.study.get_trials(deepcopy=False)
-                if counted(t) or not t.state.is_finished()}
+        live = {_job_of(t) for t in runs.study.get_trials(deepcopy=False) if counted(t) or not t.state.is_finished()}
         for job in jobs:
             stored = attrs.get(JOB_ATTR + job.key)
             if stored is not None and stored["config"] != job.config.to_dict():
-                raise RunsError(f"job {job.key!r} is stored in {runs.spec.shown} with another config; use another "
-                                "--out (or study) for a changed fidelity")
+                raise RunsError(
+                    f"job {job.key!r} is stored in {runs.spec.shown} with another config; use another "
+                    "--out (or study) for a changed fidelity"
+                )
             if stored is None:
                 runs.study.set_user_attr(JOB_ATTR + job.key, job.to_dict())
             if job.key not in live:
@@ -151,8 +158,14 @@ def _next(runs: Runs) -> tuple[Any, bool]:
     return trial, True
 
 
-def work(runs: Runs, *, device: str | None = None, on_done: Callable[[dict], None] | None = None,
-         wait: bool = True, poll: float = 0.5) -> int:
+def work(
+    runs: Runs,
+    *,
+    device: str | None = None,
+    on_done: Callable[[dict], None] | None = None,
+    wait: bool = True,
+    poll: float = 0.5,
+) -> int:
     """Run waiting jobs until none is left; returns how many ran here.
 
     ``device`` overrides each job's ``train.device``. ``wait``: while other local workers (or, with
@@ -168,8 +181,11 @@ def work(runs: Runs, *, device: str | None = None, on_done: Callable[[dict], Non
         trial, busy = _next(runs)
         if trial is None:
             running = runs.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-            watch = [t for t in running if runs.heartbeat or owner_state(t.user_attrs.get("worker"),
-                                                                         runs.run_id) != "foreign"]
+            watch = [
+                t
+                for t in running
+                if runs.heartbeat or owner_state(t.user_attrs.get("worker"), runs.run_id) != "foreign"
+            ]
             if not (busy and wait and watch):
                 return ran
             time.sleep(poll)
@@ -207,8 +223,15 @@ def work(runs: Runs, *, device: str | None = None, on_done: Callable[[dict], Non
 def record(t: Any, job: Mapping[str, Any]) -> dict[str, Any]:
     """A flat result row: the job (key, group, info, config) and its result (see ``run_job``)."""
     res = dict(t.user_attrs.get("result") or {})
-    return {"key": job["key"], "group": job["group"], **dict(job.get("info") or {}), "state": t.state.name,
-            "trial": t.number, **res, "config": job["config"]}
+    return {
+        "key": job["key"],
+        "group": job["group"],
+        **dict(job.get("info") or {}),
+        "state": t.state.name,
+        "trial": t.number,
+        **res,
+        "config": job["config"],
+    }
 
 
 def results(runs: Runs, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -221,7 +244,7 @@ def results(runs: Runs, keys: Iterable[str] | None = None) -> list[dict[str, Any
         key = _job_of(t)
         if key and counted(t) and JOB_ATTR + key in attrs and "result" in t.user_attrs:
             rows[key] = record(t, attrs[JOB_ATTR + key])
-    order = list(keys) if keys is not None else [k[len(JOB_ATTR):] for k in attrs if k.startswith(JOB_ATTR)]
+    order = list(keys) if keys is not None else [k[len(JOB_ATTR) :] for k in attrs if k.startswith(JOB_ATTR)]
     return [rows[k] for k in order if k in rows]
 
 
@@ -240,8 +263,10 @@ def trivial_dice(masks: Any, num_classes: int = 1) -> float:
     from plsearch.metrics import segmentation_metrics
 
     m = masks.long()
-    return max(segmentation_metrics(torch.zeros_like(m), m, num_classes)["dice"],
-               segmentation_metrics(torch.ones_like(m), m, num_classes)["dice"])
+    return max(
+        segmentation_metrics(torch.zeros_like(m), m, num_classes)["dice"],
+        segmentation_metrics(torch.ones_like(m), m, num_classes)["dice"],
+    )
 
 
 def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
@@ -265,8 +290,10 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
     ncls, t0 = cfg.model.num_classes, time.perf_counter()
     splits = load_data(cfg.data, ncls)
     if len(splits["test"]) == 0:
-        raise RunsError(f"job {job['key']!r}: the test split of {cfg.data.root or 'the synthetic set'} is empty; "
-                        "set data.test_fraction or a split CSV with test ids")
+        raise RunsError(
+            f"job {job['key']!r}: the test split of {cfg.data.root or 'the synthetic set'} is empty; "
+            "set data.test_fraction or a split CSV with test ids"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     curve_path = run_dir / "test_curve.jsonl"
     resume = False
@@ -276,8 +303,9 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
         except Exception:  # noqa: BLE001 - an unreadable leftover (killed while writing): start over
             resume = False
     done = int(read_checkpoint(run_dir / "last.pt")["train_state"]["epoch"]) if resume else 0
-    test_curve = [json.loads(x) for x in curve_path.read_text().splitlines()][:done] if resume and \
-        curve_path.is_file() else []
+    test_curve = (
+        [json.loads(x) for x in curve_path.read_text().splitlines()][:done] if resume and curve_path.is_file() else []
+    )
     curve_path.write_text("".join(json.dumps(r) + "\n" for r in test_curve))
     torch.manual_seed(cfg.train.seed)  # initial weights belong to the seed
     model = PLNet.from_config(cfg.model)
@@ -291,22 +319,39 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
 
     out: dict[str, Any] = {"fail_reason": None, "checkpoint": str(run_dir / "best.pt")}
     try:
-        fit_result = fit(model, splits["train"], splits["val"], cfg.train, num_classes=ncls, out_dir=run_dir,
-                         run_config=cfg, resume=resume, on_epoch_end=on_epoch)
+        fit_result = fit(
+            model,
+            splits["train"],
+            splits["val"],
+            cfg.train,
+            num_classes=ncls,
+            out_dir=run_dir,
+            run_config=cfg,
+            resume=resume,
+            on_epoch_end=on_epoch,
+        )
     except NonFiniteLossError as e:
         return {**out, "fail_reason": f"non-finite loss: {e}", "seconds": round(time.perf_counter() - t0, 3)}
     hist = fit_result.history
     best = next((r for r in hist if r["epoch"] == fit_result.best_epoch), hist[-1])
     test = evaluate_model(model, splits["test"], num_classes=ncls, batch_size=cfg.train.eval_batch_size)
     trivial = trivial_dice(splits["test"].masks, ncls)
-    out.update(val_dice=float(fit_result.best_val_dice), val_iou=float(best.get("val_iou", math.nan)),
-               test_dice=float(test["dice"]), test_iou=float(test["iou"]), test_trivial_dice=round(trivial, 6),
-               degenerate=bool(test["dice"] <= trivial), best_epoch=fit_result.best_epoch,
-               epochs_run=fit_result.epochs_run, steps=[int(r["steps"]) for r in hist],
-               val_curve=[round(float(r["val_dice"]), 6) for r in hist],
-               test_curve=[round(float(r["test_dice"]), 6) for r in test_curve],
-               train_seconds=round(sum(float(r["seconds"]) for r in hist), 3),
-               seconds=round(time.perf_counter() - t0, 3), n_test=len(splits["test"]))
+    out.update(
+        val_dice=float(fit_result.best_val_dice),
+        val_iou=float(best.get("val_iou", math.nan)),
+        test_dice=float(test["dice"]),
+        test_iou=float(test["iou"]),
+        test_trivial_dice=round(trivial, 6),
+        degenerate=bool(test["dice"] <= trivial),
+        best_epoch=fit_result.best_epoch,
+        epochs_run=fit_result.epochs_run,
+        steps=[int(r["steps"]) for r in hist],
+        val_curve=[round(float(r["val_dice"]), 6) for r in hist],
+        test_curve=[round(float(r["test_dice"]), 6) for r in test_curve],
+        train_seconds=round(sum(float(r["seconds"]) for r in hist), 3),
+        seconds=round(time.perf_counter() - t0, 3),
+        n_test=len(splits["test"]),
+    )
     return out
 
 
@@ -332,8 +377,9 @@ def _keep_checkpoint(trial: Any, out: Path, run_dir: Path) -> dict[str, Any]:
     return {"checkpoint": str(best), "artifact_id": artifact_id}
 
 
-def launch_workers(runs: Runs, workers: int, devices: Sequence[str] = (), *,
-                   on_line: Callable[[int, str, bool], None] | None = None) -> list[int]:
+def launch_workers(
+    runs: Runs, workers: int, devices: Sequence[str] = (), *, on_line: Callable[[int, str, bool], None] | None = None
+) -> list[int]:
     """Start ``workers`` processes (``python -m plsearch.runs``) sharing ``runs``; returns their exit codes."""
     import os
     import sys
@@ -341,9 +387,14 @@ def launch_workers(runs: Runs, workers: int, devices: Sequence[str] = (), *,
     import plsearch
     from plsearch.search.workers import launch
 
-    env = dict(os.environ, PLSEARCH_STORAGE=runs.spec.target, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(plsearch.__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PLSEARCH_STORAGE=runs.spec.target,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(Path(plsearch.__file__).parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    )
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     cmds = []
     for i in range(workers):
@@ -351,14 +402,23 @@ def launch_workers(runs: Runs, workers: int, devices: Sequence[str] = (), *,
         if devices:
             cmd += ["--device", devices[i % len(devices)]]
         cmds.append(cmd)
-    relay = on_line or (lambda i, line, err: print(f"[w{i}] {line}", file=sys.stderr if err else sys.stdout,
-                                                   flush=True))
+    relay = on_line or (
+        lambda i, line, err: print(f"[w{i}] {line}", file=sys.stderr if err else sys.stdout, flush=True)
+    )
     return launch(cmds, env, relay)
 
 
-def run_jobs(jobs: Sequence[Job], out_dir: str | Path, name: str, *, workers: int = 1, devices: Sequence[str] = (),
-             storage: str | None = None, on_done: Callable[[dict], None] | None = None,
-             on_line: Callable[[int, str, bool], None] | None = None) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: Sequence[Job],
+    out_dir: str | Path,
+    name: str,
+    *,
+    workers: int = 1,
+    devices: Sequence[str] = (),
+    storage: str | None = None,
+    on_done: Callable[[dict], None] | None = None,
+    on_line: Callable[[int, str, bool], None] | None = None,
+) -> list[dict[str, Any]]:
     """Submit ``jobs`` (skipping finished ones), run them here or in ``workers`` processes; return all rows."""
     runs = open_runs(out_dir, name, storage=storage)
     submit(runs, jobs)

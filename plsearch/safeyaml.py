@@ -57,14 +57,17 @@ def load_yaml(path: str | Path, *, what: str = "file", max_bytes: int = MAX_BYTE
     p = Path(path)
     size = p.stat().st_size
     if size > max_bytes:
-        raise YamlLimitError(f"{what} {p} is {size:,} bytes, over the limit of {max_bytes:,}; a {what} is a few kB: "
-                             "pass the right file")
+        raise YamlLimitError(
+            f"{what} {p} is {size:,} bytes, over the limit of {max_bytes:,}; a {what} is a few kB: pass the right file"
+        )
     text = p.read_bytes()[: max_bytes + 1].decode("utf-8", errors="replace")
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     if node is None:
         return None
     n = expanded_nodes(node, max_nodes)
     if n > max_nodes:
-        raise YamlLimitError(f"{what} {p} expands to more than {max_nodes:,} values through its aliases (&/*); "
-                             "write the values out or use fewer nested aliases")
+        raise YamlLimitError(
+            f"{what} {p} expands to more than {max_nodes:,} values through its aliases (&/*); "
+            "write the values out or use fewer nested aliases"
+        )
     return yaml.safe_load(text)

@@ -77,9 +77,14 @@ def preprocessing_from(model_config: Any, run_config: dict[str, Any] | None) -> 
         except (OSError, ValueError):  # the data folder moved: names are a nicety
             names = {}
     return Preprocessing(
-        spatial_dims=model_config.spatial_dims, in_channels=model_config.in_channels,
-        num_classes=model_config.num_classes, image_size=int(data.get("image_size", 224)),
-        fit=str(data.get("volume_fit", "resize")), grey_world=bool(data.get("grey_world", False)), class_names=names)
+        spatial_dims=model_config.spatial_dims,
+        in_channels=model_config.in_channels,
+        num_classes=model_config.num_classes,
+        image_size=int(data.get("image_size", 224)),
+        fit=str(data.get("volume_fit", "resize")),
+        grey_world=bool(data.get("grey_world", False)),
+        class_names=names,
+    )
 
 
 def load(ref: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
@@ -151,10 +156,18 @@ class Segmenter:
         preprocessing: overrides (e.g. ``Preprocessing(image_size=64, ...)``) for a bare model.
     """
 
-    def __init__(self, model: nn.Module, *, mode: str = "auto", tile: int | None = None, overlap: float = 0.5,
-                 batch_size: int = 4, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                 device: str | torch.device | None = None,
-                 preprocessing: Preprocessing | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mode: str = "auto",
+        tile: int | None = None,
+        overlap: float = 0.5,
+        batch_size: int = 4,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        device: str | torch.device | None = None,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         if mode not in ("auto", "resize", "sliding"):
             raise ValueError(f"mode={mode!r} is not one of ['auto', 'resize', 'sliding']")
         if not 0 <= overlap < 1:
@@ -183,8 +196,10 @@ class Segmenter:
 
         side = largest_side(cfg, self.memory_bytes, batch=self.batch_size)
         if side == 0:
-            raise ValueError(f"not even one tile of the network's stride fits memory_bytes={self.memory_bytes}; "
-                             "raise memory_bytes or lower batch_size")
+            raise ValueError(
+                f"not even one tile of the network's stride fits memory_bytes={self.memory_bytes}; "
+                "raise memory_bytes or lower batch_size"
+            )
         return side
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -232,8 +247,13 @@ class Segmenter:
         if tuple(x.shape[2:]) == tuple(size):
             return x
         mode = "bilinear" if x.dim() == 4 else "trilinear"
-        return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False,
-                             antialias=mode == "bilinear" and any(s > t for s, t in zip(x.shape[2:], size)))
+        return F.interpolate(
+            x,
+            size=tuple(size),
+            mode=mode,
+            align_corners=False,
+            antialias=mode == "bilinear" and any(s > t for s, t in zip(x.shape[2:], size)),
+        )
 
     def _resized(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         size = (self.pre.image_size,) * self.pre.spatial_dims
@@ -307,14 +327,21 @@ class Segmenter:
 
     def with_mode(self, mode: str, **kw: Any) -> Segmenter:
         """The same network in another mode (e.g. ``sliding`` for a large input)."""
-        return Segmenter(self.model, mode=mode, tile=kw.get("tile"), overlap=kw.get("overlap", self.overlap),
-                         batch_size=kw.get("batch_size", self.batch_size), device=self.device,
-                         memory_bytes=kw.get("memory_bytes", self.memory_bytes),
-                         preprocessing=replace(self.pre))
+        return Segmenter(
+            self.model,
+            mode=mode,
+            tile=kw.get("tile"),
+            overlap=kw.get("overlap", self.overlap),
+            batch_size=kw.get("batch_size", self.batch_size),
+            device=self.device,
+            memory_bytes=kw.get("memory_bytes", self.memory_bytes),
+            preprocessing=replace(self.pre),
+        )
 
 
-def peak_bytes_estimate(model_config: Any, shape: Sequence[int], *, tile: int, batch: int, num_classes: int,
-                        channels: int) -> int:
+def peak_bytes_estimate(
+    model_config: Any, shape: Sequence[int], *, tile: int, batch: int, num_classes: int, channels: int
+) -> int:
     """Sliding mode's memory bound for an input of ``shape`` (spatial): tile activations + buffers."""
     from plsearch.memory import activation_bytes
 

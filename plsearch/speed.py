@@ -53,8 +53,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_flops(device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None,
-                      n: int | None = None, repeats: int = 5) -> float:
+def matmul_peak_flops(
+    device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None, n: int | None = None, repeats: int = 5
+) -> float:
     """Best achieved FLOP/s of an ``n x n @ n x n`` matmul (``2 n^3`` FLOP), best of ``repeats``.
 
     Defaults: fp32, n=2048 on CPU (sgemm); bf16, n=8192 on CUDA (tensor cores). Measure it in the
@@ -93,8 +94,9 @@ _CHANNELS_LAST: set[str] = {"cuda"}
 
 
 @contextlib.contextmanager
-def cuda_paths_on(device_type: str = "cpu", *, amp: torch.dtype | None = torch.bfloat16,
-                  channels_last: bool = True) -> Iterator[None]:
+def cuda_paths_on(
+    device_type: str = "cpu", *, amp: torch.dtype | None = torch.bfloat16, channels_last: bool = True
+) -> Iterator[None]:
     """Within the block, ``autocast`` and ``memory_format`` treat ``device_type`` as they treat CUDA.
 
     For tests and CPU proxies of the CUDA branch (``amp``: the autocast dtype, None leaves it off);
@@ -183,8 +185,9 @@ def compile_available(device: str | torch.device = "cpu") -> bool:
     return True
 
 
-def compile_model(model: nn.Module, *, mode: str | None = None, dynamic: bool | None = None,
-                  device: str | torch.device | None = None) -> nn.Module:
+def compile_model(
+    model: nn.Module, *, mode: str | None = None, dynamic: bool | None = None, device: str | torch.device | None = None
+) -> nn.Module:
     """``torch.compile(model)``, or ``model`` itself (with a warning) where compiling cannot work.
 
     The returned wrapper shares ``model``'s parameters: train through it, but save and load

@@ -46,8 +46,15 @@ def _blob_params(g: torch.Generator, n: int, s: int) -> dict[str, torch.Tensor]:
         step = (r[:, j - 1] + r[:, j]) * gap[:, j]
         near = centre[:, j - 1] + step[:, None] * torch.stack([direction[:, j].cos(), direction[:, j].sin()], -1)
         centre[:, j] = torch.where(touch[:, j, None], near.clamp(0.05 * s, 0.95 * s), free[:, j])
-    return {"cx": centre[..., 0], "cy": centre[..., 1], "a": a, "b": b, "angle": angle,
-            "contrast": contrast, "active": active}
+    return {
+        "cx": centre[..., 0],
+        "cy": centre[..., 1],
+        "a": a,
+        "b": b,
+        "angle": angle,
+        "contrast": contrast,
+        "active": active,
+    }
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -95,8 +102,9 @@ def _render(g: torch.Generator, p: dict[str, torch.Tensor], s: int, channels: in
     blob, mask = _blobs(p, s)
     xs = torch.arange(s, dtype=torch.float32) + 0.5
     level = _uniform(g, (n, 1, 1), 0.04, 0.35)
-    texture = F.interpolate(torch.randn((n, 1, 6, 6), generator=g), size=(s, s), mode="bicubic",
-                            align_corners=False)[:, 0] * _uniform(g, (n, 1, 1), 0.03, 0.08)
+    texture = F.interpolate(torch.randn((n, 1, 6, 6), generator=g), size=(s, s), mode="bicubic", align_corners=False)[
+        :, 0
+    ] * _uniform(g, (n, 1, 1), 0.03, 0.08)
     theta = _uniform(g, (n, 1, 1), 0.0, 2 * math.pi)
     ramp = (xs.view(1, 1, s) * theta.cos() + xs.view(1, s, 1) * theta.sin()) / s
     background = level + texture + _uniform(g, (n, 1, 1), 0.0, 0.15) * ramp  # smooth: needs no blur
@@ -144,9 +152,7 @@ def make_synthetic(count: int, image_size: int, seed: int, channels: int = 3) ->
     return SegmentationData(torch.cat(images), torch.cat(masks), ids)
 
 
-def write_synthetic(
-    directory: str | Path, count: int, image_size: int, seed: int, channels: int = 3
-) -> Path:
+def write_synthetic(directory: str | Path, count: int, image_size: int, seed: int, channels: int = 3) -> Path:
     """Write :func:`make_synthetic` as a data folder: ``images/<id>.png`` and ``masks/<id>.png`` (0/255).
 
     Returns:

@@ -73,8 +73,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     about ten ops per tensor per step. The fused kernel gives the same update up to float rounding.
     """
     params = list(model.parameters())
-    fused = FUSED_ADAM and bool(params) and all(
-        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+    fused = (
+        FUSED_ADAM
+        and bool(params)
+        and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+    )
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
@@ -145,16 +148,38 @@ def fit(
         NonFiniteLossError: an epoch's loss was NaN or infinite.
     """
     with _threads(cfg.num_threads):  # 0 leaves torch's default
-        return _fit(model, train, val, cfg, num_classes=num_classes, out_dir=out_dir, run_config=run_config,
-                    on_epoch_end=on_epoch_end, resume=resume, progress=progress)
+        return _fit(
+            model,
+            train,
+            val,
+            cfg,
+            num_classes=num_classes,
+            out_dir=out_dir,
+            run_config=run_config,
+            on_epoch_end=on_epoch_end,
+            resume=resume,
+            progress=progress,
+        )
 
 
-def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, out_dir: str | Path | None,
-         run_config: RunConfig | None, on_epoch_end: Callable[[int, dict], bool | None] | None, resume: bool,
-         progress: bool) -> FitResult:
+def _fit(
+    model: nn.Module,
+    train,
+    val,
+    cfg: TrainConfig,
+    *,
+    num_classes: int,
+    out_dir: str | Path | None,
+    run_config: RunConfig | None,
+    on_epoch_end: Callable[[int, dict], bool | None] | None,
+    resume: bool,
+    progress: bool,
+) -> FitResult:
     if len(train) == 0 or len(val) == 0:
-        raise ValueError(f"need training and validation images, got {len(train)} and {len(val)}; "
-                         "raise data.val_fraction or add images")
+        raise ValueError(
+            f"need training and validation images, got {len(train)} and {len(val)}; "
+            "raise data.val_fraction or add images"
+        )
     out = Path(out_dir) if out_dir is not None else None
     device = resolve_device(cfg.device)
     layout = memory_format(device, train.images.dim())  # NHWC / NDHWC on CUDA (tensor-core convs); None on CPU
@@ -210,14 +235,21 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
         loss_sum, steps = torch.zeros((), device=device), 0
         drop_last = len(train) > cfg.batch_size  # no tiny last batch for BatchNorm
         n_steps = len(train) // cfg.batch_size if drop_last else math.ceil(len(train) / cfg.batch_size)
-        steps_bar = progress_bar(total=min(n_steps, cfg.max_steps_per_epoch or n_steps), desc=f"epoch {epoch + 1}",
-                                 unit="step", mode=show, leave=False, plain_ends=False)
+        steps_bar = progress_bar(
+            total=min(n_steps, cfg.max_steps_per_epoch or n_steps),
+            desc=f"epoch {epoch + 1}",
+            unit="step",
+            mode=show,
+            leave=False,
+            plain_ends=False,
+        )
         for x, y, _ in train.batches(cfg.batch_size, shuffle=True, generator=shuffle_gen, drop_last=drop_last):
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
             if cfg.augment:
-                x, y = augment_batch(x, y, generator=aug_gen, rotation_deg=cfg.rotation_deg, shift=cfg.shift,
-                                     flips=cfg.flips)
+                x, y = augment_batch(
+                    x, y, generator=aug_gen, rotation_deg=cfg.rotation_deg, shift=cfg.shift, flips=cfg.flips
+                )
             if layout is not None:
                 x = x.contiguous(memory_format=layout)
             with autocast:
@@ -236,10 +268,18 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
                 f"training loss is {train_loss} in epoch {epoch + 1}; lower train.lr or check the data"
             )
 
-        metrics = evaluate_model(model, val, num_classes=num_classes, batch_size=cfg.eval_batch_size,
-                                 device=device, amp=cfg.amp)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_dice": metrics["dice"], "val_iou": metrics["iou"],
-               "stages": stages or 0, "steps": steps, "seconds": time.perf_counter() - t0}
+        metrics = evaluate_model(
+            model, val, num_classes=num_classes, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_dice": metrics["dice"],
+            "val_iou": metrics["iou"],
+            "stages": stages or 0,
+            "steps": steps,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         improved = row["val_dice"] > best
         if improved:
@@ -249,16 +289,29 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
             bad_epochs += 1
         if out is not None:
             _write_log(out / "log.jsonl", [row])
-            state = {"epoch": epoch + 1, "best_val_dice": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                     "history": history}
+            state = {
+                "epoch": epoch + 1,
+                "best_val_dice": best,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "history": history,
+            }
             if improved:
-                save_checkpoint(out / "best.pt", best_weights, model_config=model_dict, run_config=run_dict,
-                                train_state=copy.copy(state))
+                save_checkpoint(
+                    out / "best.pt",
+                    best_weights,
+                    model_config=model_dict,
+                    run_config=run_dict,
+                    train_state=copy.copy(state),
+                )
             state.update(optimizer=optimizer.state_dict(), rng=_rng_state(shuffle_gen, aug_gen))
-            save_checkpoint(out / "last.pt", model.state_dict(), model_config=model_dict, run_config=run_dict,
-                            train_state=state)
-        epochs_bar.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val Dice {row['val_dice']:.4f}"
-                         f"  best {best:.4f} (epoch {best_epoch})  {row['seconds']:.1f}s")
+            save_checkpoint(
+                out / "last.pt", model.state_dict(), model_config=model_dict, run_config=run_dict, train_state=state
+            )
+        epochs_bar.write(
+            f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val Dice {row['val_dice']:.4f}"
+            f"  best {best:.4f} (epoch {best_epoch})  {row['seconds']:.1f}s"
+        )
         epochs_bar.set_postfix(val_dice=row["val_dice"], best=best)
         epochs_bar.update(1)
         if on_epoch_end is not None and on_epoch_end(epoch + 1, row):
@@ -271,8 +324,14 @@ def _fit(model: nn.Module, train, val, cfg: TrainConfig, *, num_classes: int, ou
         from plsearch.plots_train import plot_curves
 
         plot_curves(history, out / "curves.png")
-    return FitResult(best_val_dice=best, best_epoch=best_epoch, epochs_run=len(history), history=history,
-                     stopped=stopped, seconds=time.perf_counter() - t_start)
+    return FitResult(
+        best_val_dice=best,
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        history=history,
+        stopped=stopped,
+        seconds=time.perf_counter() - t_start,
+    )
 
 
 if __name__ == "__main__":

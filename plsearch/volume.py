@@ -96,16 +96,20 @@ def label_names(root: str | Path) -> dict[int, str]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"cannot read the labels of {path} ({type(e).__name__}: {e}); "
-                        "give it a \"labels\" map like {\"0\": \"background\", \"1\": \"tumour\"}") from None
+        raise DataError(
+            f"cannot read the labels of {path} ({type(e).__name__}: {e}); "
+            'give it a "labels" map like {"0": "background", "1": "tumour"}'
+        ) from None
 
 
 def list_cases(root: str | Path) -> list[Case]:
     """Pair ``imagesTr/`` with ``labelsTr/`` by case id (sorted); one-line DataError on any mismatch."""
     root = Path(root).expanduser()
     if not is_volume_folder(root):
-        raise DataError(f"{root} has no imagesTr/ and labelsTr/ folders; put volumes in {root}/imagesTr/<case>.nii.gz "
-                        f"and labels in {root}/labelsTr/<case>.nii.gz")
+        raise DataError(
+            f"{root} has no imagesTr/ and labelsTr/ folders; put volumes in {root}/imagesTr/<case>.nii.gz "
+            f"and labels in {root}/labelsTr/<case>.nii.gz"
+        )
     images: dict[str, dict[int, Path]] = {}
     for p in sorted((root / "imagesTr").iterdir()):
         stem = _stem(p)
@@ -120,20 +124,27 @@ def list_cases(root: str | Path) -> list[Case]:
     cases = []
     for case, chans in sorted(images.items()):
         if case not in labels:
-            raise DataError(f"image {chans[min(chans)]} has no label (expected {root}/labelsTr/{case}.nii.gz); "
-                            "add the label or remove the image")
+            raise DataError(
+                f"image {chans[min(chans)]} has no label (expected {root}/labelsTr/{case}.nii.gz); "
+                "add the label or remove the image"
+            )
         if sorted(chans) != list(range(len(chans))):
-            raise DataError(f"case {case!r} has channel files {sorted(chans)} in imagesTr; number them "
-                            f"{case}_0000, {case}_0001, ... without gaps")
+            raise DataError(
+                f"case {case!r} has channel files {sorted(chans)} in imagesTr; number them "
+                f"{case}_0000, {case}_0001, ... without gaps"
+            )
         cases.append(Case(case, tuple(chans[c] for c in sorted(chans)), labels[case]))
     for case, p in labels.items():
         if case not in images:
-            raise DataError(f"label {p} has no image (expected {root}/imagesTr/{case}.nii.gz); "
-                            "add the image or remove the label")
+            raise DataError(
+                f"label {p} has no image (expected {root}/imagesTr/{case}.nii.gz); add the image or remove the label"
+            )
     counts = {len(c.images) for c in cases}
     if len(counts) > 1:
-        raise DataError(f"cases in {root}/imagesTr have different channel counts {sorted(counts)}; "
-                        "give every case the same channels")
+        raise DataError(
+            f"cases in {root}/imagesTr have different channel counts {sorted(counts)}; "
+            "give every case the same channels"
+        )
     return cases
 
 
@@ -173,8 +184,10 @@ def read_volume(paths: str | Path | tuple[Path, ...] | list[Path]) -> tuple[np.n
         if not np.isfinite(a).all():
             raise DataError(f"image {f} holds NaN or infinite values; fix or remove the file")
         if shape is not None and a.shape[1:] != shape:
-            raise DataError(f"channel file {f} has shape {a.shape[1:]} but {files[0]} has {shape}; "
-                            "save every channel of a case on the same grid")
+            raise DataError(
+                f"channel file {f} has shape {a.shape[1:]} but {files[0]} has {shape}; "
+                "save every channel of a case on the same grid"
+            )
         shape, affine = a.shape[1:], img.affine if affine is None else affine
         spacing = spacing or tuple(float(z) for z in img.header.get_zooms()[:3])
         chans.append(a)
@@ -186,27 +199,36 @@ def read_case(case: Case, allowed: set[int] | None) -> dict[str, Any]:
     image, affine, spacing = read_volume(case.images)
     limg, lab = _load(case.label, "label")
     if lab.shape != image.shape[1:]:
-        raise DataError(f"label {case.label} has shape {lab.shape} but image {case.images[0]} has "
-                        f"{image.shape[1:]}; save the label on the image's grid")
+        raise DataError(
+            f"label {case.label} has shape {lab.shape} but image {case.images[0]} has "
+            f"{image.shape[1:]}; save the label on the image's grid"
+        )
     if not np.allclose(limg.affine, affine, atol=1e-3):
-        raise DataError(f"label {case.label} and image {case.images[0]} have different affines (orientation or "
-                        "origin); resample the label onto the image's grid")
+        raise DataError(
+            f"label {case.label} and image {case.images[0]} have different affines (orientation or "
+            "origin); resample the label onto the image's grid"
+        )
     if np.issubdtype(lab.dtype, np.floating) and (not np.isfinite(lab).all() or (lab != np.round(lab)).any()):
         bad = lab[np.isfinite(lab) & (lab != np.round(lab))]
-        raise DataError(f"label {case.label} holds non-integer values (e.g. {bad.flat[0] if bad.size else 'NaN'}); "
-                        "labels must be class indices")
+        raise DataError(
+            f"label {case.label} holds non-integer values (e.g. {bad.flat[0] if bad.size else 'NaN'}); "
+            "labels must be class indices"
+        )
     values = {int(v) for v in np.unique(lab)}
     if allowed is not None and not values <= allowed:
         extra = sorted(values - allowed)
-        raise DataError(f"label {case.label} holds values {extra[:5]} not named in dataset.json (labels "
-                        f"{sorted(allowed)}); fix the label or add the class to dataset.json")
+        raise DataError(
+            f"label {case.label} holds values {extra[:5]} not named in dataset.json (labels "
+            f"{sorted(allowed)}); fix the label or add the class to dataset.json"
+        )
     if min(values) < 0 or max(values) > 255:
         raise DataError(f"label {case.label} holds values outside 0..255; labels must be class indices")
     return {"image": image, "label": lab.astype(np.uint8), "affine": affine, "spacing": spacing}
 
 
-def fit_volume(image: np.ndarray, label: np.ndarray | None, size: int | tuple[int, int, int], fit: str = "resize"
-               ) -> tuple[np.ndarray, np.ndarray | None, tuple[float, ...]]:
+def fit_volume(
+    image: np.ndarray, label: np.ndarray | None, size: int | tuple[int, int, int], fit: str = "resize"
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, ...]]:
     """Bring ``image (c, *s)`` (and ``label (*s)``) to ``size``; returns them and the scale per axis.
 
     ``resize``: trilinear image, nearest labels; the scale is ``old / new`` (spacing grows by it).
@@ -222,12 +244,16 @@ def fit_volume(image: np.ndarray, label: np.ndarray | None, size: int | tuple[in
     if fit == "resize":
         if tuple(spatial) == target:
             return image, label, (1.0,) * len(spatial)
-        x = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size=target, mode="trilinear",
-                          align_corners=False)[0].numpy()
+        x = F.interpolate(
+            torch.from_numpy(np.ascontiguousarray(image))[None], size=target, mode="trilinear", align_corners=False
+        )[0].numpy()
         y = None
         if label is not None:
-            y = F.interpolate(torch.from_numpy(label)[None, None].float(), size=target,
-                              mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
+            y = (
+                F.interpolate(torch.from_numpy(label)[None, None].float(), size=target, mode="nearest-exact")[0, 0]
+                .to(torch.uint8)
+                .numpy()
+            )
         return x, y, tuple(s / t for s, t in zip(spatial, target))
     x, y = image, label
     for ax, (s, t) in enumerate(zip(spatial, target)):
@@ -275,13 +301,19 @@ def _decode(root: Path, cases: list[Case], size: int, fit: str) -> dict[str, np.
     if errors:
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise DataError(errors[0] + more)
-    return {"images": np.stack(images), "masks": np.stack(labels), "spacing": np.array(spacing, dtype=np.float64),
-            "shapes": np.array(shapes, dtype=np.int64), "affines": np.stack(affines),
-            "ids": np.array([c.id for c in cases])}
+    return {
+        "images": np.stack(images),
+        "masks": np.stack(labels),
+        "spacing": np.array(spacing, dtype=np.float64),
+        "shapes": np.array(shapes, dtype=np.int64),
+        "affines": np.stack(affines),
+        "ids": np.array([c.id for c in cases]),
+    }
 
 
-def read_volume_folder(root: str | Path, image_size: int, *, fit: str = "resize", cache: bool = True
-                       ) -> dict[str, np.ndarray]:
+def read_volume_folder(
+    root: str | Path, image_size: int, *, fit: str = "resize", cache: bool = True
+) -> dict[str, np.ndarray]:
     """Decode, check and fit every case of a volume folder (cached under ``$PLSEARCH_CACHE_DIR``).
 
     Returns:
@@ -311,8 +343,15 @@ def read_volume_folder(root: str | Path, image_size: int, *, fit: str = "resize"
                 os.replace(tmp, cfile)
             except OSError as e:
                 log.warning("could not write the volume cache %s (%s)", cfile, e)
-    log.info("%s: %d volumes at %d^3 (%s) in %.2fs (%s)", root, len(cases), image_size, fit,
-             time.perf_counter() - t0, "cache hit" if hit else "decoded")
+    log.info(
+        "%s: %d volumes at %d^3 (%s) in %.2fs (%s)",
+        root,
+        len(cases),
+        image_size,
+        fit,
+        time.perf_counter() - t0,
+        "cache hit" if hit else "decoded",
+    )
     return arrays
 
 

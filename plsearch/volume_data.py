@@ -48,14 +48,16 @@ class VolumeData:
 
     def __post_init__(self) -> None:
         if not self.images.is_floating_point() or self.images.dim() != 5:
-            raise ValueError(f"images must be float (n, c, d, h, w), got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be float (n, c, d, h, w), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.masks.dtype != torch.uint8 or self.masks.dim() != 4:
             raise ValueError(f"masks must be uint8 (n, d, h, w), got {self.masks.dtype} {tuple(self.masks.shape)}")
         n = self.images.shape[0]
         if self.masks.shape[0] != n or len(self.ids) != n or self.masks.shape[1:] != self.images.shape[2:]:
-            raise ValueError(f"images {tuple(self.images.shape)}, masks {tuple(self.masks.shape)} and "
-                             f"{len(self.ids)} ids disagree")
+            raise ValueError(
+                f"images {tuple(self.images.shape)}, masks {tuple(self.masks.shape)} and {len(self.ids)} ids disagree"
+            )
         object.__setattr__(self, "ids", tuple(self.ids))
 
     def __len__(self) -> int:
@@ -81,8 +83,9 @@ class VolumeData:
     def _with(self, images: torch.Tensor, masks: torch.Tensor, idx: np.ndarray | None = None) -> VolumeData:
         pick = (lambda a: a) if idx is None else (lambda a: a[idx])
         ids = self.ids if idx is None else tuple(self.ids[i] for i in idx.tolist())
-        return VolumeData(images, masks, ids, pick(self.spacing), pick(self.shapes), pick(self.affines),
-                          self.class_names)
+        return VolumeData(
+            images, masks, ids, pick(self.spacing), pick(self.shapes), pick(self.affines), self.class_names
+        )
 
     def to(self, device: torch.device | str) -> VolumeData:
         return self._with(self.images.to(device), self.masks.to(device))
@@ -101,8 +104,9 @@ class VolumeData:
     batches = SegmentationData.batches  # same loop: it only uses len() and batch()
 
 
-def load_volume_folder(path: str | Path, image_size: int, *, fit: str = "resize", num_classes: int | None = None,
-                       cache: bool = True) -> VolumeData:
+def load_volume_folder(
+    path: str | Path, image_size: int, *, fit: str = "resize", num_classes: int | None = None, cache: bool = True
+) -> VolumeData:
     """Every case of a volume folder (no split), checked against ``num_classes`` when given.
 
     Raises:
@@ -116,10 +120,19 @@ def load_volume_folder(path: str | Path, image_size: int, *, fit: str = "resize"
     if num_classes is not None:
         binary_ok = num_classes == 1 and k <= 2
         if num_classes != k and not binary_ok:
-            raise DataError(f"{root} has {k} classes ({', '.join(names.get(i, str(i)) for i in range(k))}) but "
-                            f"model.num_classes={num_classes}; set model.num_classes={k}")
-    return VolumeData(torch.from_numpy(a["images"]), torch.from_numpy(a["masks"]), tuple(a["ids"].tolist()),
-                      a["spacing"], a["shapes"], a["affines"], names)
+            raise DataError(
+                f"{root} has {k} classes ({', '.join(names.get(i, str(i)) for i in range(k))}) but "
+                f"model.num_classes={num_classes}; set model.num_classes={k}"
+            )
+    return VolumeData(
+        torch.from_numpy(a["images"]),
+        torch.from_numpy(a["masks"]),
+        tuple(a["ids"].tolist()),
+        a["spacing"],
+        a["shapes"],
+        a["affines"],
+        names,
+    )
 
 
 def load_volume_splits(cfg, num_classes: int | None = None) -> dict[str, VolumeData]:

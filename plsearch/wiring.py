@@ -101,8 +101,17 @@ class _Builder:
             raise AssertionError(f"wiring bug: layer {name} used as {old} and as {new}")
         return name
 
-    def op(self, kind: str, layer: str, inputs: Sequence[str], edges: Sequence[str], output: str,
-           res: int, state: str, **where: object) -> str:
+    def op(
+        self,
+        kind: str,
+        layer: str,
+        inputs: Sequence[str],
+        edges: Sequence[str],
+        output: str,
+        res: int,
+        state: str,
+        **where: object,
+    ) -> str:
         self.ops.append(Op(kind, layer, tuple(inputs), tuple(edges), output, res, state, **where))  # type: ignore[arg-type]
         return output
 
@@ -116,8 +125,9 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
     # Stem (computed once, feeds every stage), then the level-0 input x0.
     h, width = "input", cfg.in_channels
     for i in range(cfg.stem):
-        h = b.op("block", b.layer(f"stem{i}", "block", width, c[0]), [h], ["flow"], f"stem{i}", 0,
-                 f"stem{i}", role="stem")
+        h = b.op(
+            "block", b.layer(f"stem{i}", "block", width, c[0]), [h], ["flow"], f"stem{i}", 0, f"stem{i}", role="stem"
+        )
         width = c[0]
     if off:
         h = b.op("pool", "", [h], ["down"], "x0", 1, "", role="pool")
@@ -149,24 +159,55 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
                 for j in range(1, convs + 1):
                     name = b.layer(f"L{lvl}.conv{j}", "block", cin if j == 1 else c[lvl], c[lvl])
                     out = f"{tag}.e{lvl}" if j == convs else f"{tag}.e{lvl}_{j}"
-                    x = b.op("block", name, inputs, edges, out, lvl + off, f"{tag}.L{lvl}.conv{j}",
-                             level=lvl, role=role, **where)
+                    x = b.op(
+                        "block",
+                        name,
+                        inputs,
+                        edges,
+                        out,
+                        lvl + off,
+                        f"{tag}.L{lvl}.conv{j}",
+                        level=lvl,
+                        role=role,
+                        **where,
+                    )
                     inputs, edges = [x], ["flow"]
                 cur[lvl] = x  # e_l: the bottleneck's is the next pass's BSC source at this level
                 if lvl < bottom:
                     if cfg.transition == "conv":
                         t = b.layer(f"T{lvl}", "block", c[lvl], c[lvl + 1])
-                        x = b.op("block", t, [x], ["flow"], f"{tag}.t{lvl}", lvl + off,
-                                 f"{tag}.T{lvl}", level=lvl, role="transition", **where)
-                    x = b.op("pool", "", [x], ["down"], f"{tag}.x{lvl + 1}", lvl + 1 + off, "",
-                             level=lvl + 1, role="pool", **where)
+                        x = b.op(
+                            "block",
+                            t,
+                            [x],
+                            ["flow"],
+                            f"{tag}.t{lvl}",
+                            lvl + off,
+                            f"{tag}.T{lvl}",
+                            level=lvl,
+                            role="transition",
+                            **where,
+                        )
+                    x = b.op(
+                        "pool",
+                        "",
+                        [x],
+                        ["down"],
+                        f"{tag}.x{lvl + 1}",
+                        lvl + 1 + off,
+                        "",
+                        level=lvl + 1,
+                        role="pool",
+                        **where,
+                    )
             # Decoder, eq. 1: FSC concatenates [e_l, u_l] in front of each level's first conv.
             y = x
             for lvl in range(bottom - 1, -1, -1):
                 up_out = c[lvl + 1] if cfg.up == "convt3" else c[lvl]
                 u = b.layer(f"U{lvl + 1}", "up", c[lvl + 1], up_out)
-                y = b.op("up", u, [y], ["up"], f"{tag}.u{lvl}", lvl + off, f"{tag}.U{lvl + 1}",
-                         level=lvl, role="up", **where)
+                y = b.op(
+                    "up", u, [y], ["up"], f"{tag}.u{lvl}", lvl + off, f"{tag}.U{lvl + 1}", level=lvl, role="up", **where
+                )
                 fsc = cfg.fsc_at(lvl)
                 inputs = [cur[lvl], y] if fsc else [y]
                 edges = ["fsc", "flow"] if fsc else ["flow"]
@@ -174,8 +215,18 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
                 for j in range(1, convs + 1):
                     name = b.layer(f"D{lvl}.conv{j}", "block", cin if j == 1 else c[lvl], c[lvl])
                     out = f"{tag}.d{lvl}" if j == convs else f"{tag}.d{lvl}_{j}"
-                    y = b.op("block", name, inputs, edges, out, lvl + off, f"{tag}.D{lvl}.conv{j}",
-                             level=lvl, role="decode", **where)
+                    y = b.op(
+                        "block",
+                        name,
+                        inputs,
+                        edges,
+                        out,
+                        lvl + off,
+                        f"{tag}.D{lvl}.conv{j}",
+                        level=lvl,
+                        role="decode",
+                        **where,
+                    )
                     inputs, edges = [y], ["flow"]
                 cur[lvl] = y
             if off:
@@ -191,8 +242,7 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
             for i in range(2):
                 cin = c[0] * len(inputs) if i == 0 else c[0]
                 name = b.layer(f"post{i}", "block", cin, c[0])
-                y = b.op("block", name, inputs, edges, f"s{k}.post{i}", 0, f"s{k}.post{i}",
-                         stage=k, role="post")
+                y = b.op("block", name, inputs, edges, f"s{k}.post{i}", 0, f"s{k}.post{i}", stage=k, role="post")
                 inputs, edges = [y], ["flow"]
         head = b.layer(f"head{k}", "head", c[0], cfg.num_classes)
         stage_outputs.append(b.op("head", head, [y], ["flow"], f"s{k}.logits", 0, "", stage=k, role="head"))

@@ -28,8 +28,9 @@ def study_dir(tmp_path, monkeypatch):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = tmp_path / "results" / "s"
     out.mkdir(parents=True)
-    study = optuna.create_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}",
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name="s", storage=f"sqlite:///{out / 'study.db'}", directions=["maximize", "minimize"]
+    )
     store = artifact_store(out)
     # (val Dice, size): trial 1 dominates 0; 2 is on the front; 3 is dominated by 1 and 2
     scores = [(0.5, 30.0), (0.7, 20.0), (0.9, 40.0), (0.6, 45.0)]
@@ -123,9 +124,25 @@ def test_train_retrains_a_trials_config(study_dir, tmp_path, capsys):
 
     out, study, _ = study_dir
     run = tmp_path / "retrained"
-    code = train_main(["--trial", f"{out}:1", "--epochs", "1", "--set", "train.max_steps_per_epoch=1",
-                       "--set", "data.synthetic_count=16", "--set", "train.batch_size=4", "--device", "cpu",
-                       "--quiet", "--out", str(run)])
+    code = train_main(
+        [
+            "--trial",
+            f"{out}:1",
+            "--epochs",
+            "1",
+            "--set",
+            "train.max_steps_per_epoch=1",
+            "--set",
+            "data.synthetic_count=16",
+            "--set",
+            "train.batch_size=4",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     recorded = study.trials[1].user_attrs["config"]

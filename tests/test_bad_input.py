@@ -27,11 +27,32 @@ from plsearch.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
-MAINS = {"search": search_main, "train": train_main, "evaluate": evaluate_main, "predict": predict_main,
-         "profile": profile_main, "report": report_main}
+MAINS = {
+    "search": search_main,
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "predict": predict_main,
+    "profile": profile_main,
+    "report": report_main,
+}
 SEARCH = ["--no-references", "--no-plots", "--n-trials", "1"]
-TRAIN = ["--model", "unet", "--set", "base_width=4", "--set", "depth=3", "--set", "train.batch_size=8",
-         "--image-size", "32", "--device", "cpu", "--epochs", "1", "--quiet"]
+TRAIN = [
+    "--model",
+    "unet",
+    "--set",
+    "base_width=4",
+    "--set",
+    "depth=3",
+    "--set",
+    "train.batch_size=8",
+    "--image-size",
+    "32",
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 SPACE = "model.steps: {{low: 1, high: 2}}\n{extra}\n"
 
 
@@ -53,18 +74,23 @@ def _checkpoints(root: Path, run: Path) -> None:
     torch.save({**ckpt, "model_config": preset_config("plnet", base_width=4).to_dict()}, root / "other.pt")
     torch.save(torch.nn.Conv2d(1, 1, 3).state_dict(), root / "plain.pt")
     torch.save({"format": "plsearch-checkpoint-v1", "code": torch.nn.ReLU()}, root / "pickled.pt")
-    for name, damage in (("trunc_run", lambda p: p.write_bytes(p.read_bytes()[:2000])),
-                         ("pickled_run", lambda p: shutil.copy(root / "pickled.pt", p))):
+    for name, damage in (
+        ("trunc_run", lambda p: p.write_bytes(p.read_bytes()[:2000])),
+        ("pickled_run", lambda p: shutil.copy(root / "pickled.pt", p)),
+    ):
         shutil.copytree(run, root / name)
         damage(root / name / "last.pt")
 
 
 def _spaces(root: Path) -> None:
-    texts = {"syntax": "model.steps: {low: 1, high: 4\n", "unknown_key": SPACE.format(extra="model.wings: 3"),
-             "empty_range": "model.steps: {low: 2, high: 2}\n",
-             "objective": SPACE.format(extra="objectives: [val_dice, flops]"),
-             "sampler": SPACE.format(extra="sampler: annealing"),
-             "other_objectives": Path(TINY).read_text().replace("[val_dice, params]", "[val_dice]")}
+    texts = {
+        "syntax": "model.steps: {low: 1, high: 4\n",
+        "unknown_key": SPACE.format(extra="model.wings: 3"),
+        "empty_range": "model.steps: {low: 2, high: 2}\n",
+        "objective": SPACE.format(extra="objectives: [val_dice, flops]"),
+        "sampler": SPACE.format(extra="sampler: annealing"),
+        "other_objectives": Path(TINY).read_text().replace("[val_dice, params]", "[val_dice]"),
+    }
     for name, text in texts.items():
         (root / f"{name}.yaml").write_text(text)
     (root / "model_bad.yaml").write_text("steps: 2\nwings: 3\n")
@@ -81,8 +107,20 @@ def made(tmp_path_factory) -> Path:
     _checkpoints(root, root / "run")
     _spaces(root)
     assert search_main(["--space", TINY, "--out", str(root / "study"), *SEARCH]) == 0
-    assert search_main(["--space", TINY, "--out", str(root / "jstudy"), "--storage",
-                        str(root / "jstudy" / "study.journal"), *SEARCH]) == 0
+    assert (
+        search_main(
+            [
+                "--space",
+                TINY,
+                "--out",
+                str(root / "jstudy"),
+                "--storage",
+                str(root / "jstudy" / "study.journal"),
+                *SEARCH,
+            ]
+        )
+        == 0
+    )
     (root / "afile").write_text("not a folder")
     return root
 
@@ -103,17 +141,29 @@ CASES = [  # (cli, argv, what the line names, the stored thing that must not cha
     ("search", ["--space", "{m}/empty_range.yaml", "--out", "{m}/study"], "empty range", "study"),
     ("search", ["--space", "{m}/objective.yaml", "--out", "{m}/study"], "unknown metric 'flops'", "study"),
     ("search", ["--space", "{m}/sampler.yaml", "--out", "{m}/study"], "sampler='annealing' is not known", "study"),
-    ("search", ["--space", "{m}/other_objectives.yaml", "--out", "{m}/study", "--study-name", "tiny", *SEARCH],
-     "optimizes", "study"),
+    (
+        "search",
+        ["--space", "{m}/other_objectives.yaml", "--out", "{m}/study", "--study-name", "tiny", *SEARCH],
+        "optimizes",
+        "study",
+    ),
     ("search", [*S, "--set", "data.image_size=8", "--set", "model.depth=5"], "smaller than the total stride", "study"),
     ("search", [*S, "--device", "cuda:9"], "not available", "study"),
     ("search", [*J, "--storage", "postgresql//me:pw-123@db/x"], "not a database URL", "jstudy"),
     ("search", [*S, "--storage", "postgres://me:pw-123@127.0.0.1:1/x"], "write postgresql://", "study"),
-    ("search", ["--space", TINY, "--out", "{m}/fresh", "--storage", "postgresql://nobody:pw-123@127.0.0.1:1/x"],
-     "cannot connect", None),
+    (
+        "search",
+        ["--space", TINY, "--out", "{m}/fresh", "--storage", "postgresql://nobody:pw-123@127.0.0.1:1/x"],
+        "cannot connect",
+        None,
+    ),
     ("search", [*S, "--storage", "{m}/nowhere/study.journal"], "folder of storage file", "study"),
-    ("search", [*S, "--workers", "2", "--storage", "sqlite:///{m}/study/study.db"], "cannot share the SQLite file",
-     "study"),
+    (
+        "search",
+        [*S, "--workers", "2", "--storage", "sqlite:///{m}/study/study.db"],
+        "cannot share the SQLite file",
+        "study",
+    ),
     ("search", [*S, "--workers", "0"], "--workers must be positive", "study"),
     ("search", [*S, "--devices", "cuda:7"], "not available", "study"),
     ("search", [*S, "--devices", "cpu,,cpu"], "empty entry", "study"),
@@ -130,18 +180,34 @@ CASES = [  # (cli, argv, what the line names, the stored thing that must not cha
     ("evaluate", ["--checkpoint", "{m}/other.pt", "--device", "cpu"], "does not rebuild its model", None),
     ("evaluate", ["--checkpoint", "{m}/plain.pt", "--device", "cpu"], "not a plsearch checkpoint", None),
     ("evaluate", ["--checkpoint", "{m}/run/best.pt", "--device", "cuda:3"], "not available", "run"),
-    ("evaluate", ["--checkpoint", "{m}/run/best.pt", "--data", "{m}/wrongsize", "--split", "all"], "differ in size",
-     "run"),
+    (
+        "evaluate",
+        ["--checkpoint", "{m}/run/best.pt", "--data", "{m}/wrongsize", "--split", "all"],
+        "differ in size",
+        "run",
+    ),
     ("evaluate", ["--checkpoint", "{m}/run/best.pt", "--batch-size", "0"], "--batch-size must be positive", "run"),
     ("predict", ["--checkpoint", "{m}/other.pt", "--input", "{m}/good", "--out", "{m}/p"], "does not rebuild", None),
     ("predict", ["--checkpoint", "{m}/pickled.pt", "--input", "{m}/good", "--out", "{m}/p"], "pickled", None),
-    ("predict", ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/garbage", "--out", "{m}/p"], "cannot read image",
-     "run"),
+    (
+        "predict",
+        ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/garbage", "--out", "{m}/p"],
+        "cannot read image",
+        "run",
+    ),
     ("predict", ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/empty", "--out", "{m}/p"], "no images", "run"),
-    ("predict", ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/good", "--out", "{m}/p", "--image-size", "2"],
-     "total stride", "run"),
-    ("predict", ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/good", "--out", "{m}/p", "--device", "cuda:2"],
-     "not available", "run"),
+    (
+        "predict",
+        ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/good", "--out", "{m}/p", "--image-size", "2"],
+        "total stride",
+        "run",
+    ),
+    (
+        "predict",
+        ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/good", "--out", "{m}/p", "--device", "cuda:2"],
+        "not available",
+        "run",
+    ),
     ("predict", ["--checkpoint", "{m}/run/best.pt", "--input", "{m}/good", "--out", "{m}/afile"], "is a file", "run"),
     ("profile", ["--config", "{m}/model_syntax.yaml"], "not valid YAML", None),
     ("profile", ["--config", "{m}/model_bad.yaml"], "unknown key wings", None),

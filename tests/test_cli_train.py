@@ -16,8 +16,24 @@ from plsearch.cli.train import qualify_key
 from plsearch.config import ConfigError
 from plsearch.synthetic import write_synthetic
 
-TINY = ["--model", "unet", "--set", "base_width=4", "--set", "depth=4", "--set", "data.synthetic_count=16",
-        "--set", "train.batch_size=8", "--set", "train.num_threads=1", "--image-size", "32", "--device", "cpu"]
+TINY = [
+    "--model",
+    "unet",
+    "--set",
+    "base_width=4",
+    "--set",
+    "depth=4",
+    "--set",
+    "data.synthetic_count=16",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.num_threads=1",
+    "--image-size",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -60,20 +76,61 @@ def test_evaluate_and_predict(run, tmp_path, capsys):
     assert (run / "eval_test" / "best_worst.png").is_file()
 
     folder = write_synthetic(tmp_path / "imgs", 3, 40, seed=5)
-    assert evaluate_main(["--checkpoint", str(run / "best.pt"), "--data", str(folder), "--split", "all",
-                          "--out", str(tmp_path / "ev"), "--device", "cpu"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--data",
+                str(folder),
+                "--split",
+                "all",
+                "--out",
+                str(tmp_path / "ev"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["images"] == 3
 
-    assert predict_main(["--checkpoint", str(run / "best.pt"), "--input", str(folder), "--out",
-                         str(tmp_path / "masks"), "--device", "cpu"]) == 0
+    assert (
+        predict_main(
+            [
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--input",
+                str(folder),
+                "--out",
+                str(tmp_path / "masks"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     masks = sorted((tmp_path / "masks").glob("*.png"))
     assert len(masks) == 3
     for m in masks:
         a = np.asarray(Image.open(m))
         assert a.shape == (40, 40) and set(np.unique(a)) <= {0, 255}  # the input's own size
     single = sorted((folder / "images").iterdir())[0]
-    assert predict_main(["--checkpoint", str(run / "best.pt"), "--input", str(single), "--out",
-                         str(tmp_path / "one"), "--device", "cpu"]) == 0
+    assert (
+        predict_main(
+            [
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--input",
+                str(single),
+                "--out",
+                str(tmp_path / "one"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "one" / single.name).is_file()
 
 
@@ -108,10 +165,12 @@ def _bad_files(tmp_path, run):
         ("evaluate", ["--checkpoint", "{tmp}/trunc.pt"], "cannot be read"),
         ("evaluate", ["--checkpoint", "{tmp}/pickled.pt"], "pickled"),
         ("evaluate", ["--checkpoint", "{run}/best.pt", "--data", "{tmp}/nowhere"], "does not exist"),
-        ("predict", ["--checkpoint", "{run}/best.pt", "--input", "{tmp}/nowhere", "--out", "{tmp}/p"],
-         "does not exist"),
-        ("predict", ["--checkpoint", "{tmp}/trunc.pt", "--input", "{tmp}/x.png", "--out", "{tmp}/p"],
-         "cannot be read"),
+        (
+            "predict",
+            ["--checkpoint", "{run}/best.pt", "--input", "{tmp}/nowhere", "--out", "{tmp}/p"],
+            "does not exist",
+        ),
+        ("predict", ["--checkpoint", "{tmp}/trunc.pt", "--input", "{tmp}/x.png", "--out", "{tmp}/p"], "cannot be read"),
     ],
 )
 def test_cli_errors_are_one_line(which, argv, expect, run, tmp_path, capsys):

@@ -12,8 +12,15 @@ from plsearch.confirm import dominates, mark_nondominated
 
 
 def item(label, mean, sd, n=3, params=100, macs=100, degenerate=0):
-    return {"label": label, "test_dice": mean, "test_dice_sd": sd, "n": n, "params": params, "macs": macs,
-            "degenerate": degenerate}
+    return {
+        "label": label,
+        "test_dice": mean,
+        "test_dice_sd": sd,
+        "n": n,
+        "params": params,
+        "macs": macs,
+        "degenerate": degenerate,
+    }
 
 
 def test_dominated_only_when_no_larger_and_better_by_more_than_the_pooled_standard_error():
@@ -43,8 +50,9 @@ def fake_study(folder, n_trials=3):
     with open("search_spaces/tiny.yaml") as f:
         raw = yaml.safe_load(f)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}",
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}", directions=["maximize", "minimize"]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # set_metric_names is "experimental"
         study.set_metric_names(["val_dice", "params"])
@@ -52,19 +60,27 @@ def fake_study(folder, n_trials=3):
     cfg = RunConfig().to_dict()
     for n in range(n_trials):
         ok = n != 1
-        attrs = {"feasible": ok, "config": cfg if ok else None, "profile": {"params": 10 + n, "macs": 5},
-                 "metrics": {"val_dice": 0.5} if ok else None, "fail_reason": None if ok else "over budget"}
+        attrs = {
+            "feasible": ok,
+            "config": cfg if ok else None,
+            "profile": {"params": 10 + n, "macs": 5},
+            "metrics": {"val_dice": 0.5} if ok else None,
+            "fail_reason": None if ok else "over budget",
+        }
         study.add_trial(optuna.trial.create_trial(values=[0.5 - n / 10, 10 + n], user_attrs=attrs))
     return study
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be a positive"),
-    (["--trials", "7"], "trial 7 does not exist"),
-    (["--trials", "1"], "trial 1 of study 'tiny' was not trained (over budget)"),
-    (["--trials", "x"], "not a list of trial numbers"),
-    (["--folds", "1"], "--folds must be at least 2"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "0"], "--seeds must be positive"),
+        (["--trials", "7"], "trial 7 does not exist"),
+        (["--trials", "1"], "trial 1 of study 'tiny' was not trained (over budget)"),
+        (["--trials", "x"], "not a list of trial numbers"),
+        (["--folds", "1"], "--folds must be at least 2"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     from plsearch.cli.confirm import main
 
@@ -111,8 +127,10 @@ def test_a_width_override_scales_presets_like_the_search_references():
     from plsearch.confirm import Candidate, confirm_jobs
     from plsearch.presets import preset_config
 
-    cands = [Candidate("trial_1", "trial", RunConfig()),
-             Candidate("unet", "preset", RunConfig(model=preset_config("unet")))]
+    cands = [
+        Candidate("trial_1", "trial", RunConfig()),
+        Candidate("unet", "preset", RunConfig(model=preset_config("unet"))),
+    ]
     jobs = confirm_jobs(cands, {"model.base_width": 16}, seeds=2)
     assert [j.key for j in jobs] == ["trial_1/seed_0", "unet/seed_0", "trial_1/seed_1", "unet/seed_1"]
     assert [j.config.model.base_width for j in jobs[:2]] == [16, 32]  # U-Net keeps twice PL-Net's width
@@ -130,8 +148,12 @@ def test_confirm_section_of_a_space_file():
     assert load_space("search_spaces/ipl_epl.yaml").raw["confirm"]["seeds"] == 3
     with open("search_spaces/tiny.yaml") as f:
         raw = yaml.safe_load(f)
-    for bad, message in (({"seed": 2}, "unknown key 'seed'"), ({"seeds": 0}, "confirm.seeds=0"),
-                         ({"folds": 1}, "confirm.folds=1"), ({"fidelity": {"epochs": 3}}, "dotted config path"),
-                         ({"fidelity": {"train.epochs": 0}}, "train.epochs")):
+    for bad, message in (
+        ({"seed": 2}, "unknown key 'seed'"),
+        ({"seeds": 0}, "confirm.seeds=0"),
+        ({"folds": 1}, "confirm.folds=1"),
+        ({"fidelity": {"epochs": 3}}, "dotted config path"),
+        ({"fidelity": {"train.epochs": 0}}, "train.epochs"),
+    ):
         with pytest.raises(SearchSpaceError, match=message):
             parse_space({**raw, "confirm": bad}, "t")

@@ -24,8 +24,9 @@ from plsearch.speed import autocast, cuda_paths_on, memory_format
 from plsearch.synthetic import make_synthetic
 from plsearch.train import fit
 
-CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                        reason="needs CUDA")])
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+)
 DEVICES = ["cpu", CUDA]
 CONVS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -82,8 +83,12 @@ def pretrained(nuclei):
     torch.manual_seed(0)
     model = create_model("plnet", base_width=4, depth=3)
     with torch.random.fork_rng():
-        fit(model, nuclei[0], nuclei[0], TrainConfig(epochs=20, lr=2e-2, batch_size=8, augment=False, patience=0,
-                                                     device="cpu"))
+        fit(
+            model,
+            nuclei[0],
+            nuclei[0],
+            TrainConfig(epochs=20, lr=2e-2, batch_size=8, augment=False, patience=0, device="cpu"),
+        )
     return model
 
 
@@ -125,8 +130,9 @@ def test_cpu_defaults_stay_fp32_and_contiguous():
     assert memory_format("cpu", 4) is None  # restored on the way out
 
 
-def _step3d(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str,
-            plain: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _step3d(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, plain: bool = False
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """fit()'s train step on a volume: layout from ``memory_format``, autocast, deep-supervision loss
     (``plain``: NCDHW in float32, the reference)."""
     layout = None if plain else memory_format(device, x.dim())
@@ -210,14 +216,17 @@ def test_compiled_train_step_matches_eager(device, monkeypatch):
 TINY = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml")
 
 
-@pytest.mark.parametrize("flags, placed", [
-    (["--devices", "cuda:0,cuda:1"], [("cuda:0", None), ("cuda:1", None)]),  # one worker per device
-    (["--workers", "3", "--devices", "cuda:0"], [("cuda:0", 0.3167)] * 3),  # N workers on one device
-    (["--workers", "4", "--devices", "cuda:0,cuda:1"], [("cuda:0", 0.475), ("cuda:1", 0.475)] * 2),
-    (["--workers", "3", "--devices", "cuda:0,cuda:1"], [("cuda:0", 0.475), ("cuda:1", None), ("cuda:0", 0.475)]),
-    (["--workers", "2", "--device", "cuda"], [("cuda", 0.475)] * 2),
-    (["--workers", "2", "--device", "cpu"], [("cpu", None)] * 2),
-])
+@pytest.mark.parametrize(
+    "flags, placed",
+    [
+        (["--devices", "cuda:0,cuda:1"], [("cuda:0", None), ("cuda:1", None)]),  # one worker per device
+        (["--workers", "3", "--devices", "cuda:0"], [("cuda:0", 0.3167)] * 3),  # N workers on one device
+        (["--workers", "4", "--devices", "cuda:0,cuda:1"], [("cuda:0", 0.475), ("cuda:1", 0.475)] * 2),
+        (["--workers", "3", "--devices", "cuda:0,cuda:1"], [("cuda:0", 0.475), ("cuda:1", None), ("cuda:0", 0.475)]),
+        (["--workers", "2", "--device", "cuda"], [("cuda", 0.475)] * 2),
+        (["--workers", "2", "--device", "cpu"], [("cpu", None)] * 2),
+    ],
+)
 def test_workers_get_the_devices_and_memory_caps_the_flags_say(flags, placed, tmp_path, monkeypatch, capsys):
     import plsearch.cli
     import plsearch.search.workers as workers
@@ -232,19 +241,42 @@ def test_workers_get_the_devices_and_memory_caps_the_flags_say(flags, placed, tm
     monkeypatch.setattr(plsearch.cli, "parse_device", lambda name: name)  # two fake GPUs "exist"
     monkeypatch.setattr(workers, "launch", fake_launch)
     monkeypatch.delenv(workers.MEMORY_FRACTION_ENV, raising=False)
-    assert main(["--space", TINY, "--out", str(tmp_path / "o"), "--storage", str(tmp_path / "j.journal"),
-                 "--no-plots", "--no-references", "--n-trials", "2", *flags]) == 0
-    got = [(c[c.index("--device") + 1], e.get(workers.MEMORY_FRACTION_ENV)) for c, e in zip(seen["commands"],
-                                                                                           seen["envs"])]
+    assert (
+        main(
+            [
+                "--space",
+                TINY,
+                "--out",
+                str(tmp_path / "o"),
+                "--storage",
+                str(tmp_path / "j.journal"),
+                "--no-plots",
+                "--no-references",
+                "--n-trials",
+                "2",
+                *flags,
+            ]
+        )
+        == 0
+    )
+    got = [
+        (c[c.index("--device") + 1], e.get(workers.MEMORY_FRACTION_ENV)) for c, e in zip(seen["commands"], seen["envs"])
+    ]
     assert got == [(d, None if cap is None else str(cap)) for d, cap in placed]
     assert all(e["PLSEARCH_STORAGE"] == str(tmp_path / "j.journal") for e in seen["envs"])
     if any(cap for _, cap in placed):
         assert "CUDA memory caps" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("device, fraction, applied", [
-    ("cuda:1", "0.475", [(0.475, 1)]), ("cuda", "0.3167", [(0.3167, 0)]), ("cpu", "0.475", []), ("cuda:0", None, []),
-])
+@pytest.mark.parametrize(
+    "device, fraction, applied",
+    [
+        ("cuda:1", "0.475", [(0.475, 1)]),
+        ("cuda", "0.3167", [(0.3167, 0)]),
+        ("cpu", "0.475", []),
+        ("cuda:0", None, []),
+    ],
+)
 def test_a_worker_caps_its_gpu_memory_at_start(device, fraction, applied, tmp_path, monkeypatch):
     import plsearch.cli
     import plsearch.search.runner as runner
@@ -260,8 +292,23 @@ def test_a_worker_caps_its_gpu_memory_at_start(device, fraction, applied, tmp_pa
         monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
     else:
         monkeypatch.setenv(MEMORY_FRACTION_ENV, fraction)
-    assert main(["--space", TINY, "--out", str(tmp_path), "--storage", str(tmp_path / "j.journal"),
-                 "--worker-index", "0", "--device", device]) == 0
+    assert (
+        main(
+            [
+                "--space",
+                TINY,
+                "--out",
+                str(tmp_path),
+                "--storage",
+                str(tmp_path / "j.journal"),
+                "--worker-index",
+                "0",
+                "--device",
+                device,
+            ]
+        )
+        == 0
+    )
     assert calls == applied
 
 

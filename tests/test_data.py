@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_data
 from PIL import Image
 
 import plsearch.folder
-from conftest import shared_data
 from plsearch.config import DataConfig
 from plsearch.data import (
     DataError,
@@ -119,8 +119,11 @@ def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 def test_split_csv_is_honoured(tmp_path):
     root = write_synthetic(tmp_path / "s", 8, 16, seed=0)
-    want = {"train": ["synth_0000", "synth_0003", "synth_0005", "synth_0007"], "val": ["synth_0001"],
-            "test": ["synth_0002", "synth_0004", "synth_0006"]}
+    want = {
+        "train": ["synth_0000", "synth_0003", "synth_0005", "synth_0007"],
+        "val": ["synth_0001"],
+        "test": ["synth_0002", "synth_0004", "synth_0006"],
+    }
     _csv(root / "split.csv", [(i, k) for k, v in want.items() for i in v])
     splits = load_splits(DataConfig(root=str(root), image_size=16))
     assert {k: list(v.ids) for k, v in splits.items()} == want

@@ -22,6 +22,8 @@ def test_draw_writes_a_real_png(name, tmp_path):
 
 def test_profile_cli_draws(tmp_path, capsys):
     png = tmp_path / "w.png"
-    assert main(["--model", "unet", "--set", "base_width=8", "--input-size", "32", "--no-latency",
-                 "--draw", str(png)]) == 0
+    assert (
+        main(["--model", "unet", "--set", "base_width=8", "--input-size", "32", "--no-latency", "--draw", str(png)])
+        == 0
+    )
     assert png.stat().st_size > 10_000

@@ -37,8 +37,9 @@ SIZES = {2: [(32, 32), (27, 45)], 3: [(16, 16, 16), (13, 18, 11)]}
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_graph_equals_the_eager_model(tmp_path, dims, fmt):
     model = _tiny(dims)
-    out = export_model(model, tmp_path / f"m.{'onnx' if fmt == 'onnx' else 'pt'}", fmt=fmt,
-                       input_size=SIZES[dims][0], dynamic=True)
+    out = export_model(
+        model, tmp_path / f"m.{'onnx' if fmt == 'onnx' else 'pt'}", fmt=fmt, input_size=SIZES[dims][0], dynamic=True
+    )
     for size in SIZES[dims]:
         x = torch.rand(2, model.config.in_channels, *size)
         with torch.no_grad():
@@ -65,8 +66,9 @@ def test_cli_exports_a_checkpoint_and_reports_the_difference(tmp_path, capsys):
 
     model = _tiny(3)
     run = RunConfig(model=model.config, data=DataConfig(image_size=16))
-    ckpt = save_checkpoint(tmp_path / "run" / "best.pt", model.state_dict(), model_config=model.config.to_dict(),
-                           run_config=to_dict(run))
+    ckpt = save_checkpoint(
+        tmp_path / "run" / "best.pt", model.state_dict(), model_config=model.config.to_dict(), run_config=to_dict(run)
+    )
     out = tmp_path / "export" / "model.pt"
     assert main(["--checkpoint", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
     line = capsys.readouterr().out

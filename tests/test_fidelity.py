@@ -37,8 +37,15 @@ def test_rank_statistics_equal_scipys_with_ties():
 
 def test_bootstrap_interval_matches_scipy_percentile_bootstrap_and_covers_the_estimate():
     lo, hi = bootstrap_ci(LOW, HIGH, kendall, n_boot=1500, seed=1)
-    ref = sps.bootstrap((np.array(LOW), np.array(HIGH)), lambda a, b: sps.kendalltau(a, b).statistic, paired=True,
-                        vectorized=False, n_resamples=1500, method="percentile", random_state=1).confidence_interval
+    ref = sps.bootstrap(
+        (np.array(LOW), np.array(HIGH)),
+        lambda a, b: sps.kendalltau(a, b).statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=1500,
+        method="percentile",
+        random_state=1,
+    ).confidence_interval
     assert lo <= kendall(LOW, HIGH) <= hi
     assert lo == pytest.approx(ref.low, abs=0.1) and hi == pytest.approx(ref.high, abs=0.1)
     assert bootstrap_ci(LOW, HIGH, kendall, seed=5) == bootstrap_ci(LOW, HIGH, kendall, seed=5)
@@ -69,8 +76,19 @@ def test_analyse_pairs_low_and_high_and_leaves_failed_configs_out():
 def test_fidelity_cli_end_to_end_and_resume(tmp_path, capsys):
     from plsearch.cli.fidelity import main
 
-    args = ["--space", "search_spaces/tiny.yaml", "--configs", "3", "--low", "train.epochs=1", "--high",
-            "train.epochs=2", "--no-references", "--out", str(tmp_path / "f")]
+    args = [
+        "--space",
+        "search_spaces/tiny.yaml",
+        "--configs",
+        "3",
+        "--low",
+        "train.epochs=1",
+        "--high",
+        "train.epochs=2",
+        "--no-references",
+        "--out",
+        str(tmp_path / "f"),
+    ]
     assert main(args) == 0
     doc = json.loads((tmp_path / "f" / "fidelity.json").read_text())
     assert doc["n"] == 3 and (tmp_path / "f" / "fidelity.png").is_file()
@@ -82,8 +100,21 @@ def test_fidelity_cli_end_to_end_and_resume(tmp_path, capsys):
 def test_fidelity_cli_bad_input_is_one_line(tmp_path, capsys):
     from plsearch.cli.fidelity import main
 
-    assert main(["--space", "search_spaces/tiny.yaml", "--low", "train.epochs=1", "--high", "train.epochs=1",
-                 "--out", str(tmp_path / "f")]) == 2
+    assert (
+        main(
+            [
+                "--space",
+                "search_spaces/tiny.yaml",
+                "--low",
+                "train.epochs=1",
+                "--high",
+                "train.epochs=1",
+                "--out",
+                str(tmp_path / "f"),
+            ]
+        )
+        == 2
+    )
     assert main(["--space", "search_spaces/tiny.yaml", "--high", "model.steps=2", "--out", str(tmp_path)]) == 2
     assert main(["--space", "search_spaces/tiny.yaml", "--configs", "0", "--high", "train.epochs=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

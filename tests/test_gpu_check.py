@@ -84,8 +84,9 @@ def test_full_prepare_fits_the_device_tool_and_the_cpu_smoke_run_passes(tmp_path
     assert got.returncode == 0, got.stderr
     m = json.loads((carry / "MANIFEST.json").read_text())
     assert m["data"]["images"] == 670 and m["total_mib"] < 64 - 12  # room for the ~11 MiB of wheels
-    got = run("--cpu-smoke", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), carry=carry,
-              timeout=1800)
+    got = run(
+        "--cpu-smoke", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), carry=carry, timeout=1800
+    )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert got.returncode == 0, (got.stdout[-2000:], summary)
     assert [name for name, p in summary["parts"].items() if p["ok"]] == ["tests", "speed", "train", "search"]

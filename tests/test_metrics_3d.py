@@ -23,6 +23,7 @@ def _blobs(seed: int, shape=(18, 20, 16)) -> tuple[np.ndarray, np.ndarray]:
 
 def _brute_hd95(p: np.ndarray, t: np.ndarray, spacing) -> float:
     """Surface points by explicit face-neighbour test, all pairwise distances."""
+
     def surface(m):
         padded = np.pad(m, 1)
         inner = padded[1:-1, 1:-1, 1:-1].copy()

@@ -118,7 +118,12 @@ def test_constructor_defaults_are_the_paper_network():
     assert PLNet().config == create_model("plnet").config
     cfg = PLNet().config
     assert (cfg.steps, cfg.stages, cfg.ocs, cfg.stage_depths, cfg.widths) == (
-        2, 2, 1.0, (4, 5), (32, 64, 128, 256, 512))
+        2,
+        2,
+        1.0,
+        (4, 5),
+        (32, 64, 128, 256, 512),
+    )
 
 
 def test_multiclass_softmax_probabilities_sum_to_one():
@@ -132,7 +137,7 @@ def test_bsc_weights_start_at_zero_and_norms_follow_keras_momentum():
     m = small()
     c = m.config.widths
     w = m.layers["L1_conv1"].conv.weight  # input [b_1 (BSC), x_1]
-    assert torch.count_nonzero(w[:, : c[1]]) == 0 and torch.count_nonzero(w[:, c[1]:]) > 0
+    assert torch.count_nonzero(w[:, : c[1]]) == 0 and torch.count_nonzero(w[:, c[1] :]) > 0
     assert all(bn.momentum == 0.99 for bn in m.states.modules() if isinstance(bn, torch.nn.BatchNorm2d))
     he = small(bsc_init="he")
     assert torch.count_nonzero(he.layers["L1_conv1"].conv.weight[:, : c[1]]) > 0

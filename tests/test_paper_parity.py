@@ -8,7 +8,6 @@ which the paper's figures include.
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
 
 from plsearch import create_model, estimate, preset_config
@@ -52,8 +51,14 @@ class _ReferenceUNet(nn.Module):
         super().__init__()
 
         def double(a: int, b: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(),
-                                 nn.Conv2d(b, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
+            return nn.Sequential(
+                nn.Conv2d(a, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+                nn.Conv2d(b, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+            )
 
         ws = [w * 2**i for i in range(5)]
         self.down = nn.ModuleList([double(cin, ws[0])] + [double(ws[i], ws[i + 1]) for i in range(4)])

@@ -20,8 +20,14 @@ from plsearch.plots_curves import (
 RECORDS = [
     {"number": 0, "state": "COMPLETE", "feasible": True, "val_dice_curve": [0.2, 0.5, 0.7], "duplicate_of": None},
     {"number": 1, "state": "PRUNED", "feasible": None, "val_dice_curve": [0.1], "duplicate_of": None},
-    {"number": 2, "state": "COMPLETE", "feasible": False, "val_dice_curve": [0.2, 0.2, 0.2], "duplicate_of": None,
-     "fail_reason": "degenerate: val Dice 0.2000 <= all-foreground 0.2300"},
+    {
+        "number": 2,
+        "state": "COMPLETE",
+        "feasible": False,
+        "val_dice_curve": [0.2, 0.2, 0.2],
+        "duplicate_of": None,
+        "fail_reason": "degenerate: val Dice 0.2000 <= all-foreground 0.2300",
+    },
     {"number": 3, "state": "COMPLETE", "feasible": True, "val_dice_curve": [0.2, 0.5, 0.7], "duplicate_of": 0},
     {"number": 4, "state": "COMPLETE", "feasible": False, "val_dice_curve": None, "duplicate_of": None},
 ]

@@ -40,8 +40,10 @@ def test_profile_cli_json_reports_paper_parameters(capsys):
 
 
 def test_profile_cli_table_with_overrides(capsys):
-    assert main(["--model", "plnet", "--set", "ocs=0.5", "--set", "base_width=8", "--input-size", "32",
-                 "--repeats", "1"]) == 0
+    assert (
+        main(["--model", "plnet", "--set", "ocs=0.5", "--set", "base_width=8", "--input-size", "32", "--repeats", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "params" in out and "MACs" in out and "latency" in out
 

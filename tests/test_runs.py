@@ -19,23 +19,37 @@ from plsearch.runs import (
     work,
 )
 
-TINY = {"data.image_size": 32, "data.synthetic_count": 16, "train.epochs": 2, "train.batch_size": 8,
-        "train.max_steps_per_epoch": 1, "train.augment": False, "train.lr": 0.003, "train.patience": 0,
-        "train.num_threads": 1}
+TINY = {
+    "data.image_size": 32,
+    "data.synthetic_count": 16,
+    "train.epochs": 2,
+    "train.batch_size": 8,
+    "train.max_steps_per_epoch": 1,
+    "train.augment": False,
+    "train.lr": 0.003,
+    "train.patience": 0,
+    "train.num_threads": 1,
+}
 
 
 def tiny_jobs(seeds=(0, 1), test_curve=False):
     base = apply_overrides(RunConfig(), TINY)
     model = preset_config("unet", base_width=4, depth=3)
-    return [Job(f"unet/seed_{s}", replace(base, model=model, train=replace(base.train, seed=s)), group="unet",
-                test_curve=test_curve) for s in seeds]
+    return [
+        Job(
+            f"unet/seed_{s}",
+            replace(base, model=model, train=replace(base.train, seed=s)),
+            group="unet",
+            test_curve=test_curve,
+        )
+        for s in seeds
+    ]
 
 
 def completes_per_key(runs):
     from collections import Counter
 
-    return Counter(t.user_attrs.get("job") for t in runs.study.get_trials(deepcopy=False)
-                   if t.state.name == "COMPLETE")
+    return Counter(t.user_attrs.get("job") for t in runs.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
 
 
 def test_runs_evaluate_the_test_split_and_keep_the_best_checkpoint(tmp_path):

@@ -22,8 +22,23 @@ from plsearch.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
-TRAIN = ["--model", "unet", "--set", "base_width=4", "--set", "depth=3", "--set", "train.batch_size=8",
-         "--image-size", "32", "--device", "cpu", "--epochs", "1", "--quiet"]
+TRAIN = [
+    "--model",
+    "unet",
+    "--set",
+    "base_width=4",
+    "--set",
+    "depth=3",
+    "--set",
+    "train.batch_size=8",
+    "--image-size",
+    "32",
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 SEARCH = ["--no-references", "--no-plots", "--n-trials", "1"]
 
 
@@ -58,8 +73,11 @@ def run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("safety_cli")
     data = write_synthetic(root / "D", 8, 32, seed=1)
-    cfg = RunConfig(model=preset_config("unet", base_width=4, depth=3, in_channels=3),
-                    data=DataConfig(root=str(data), image_size=32), train=TrainConfig(epochs=1, batch_size=8))
+    cfg = RunConfig(
+        model=preset_config("unet", base_width=4, depth=3, in_channels=3),
+        data=DataConfig(root=str(data), image_size=32),
+        train=TrainConfig(epochs=1, batch_size=8),
+    )
     torch.manual_seed(0)
     model = PLNet.from_config(cfg.model)
     state = dict.fromkeys(TRAIN_STATE_KEYS, 0) | {"history": [], "optimizer": {}, "rng": {}}
@@ -67,8 +85,13 @@ def run(tmp_path_factory) -> Path:
     run.mkdir()
     (run / "config.yaml").write_text(to_yaml(cfg))
     for name in ("best.pt", "last.pt"):
-        save_checkpoint(run / name, model.state_dict(), model_config=cfg.model.to_dict(), run_config=cfg.to_dict(),
-                        train_state=state)
+        save_checkpoint(
+            run / name,
+            model.state_dict(),
+            model_config=cfg.model.to_dict(),
+            run_config=cfg.to_dict(),
+            train_state=state,
+        )
     return run
 
 
@@ -79,11 +102,17 @@ def work(tmp_path, run) -> Path:
 
 
 # ----------------------------------------------------------------------------- outputs over inputs
-@pytest.mark.parametrize("inp, out", [("D/images", "D/images"), ("D", "D/masks"), ("D/images", "D/images/pred"),
-                                      ("D", "D")])
+@pytest.mark.parametrize(
+    "inp, out", [("D/images", "D/images"), ("D", "D/masks"), ("D/images", "D/images/pred"), ("D", "D")]
+)
 def test_predict_never_writes_into_its_input(work, run, capsys, inp, out):
-    _refused(capsys, predict_main, ["--checkpoint", run / "best.pt", "--input", work / inp, "--out", work / out,
-                                    "--device", "cpu"], work / "D", match="input")
+    _refused(
+        capsys,
+        predict_main,
+        ["--checkpoint", run / "best.pt", "--input", work / inp, "--out", work / out, "--device", "cpu"],
+        work / "D",
+        match="input",
+    )
 
 
 def test_predict_one_mask_per_input_even_with_one_stem(work, run, capsys):
@@ -93,12 +122,38 @@ def test_predict_one_mask_per_input_even_with_one_stem(work, run, capsys):
     from PIL import Image
 
     Image.open(src).convert("RGB").save(work / "in" / "a.jpg")
-    assert predict_main(["--checkpoint", str(run / "best.pt"), "--input", str(work / "in"), "--out",
-                         str(work / "P"), "--device", "cpu"]) == 0
+    assert (
+        predict_main(
+            [
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--input",
+                str(work / "in"),
+                "--out",
+                str(work / "P"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "wrote 2 masks" in capsys.readouterr().out
     assert sorted(p.name for p in (work / "P").glob("*.png")) == ["a_jpg.png", "a_png.png"]
-    assert predict_main(["--checkpoint", str(run / "best.pt"), "--input", str(work / "in"), "--out",
-                         str(work / "P"), "--device", "cpu"]) == 0  # its own masks: replaced on a rerun
+    assert (
+        predict_main(
+            [
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--input",
+                str(work / "in"),
+                "--out",
+                str(work / "P"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )  # its own masks: replaced on a rerun
 
 
 def test_predict_never_writes_over_a_users_file(work, run, capsys):
@@ -106,8 +161,14 @@ def test_predict_never_writes_over_a_users_file(work, run, capsys):
     shutil.copy(sorted((work / "D" / "images").iterdir())[0], work / "in" / "a.png")
     (work / "mine").mkdir()
     (work / "mine" / "a.png").write_bytes(b"the user's own")
-    _refused(capsys, predict_main, ["--checkpoint", run / "best.pt", "--input", work / "in", "--out", work / "mine",
-                                    "--device", "cpu"], work / "mine", work / "in", match="did not write")
+    _refused(
+        capsys,
+        predict_main,
+        ["--checkpoint", run / "best.pt", "--input", work / "in", "--out", work / "mine", "--device", "cpu"],
+        work / "mine",
+        work / "in",
+        match="did not write",
+    )
 
 
 @pytest.mark.parametrize("main, extra", [(train_main, TRAIN), (evaluate_main, ["--device", "cpu"])])
@@ -121,10 +182,14 @@ def test_out_naming_an_existing_file(work, run, capsys, main, extra):
 
 def test_train_and_evaluate_never_write_into_the_data(work, run, capsys):
     _refused(capsys, train_main, ["--data", work / "D", *TRAIN, "--out", work / "D"], work / "D", match="input")
-    _refused(capsys, train_main, ["--data", work / "D", *TRAIN, "--out", work / "D" / "run"], work / "D",
-             match="input")
-    _refused(capsys, evaluate_main, ["--checkpoint", run / "best.pt", "--data", work / "D", "--out",
-                                     work / "D" / "masks", "--device", "cpu"], work / "D", match="input")
+    _refused(capsys, train_main, ["--data", work / "D", *TRAIN, "--out", work / "D" / "run"], work / "D", match="input")
+    _refused(
+        capsys,
+        evaluate_main,
+        ["--checkpoint", run / "best.pt", "--data", work / "D", "--out", work / "D" / "masks", "--device", "cpu"],
+        work / "D",
+        match="input",
+    )
 
 
 # ----------------------------------------------------------------------------- results folders and names
@@ -166,19 +231,36 @@ def test_a_space_files_name_is_a_name(tmp_path, capsys, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- numbers and seeds
-@pytest.mark.parametrize("flag, value", [("--timeout", "nan"), ("--timeout", "inf"), ("--timeout", "-1"),
-                                         ("--seed", "-1"), ("--seed", "4294967296"), ("--n-trials", "0")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--timeout", "nan"),
+        ("--timeout", "inf"),
+        ("--timeout", "-1"),
+        ("--seed", "-1"),
+        ("--seed", "4294967296"),
+        ("--n-trials", "0"),
+    ],
+)
 def test_search_flags_refused_before_any_storage_exists(tmp_path, capsys, flag, value):
-    _refused(capsys, search_main, ["--space", TINY, "--out", tmp_path / "R", *SEARCH, flag, value], tmp_path,
-             match=flag)
+    _refused(
+        capsys, search_main, ["--space", TINY, "--out", tmp_path / "R", *SEARCH, flag, value], tmp_path, match=flag
+    )
     assert not (tmp_path / "R").exists()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--set", "train.lr=nan"], "lr"), (["--set", "model.norm_momentum=nan"], "norm_momentum"),
-    (["--set", "data.val_fraction=.nan"], "val_fraction"), (["--set", "train.rotation_deg=inf"], "rotation_deg"),
-    (["--set", "train.seed=-1"], "seed"), (["--image-size", "-32"], "image-size"), (["--epochs", "0"], "epochs"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--set", "train.lr=nan"], "lr"),
+        (["--set", "model.norm_momentum=nan"], "norm_momentum"),
+        (["--set", "data.val_fraction=.nan"], "val_fraction"),
+        (["--set", "train.rotation_deg=inf"], "rotation_deg"),
+        (["--set", "train.seed=-1"], "seed"),
+        (["--image-size", "-32"], "image-size"),
+        (["--epochs", "0"], "epochs"),
+    ],
+)
 def test_train_numbers_refused_naming_the_field(tmp_path, capsys, argv, match):
     _refused(capsys, train_main, [*TRAIN, *argv, "--out", tmp_path / "run"], tmp_path, match=match)
     assert not (tmp_path / "run").exists()
@@ -188,8 +270,9 @@ def test_train_numbers_refused_naming_the_field(tmp_path, capsys, argv, match):
 def test_resume_with_a_bad_value_changes_nothing(work, run, capsys):
     r = work / "run"
     shutil.copytree(run, r)
-    _refused(capsys, train_main, [*TRAIN, "--out", r, "--resume", "--epochs", "2", "--set", "train.lr=nan"], r,
-             match="lr")
+    _refused(
+        capsys, train_main, [*TRAIN, "--out", r, "--resume", "--epochs", "2", "--set", "train.lr=nan"], r, match="lr"
+    )
 
 
 @pytest.mark.parametrize("which", ["best.pt", "last.pt"])
@@ -208,18 +291,35 @@ def test_resume_on_other_data_is_refused(work, run, capsys):
     r = work / "run"
     shutil.copytree(run, r)
     other = write_synthetic(work / "OTHER", 6, 32, seed=9)
-    _refused(capsys, train_main, ["--data", other, *TRAIN, "--out", r, "--resume", "--epochs", "2"], r, other,
-             match="data")
+    _refused(
+        capsys, train_main, ["--data", other, *TRAIN, "--out", r, "--resume", "--epochs", "2"], r, other, match="data"
+    )
 
 
 # ----------------------------------------------------------------------------- sizes and folders
 def test_sizes_that_cannot_fit_are_refused_with_the_figure(work, run, capsys):
-    line = _refused(capsys, predict_main, ["--checkpoint", run / "best.pt", "--input", work / "D" / "images",
-                                           "--out", work / "P", "--image-size", "100000", "--device", "cpu"],
-                    work / "D", match="--image-size")
+    line = _refused(
+        capsys,
+        predict_main,
+        [
+            "--checkpoint",
+            run / "best.pt",
+            "--input",
+            work / "D" / "images",
+            "--out",
+            work / "P",
+            "--image-size",
+            "100000",
+            "--device",
+            "cpu",
+        ],
+        work / "D",
+        match="--image-size",
+    )
     assert "needs about" in line and not (work / "P").exists()
-    line = _refused(capsys, profile_main, ["--model", "plnet", "--input-size", "60000", "--no-latency"], work,
-                    match="--input-size")
+    line = _refused(
+        capsys, profile_main, ["--model", "plnet", "--input-size", "60000", "--no-latency"], work, match="--input-size"
+    )
     assert "needs about" in line
 
 
@@ -229,6 +329,7 @@ def test_a_data_folder_with_a_single_pair(tmp_path, capsys):
         for f in sorted((d / sub).iterdir())[1:]:
             f.unlink()
     _refused(capsys, train_main, ["--data", d, *TRAIN, "--out", tmp_path / "run"], d, match="validation")
-    _refused(capsys, search_main, ["--space", TINY, "--data", d, "--out", tmp_path / "R", *SEARCH], d,
-             match="validation")
+    _refused(
+        capsys, search_main, ["--space", TINY, "--data", d, "--out", tmp_path / "R", *SEARCH], d, match="validation"
+    )
     assert not (tmp_path / "R").exists() and not (tmp_path / "run").exists()

@@ -32,8 +32,15 @@ BAD = [("nan", math.nan), (".inf", math.inf), ("-.inf", -math.inf), ("1e400", ma
 
 def test_every_numeric_field_is_covered():
     names = {f"{s}.{n}" for s, n, _ in FIELDS}
-    assert {"model.ocs", "model.norm_momentum", "data.val_fraction", "train.lr", "train.rotation_deg",
-            "train.seed", "data.image_size"} <= names
+    assert {
+        "model.ocs",
+        "model.norm_momentum",
+        "data.val_fraction",
+        "train.lr",
+        "train.rotation_deg",
+        "train.seed",
+        "data.image_size",
+    } <= names
 
 
 @pytest.mark.parametrize("section, name, tp", FIELDS, ids=[f"{s}.{n}" for s, n, _ in FIELDS])
@@ -48,9 +55,18 @@ def test_nan_and_infinities_are_refused_naming_the_field(section, name, tp):
         assert "finite" in str(e.value) or "integer" in str(e.value)
 
 
-@pytest.mark.parametrize("cls, name", [(ModelConfig, "norm_momentum"), (ModelConfig, "ocs"), (DataConfig, "val_fraction"),
-                                       (TrainConfig, "lr"), (TrainConfig, "rotation_deg"), (TrainConfig, "shift"),
-                                       (TrainConfig, "weight_decay")])
+@pytest.mark.parametrize(
+    "cls, name",
+    [
+        (ModelConfig, "norm_momentum"),
+        (ModelConfig, "ocs"),
+        (DataConfig, "val_fraction"),
+        (TrainConfig, "lr"),
+        (TrainConfig, "rotation_deg"),
+        (TrainConfig, "shift"),
+        (TrainConfig, "weight_decay"),
+    ],
+)
 def test_direct_construction_refuses_nan_with_what_is_allowed(cls, name):
     for value in (math.nan, math.inf, -math.inf):
         with pytest.raises(ConfigError, match=rf"{name}=.*(finite|allowed)") as e:
@@ -69,11 +85,13 @@ def test_space_files_refuse_nan_ranges_and_budgets(tmp_path):
     from plsearch.search.space import SearchSpaceError, load_space
 
     base = open(TINY).read()
-    for extra, key in (("train.weight_decay: {low: .nan, high: 0.1}\n", "weight_decay"),
-                       ("train.lr: {low: 1.0e-4, high: .inf, log: true}\n", "lr"),
-                       ("constraints: {params: .nan}\n", "params"),
-                       ("train.rotation_deg: .nan\n", "rotation_deg"),
-                       ("timeout: .nan\n", "timeout")):
+    for extra, key in (
+        ("train.weight_decay: {low: .nan, high: 0.1}\n", "weight_decay"),
+        ("train.lr: {low: 1.0e-4, high: .inf, log: true}\n", "lr"),
+        ("constraints: {params: .nan}\n", "params"),
+        ("train.rotation_deg: .nan\n", "rotation_deg"),
+        ("timeout: .nan\n", "timeout"),
+    ):
         p = tmp_path / "s.yaml"
         p.write_text(base.replace("train.lr: 0.003", "") + extra)
         with pytest.raises((SearchSpaceError, ConfigError)) as e:

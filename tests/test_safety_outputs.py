@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plsearch.outputs import (
-    MARKER, OutputError, check_out, claim_folder, claim_results, read_marker, record_written, safe_child, unique_names,
+    MARKER,
+    OutputError,
+    check_out,
+    claim_folder,
+    claim_results,
+    read_marker,
+    record_written,
+    safe_child,
+    unique_names,
 )
 
 
@@ -24,8 +32,16 @@ def data(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("out, inp", [("D/images", "D/images"), ("D/masks", "D"), ("D/images/sub", "D/images"),
-                                      ("D", "D"), ("D/images/deeper/still", "D")])
+@pytest.mark.parametrize(
+    "out, inp",
+    [
+        ("D/images", "D/images"),
+        ("D/masks", "D"),
+        ("D/images/sub", "D/images"),
+        ("D", "D"),
+        ("D/images/deeper/still", "D"),
+    ],
+)
 def test_out_equal_to_or_inside_an_input_is_refused(tmp_path, data, monkeypatch, out, inp):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OutputError, match="never writes into data it reads"):
@@ -120,8 +136,16 @@ def test_claim_folder_adopts_an_earlier_run(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "A", "b", "a_png", "x.y", "a_png_2"]),
-                          st.sampled_from([".png", ".jpg", ".PNG", ".tif", ""])), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "A", "b", "a_png", "x.y", "a_png_2"]),
+            st.sampled_from([".png", ".jpg", ".PNG", ".tif", ""]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_unique_names_never_puts_two_outputs_on_one_name(parts):
     files = [f"in/{stem}{ext}" for stem, ext in parts]
     files += [f"other/{stem}{ext}" for stem, ext in parts[:2]]  # the same name in two folders

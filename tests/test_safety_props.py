@@ -21,24 +21,90 @@ from hypothesis import strategies as st
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "search_spaces" / "tiny.yaml"
 # PLSEARCH_PROPS_MAX=500 python3 -m pytest tests/test_safety_props.py: a longer local run
-SETTINGS = settings(max_examples=int(os.environ.get("PLSEARCH_PROPS_MAX", 15)), deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                    derandomize=True)
+SETTINGS = settings(
+    max_examples=int(os.environ.get("PLSEARCH_PROPS_MAX", 15)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
 
-PATHS = ["model.ocs", "model.steps", "model.stages", "model.depth", "model.base_width", "model.norm_momentum",
-         "model.block", "model.plan", "model.bsc", "model.fsc", "model.stem", "model.num_classes", "model.iterations",
-         "data.image_size", "data.val_fraction", "data.test_fraction", "data.seed", "train.lr", "train.epochs",
-         "train.rotation_deg", "train.seed", "train.batch_size", "train.shift", "ocs", "seed", "nope.x", "model",
-         "model.nope", ""]
+PATHS = [
+    "model.ocs",
+    "model.steps",
+    "model.stages",
+    "model.depth",
+    "model.base_width",
+    "model.norm_momentum",
+    "model.block",
+    "model.plan",
+    "model.bsc",
+    "model.fsc",
+    "model.stem",
+    "model.num_classes",
+    "model.iterations",
+    "data.image_size",
+    "data.val_fraction",
+    "data.test_fraction",
+    "data.seed",
+    "train.lr",
+    "train.epochs",
+    "train.rotation_deg",
+    "train.seed",
+    "train.batch_size",
+    "train.shift",
+    "ocs",
+    "seed",
+    "nope.x",
+    "model",
+    "model.nope",
+    "",
+]
 VALUES = st.one_of(
-    st.sampled_from(["nan", ".nan", "inf", "-inf", ".inf", "1e400", "-1", "0", "1e-3", "2**32", "true", "null", "",
-                     "[1, 2]", "[true, false, true, true]", "{a: 1}", "plconv", "residual", "bionet", "&a [*a]",
-                     "'quoted'", "0x10", "1_000", "8", "32", "0.5", "4294967296", "-0.0", "~", "[", "'"]),
+    st.sampled_from(
+        [
+            "nan",
+            ".nan",
+            "inf",
+            "-inf",
+            ".inf",
+            "1e400",
+            "-1",
+            "0",
+            "1e-3",
+            "2**32",
+            "true",
+            "null",
+            "",
+            "[1, 2]",
+            "[true, false, true, true]",
+            "{a: 1}",
+            "plconv",
+            "residual",
+            "bionet",
+            "&a [*a]",
+            "'quoted'",
+            "0x10",
+            "1_000",
+            "8",
+            "32",
+            "0.5",
+            "4294967296",
+            "-0.0",
+            "~",
+            "[",
+            "'",
+        ]
+    ),
     st.integers(-(2**40), 2**40).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.text(alphabet="abc01.-e:[]{}&*!'\" ", max_size=8),
 )
-SET_ITEMS = st.lists(st.builds(lambda k, v, sep: f"{k}{sep}{v}", st.sampled_from(PATHS), VALUES,
-                               st.sampled_from(["=", "=", "=", ":", " = "])), max_size=4)
+SET_ITEMS = st.lists(
+    st.builds(
+        lambda k, v, sep: f"{k}{sep}{v}", st.sampled_from(PATHS), VALUES, st.sampled_from(["=", "=", "=", ":", " = "])
+    ),
+    max_size=4,
+)
 
 
 def _hash_tree(*roots: Path, skip: Path | None = None) -> dict[str, str]:
@@ -85,16 +151,29 @@ def test_set_strings_resolve_or_raise_one_value_error(items):
     assert cfg.train.lr > 0 and 0 <= cfg.model.norm_momentum <= 1 and np.isfinite(cfg.model.ocs)
 
 
-MODEL_DICTS = st.fixed_dictionaries({}, optional={
-    "ocs": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3)),
-    "steps": st.integers(-2, 10), "stages": st.integers(0, 7), "depth": st.integers(1, 9),
-    "stage_step": st.integers(0, 3), "base_width": st.integers(-1, 8), "stem": st.integers(-1, 9),
-    "plan": st.sampled_from(["table1", "bionet", "x"]), "ipl": st.sampled_from(["progressive", "stacked", "recurrent"]),
-    "iterations": st.integers(0, 3), "bsc": st.one_of(st.booleans(), st.lists(st.booleans(), max_size=6)),
-    "fsc": st.booleans(), "transition": st.sampled_from(["conv", "none"]), "integrate": st.booleans(),
-    "block": st.sampled_from(["plconv", "convbnrelu", "residual", "nope"]), "spatial_dims": st.sampled_from([2, 3, 4]),
-    "norm_momentum": st.floats(allow_nan=True, allow_infinity=True), "in_channels": st.integers(0, 4),
-})
+MODEL_DICTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "ocs": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3)),
+        "steps": st.integers(-2, 10),
+        "stages": st.integers(0, 7),
+        "depth": st.integers(1, 9),
+        "stage_step": st.integers(0, 3),
+        "base_width": st.integers(-1, 8),
+        "stem": st.integers(-1, 9),
+        "plan": st.sampled_from(["table1", "bionet", "x"]),
+        "ipl": st.sampled_from(["progressive", "stacked", "recurrent"]),
+        "iterations": st.integers(0, 3),
+        "bsc": st.one_of(st.booleans(), st.lists(st.booleans(), max_size=6)),
+        "fsc": st.booleans(),
+        "transition": st.sampled_from(["conv", "none"]),
+        "integrate": st.booleans(),
+        "block": st.sampled_from(["plconv", "convbnrelu", "residual", "nope"]),
+        "spatial_dims": st.sampled_from([2, 3, 4]),
+        "norm_momentum": st.floats(allow_nan=True, allow_infinity=True),
+        "in_channels": st.integers(0, 4),
+    },
+)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
@@ -136,16 +215,43 @@ def no_training():
 
 
 @SETTINGS
-@given(SET_ITEMS, st.sampled_from([[], ["--epochs", "nan"], ["--image-size", "-32"], ["--image-size", "100000"],
-                                   ["--epochs", "0"], ["--image-size", "33"], ["--device", "cuda:7"]]))
+@given(
+    SET_ITEMS,
+    st.sampled_from(
+        [
+            [],
+            ["--epochs", "nan"],
+            ["--image-size", "-32"],
+            ["--image-size", "100000"],
+            ["--epochs", "0"],
+            ["--image-size", "33"],
+            ["--device", "cuda:7"],
+        ]
+    ),
+)
 def test_train_cli_runs_or_refuses_with_one_line_and_touches_no_input(data_dir, no_training, items, flags):
     from plsearch.cli.train import main
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         before = _hash_tree(data_dir)
-        argv = ["--data", str(data_dir), "--model", "unet", "--set", "base_width=4", "--set", "depth=3",
-                "--image-size", "32", "--device", "cpu", *flags, "--out", str(out)]
+        argv = [
+            "--data",
+            str(data_dir),
+            "--model",
+            "unet",
+            "--set",
+            "base_width=4",
+            "--set",
+            "depth=3",
+            "--image-size",
+            "32",
+            "--device",
+            "cpu",
+            *flags,
+            "--out",
+            str(out),
+        ]
         for item in items:
             argv += ["--set", item]
         code, _, err = _call(main, argv)
@@ -155,16 +261,45 @@ def test_train_cli_runs_or_refuses_with_one_line_and_touches_no_input(data_dir, 
 
 
 # ----------------------------------------------------------------------------- space files
-SPACE_KEYS = st.sampled_from(["model.steps", "model.ocs", "train.lr", "data.image_size", "fidelity", "objectives",
-                              "constraints", "sampler", "seed", "n_trials", "timeout", "pruning", "name", "references",
-                              "model.nope", "train.weight_decay", "imports"])
+SPACE_KEYS = st.sampled_from(
+    [
+        "model.steps",
+        "model.ocs",
+        "train.lr",
+        "data.image_size",
+        "fidelity",
+        "objectives",
+        "constraints",
+        "sampler",
+        "seed",
+        "n_trials",
+        "timeout",
+        "pruning",
+        "name",
+        "references",
+        "model.nope",
+        "train.weight_decay",
+        "imports",
+    ]
+)
 SPACE_VALUES = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-              st.sampled_from(["tpe", "val_dice", "macs", "plnet", "../x", "a/b", "..", "/etc", "x" * 300])),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(["low", "high", "step", "log", "value", "choices", "name",
-                                                             "params", "enabled"]), inner, max_size=4)),
-    max_leaves=8)
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 10**6),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["tpe", "val_dice", "macs", "plnet", "../x", "a/b", "..", "/etc", "x" * 300]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(["low", "high", "step", "log", "value", "choices", "name", "params", "enabled"]),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=8,
+)
 
 
 @SETTINGS
@@ -210,13 +345,22 @@ def checkpoint(tmp_path_factory) -> Path:
     cfg = preset_config("unet", base_width=2, depth=3)
     model = PLNet.from_config(cfg)
     run = RunConfig(model=cfg, data=DataConfig(image_size=16))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", model.state_dict(),
-                           model_config=cfg.to_dict(), run_config=run.to_dict())
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "best.pt",
+        model.state_dict(),
+        model_config=cfg.to_dict(),
+        run_config=run.to_dict(),
+    )
 
 
-FILES = st.lists(st.tuples(st.sampled_from(["a", "b", "A", "a_png", "c.d", " e"]),
-                           st.sampled_from([".png", ".jpg", ".PNG", ".tif", ".bmp", ".txt", ""]),
-                           st.sampled_from(["rgb", "grey", "garbage", "empty", "tiny"])), max_size=6)
+FILES = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "A", "a_png", "c.d", " e"]),
+        st.sampled_from([".png", ".jpg", ".PNG", ".tif", ".bmp", ".txt", ""]),
+        st.sampled_from(["rgb", "grey", "garbage", "empty", "tiny"]),
+    ),
+    max_size=6,
+)
 
 
 def _write_image(path: Path, kind: str, rng: np.random.Generator) -> None:
@@ -245,20 +389,28 @@ def test_predict_writes_one_mask_per_image_or_refuses_and_never_touches_inputs(c
         images.mkdir(parents=True)
         for stem, ext, kind in files:
             _write_image(images / f"{stem}{ext}", kind, rng)
-        out = {"inside": images / "pred", "same": images, "beside": root / "pred", "parent": root / "in",
-               "holds_user_file": root / "mine"}[where]
+        out = {
+            "inside": images / "pred",
+            "same": images,
+            "beside": root / "pred",
+            "parent": root / "in",
+            "holds_user_file": root / "mine",
+        }[where]
         if where == "holds_user_file":
             out.mkdir()
             (out / "a.png").write_bytes(b"the user's own")
-        guarded = [root / "in"] + ([out] if where == "holds_user_file" else [])
+        guarded = [root / "in"]  # and, below, the user's own file in --out: never touched
         before = _hash_tree(*guarded, skip=out if where == "parent" else None)
-        code, stdout, err = _call(main, ["--checkpoint", str(checkpoint), "--input", str(root / "in"),
-                                         "--out", str(out), "--device", "cpu"])
+        code, stdout, err = _call(
+            main, ["--checkpoint", str(checkpoint), "--input", str(root / "in"), "--out", str(out), "--device", "cpu"]
+        )
         after = _hash_tree(*guarded, skip=out if where == "parent" else None)
         if where == "parent":  # masks may go next to images/, never into it
             after = {k: v for k, v in after.items() if Path(k).parent != root / "in"}
             before = {k: v for k, v in before.items() if Path(k).parent != root / "in"}
         assert after == before, (where, files, code, err)
+        if where == "holds_user_file":
+            assert (out / "a.png").read_bytes() == b"the user's own", (files, code, err)
         assert code in (0, 2), err
         if code == 2:
             assert _one_error_line(err), err
@@ -266,15 +418,20 @@ def test_predict_writes_one_mask_per_image_or_refuses_and_never_touches_inputs(c
         masks = [p for p in out.iterdir() if p.suffix == ".png" and p.is_file()]
         n = int(stdout.split("wrote ")[1].split()[0])
         assert n == len(masks) - (1 if where == "holds_user_file" else 0) or where == "parent"
-        assert where in ("beside", "parent")
-
+        # success into a folder that holds a user's file only when no mask takes that file's name
+        assert where in ("beside", "parent") or (where == "holds_user_file" and "a" not in {f[0] for f in files})
 
 
 # ----------------------------------------------------------------------------- folder contents (train --data)
-PAIRS = st.lists(st.tuples(st.sampled_from(["p0", "p1", "p2", "p3", "P0", "p0 copy"]),
-                           st.sampled_from([".png", ".jpg", ".tif", ".txt"]),
-                           st.sampled_from(["rgb", "grey", "garbage", "empty", "tiny"]),
-                           st.sampled_from(["mask", "values", "wrongsize", "missing", "garbage"])), max_size=6)
+PAIRS = st.lists(
+    st.tuples(
+        st.sampled_from(["p0", "p1", "p2", "p3", "P0", "p0 copy"]),
+        st.sampled_from([".png", ".jpg", ".tif", ".txt"]),
+        st.sampled_from(["rgb", "grey", "garbage", "empty", "tiny"]),
+        st.sampled_from(["mask", "values", "wrongsize", "missing", "garbage"]),
+    ),
+    max_size=6,
+)
 
 
 def _write_mask(path: Path, kind: str, shape: tuple[int, int], rng: np.random.Generator) -> None:
@@ -305,11 +462,29 @@ def test_train_on_generated_folders_runs_or_refuses_and_never_touches_them(no_tr
             shape = {"rgb": (20, 28), "grey": (24, 18), "tiny": (1, 1)}.get(img, (8, 8))
             _write_mask(d / "masks" / f"{stem}.png", mask, shape, rng)
         if with_csv:
-            (d / "split.csv").write_text("id,split\n" + "".join(f"{s},{'train' if i % 2 else 'val'}\n"
-                                                                for i, (s, *_) in enumerate(pairs)))
+            (d / "split.csv").write_text(
+                "id,split\n" + "".join(f"{s},{'train' if i % 2 else 'val'}\n" for i, (s, *_) in enumerate(pairs))
+            )
         before = _hash_tree(d)
         out = Path(tmp) / "run"
-        code, _, err = _call(main, ["--data", str(d), "--model", "unet", "--set", "base_width=4", "--set", "depth=3",
-                                    "--image-size", "32", "--device", "cpu", "--out", str(out)])
+        code, _, err = _call(
+            main,
+            [
+                "--data",
+                str(d),
+                "--model",
+                "unet",
+                "--set",
+                "base_width=4",
+                "--set",
+                "depth=3",
+                "--image-size",
+                "32",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ],
+        )
         assert code is None or (code == 2 and _one_error_line(err)), (pairs, code, err)
         assert _hash_tree(d) == before

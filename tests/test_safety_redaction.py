@@ -34,7 +34,10 @@ def _leaks(text: str, pw: str) -> list[str]:
 @settings(max_examples=80, deadline=None)
 @given(st.text(alphabet=URL_CHARS, min_size=1, max_size=24), st.booleans())
 def test_redact_url_hides_any_password(pw, escaped):
-    assume(pw not in "postgresql://me:***@127.0.0.1:9/db" and quote(pw, safe="") not in "postgresql://me:***@127.0.0.1:9/db")
+    assume(
+        pw not in "postgresql://me:***@127.0.0.1:9/db"
+        and quote(pw, safe="") not in "postgresql://me:***@127.0.0.1:9/db"
+    )
     url = SHELL.format(pw=quote(pw, safe="") if escaped else pw, port=9)
     shown = redact_url(url)
     assert shown == "postgresql://me:***@127.0.0.1:9/db"
@@ -48,8 +51,13 @@ def test_a_remembered_url_is_hidden_in_any_text(pw, escaped):
     assume(not any(f in base for f in _forms(pw)) and pw.strip() == pw and len(set(pw)) > 1)
     url = SHELL.format(pw=quote(pw, safe="") if escaped else pw, port=9)
     remember_secrets(url)
-    for text in (f"storage {url}: cannot connect", f"error: {url!r}", f"password {pw!r} for user me",
-                 f'{{"storage": "{url}"}}', f"could not connect with {quote(pw, safe='')}"):
+    for text in (
+        f"storage {url}: cannot connect",
+        f"error: {url!r}",
+        f"password {pw!r} for user me",
+        f'{{"storage": "{url}"}}',
+        f"could not connect with {quote(pw, safe='')}",
+    ):
         assert not _leaks(redact(text), pw), text
 
 
@@ -65,25 +73,46 @@ def _run(main, argv, capsys, caplog=None):
     return code, out.out, out.err, logs
 
 
-@pytest.mark.parametrize("pw", [HARD[0], pytest.param(HARD[1], marks=pytest.mark.slow),
-                                pytest.param(HARD[2], marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "pw", [HARD[0], pytest.param(HARD[1], marks=pytest.mark.slow), pytest.param(HARD[2], marks=pytest.mark.slow)]
+)
 def test_no_server_header_error_and_logs(tmp_path, capsys, caplog, monkeypatch, pw):
     from plsearch.cli.report import main as report_main
     from plsearch.cli.search import main as search_main
 
     caplog.set_level(logging.INFO)
     url = SHELL.format(pw=quote(pw, safe=""), port=1)
-    code, out, err, logs = _run(search_main, ["--space", TINY, "--storage", url, "--out", str(tmp_path / "o"),
-                                              "--no-references", "--n-trials", "1", "--verbose"], capsys, caplog)
+    code, out, err, logs = _run(
+        search_main,
+        [
+            "--space",
+            TINY,
+            "--storage",
+            url,
+            "--out",
+            str(tmp_path / "o"),
+            "--no-references",
+            "--n-trials",
+            "1",
+            "--verbose",
+        ],
+        capsys,
+        caplog,
+    )
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "me:***@127.0.0.1" in out + err
     assert not _leaks(out + err + logs, pw)
-    code, out, err, logs = _run(report_main, ["--storage", url, "--study", "x", "--out", str(tmp_path / "r")],
-                                capsys, caplog)
+    code, out, err, logs = _run(
+        report_main, ["--storage", url, "--study", "x", "--out", str(tmp_path / "r")], capsys, caplog
+    )
     assert code == 2 and not _leaks(out + err + logs, pw)
     monkeypatch.setenv("PLSEARCH_STORAGE", SHELL.format(pw=pw, port=1))  # raw, unescaped, from the environment
-    code, out, err, logs = _run(search_main, ["--space", TINY, "--out", str(tmp_path / "e"), "--no-references",
-                                              "--n-trials", "1"], capsys, caplog)
+    code, out, err, logs = _run(
+        search_main,
+        ["--space", TINY, "--out", str(tmp_path / "e"), "--no-references", "--n-trials", "1"],
+        capsys,
+        caplog,
+    )
     assert code == 2 and not _leaks(out + err + logs, pw)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("study.*"))
 
@@ -125,12 +154,17 @@ def test_stand_in_server_every_surface(tmp_path, capsys, caplog, monkeypatch):
     caplog.set_level(logging.INFO)
     url = SHELL.format(pw=quote(pw, safe=""), port=5432)
     out_dir = tmp_path / "out"
-    code, out, err, logs = _run(search_main, ["--space", TINY, "--storage", url, "--out", str(out_dir),
-                                              "--no-references", "--n-trials", "1", "--verbose"], capsys, caplog)
+    code, out, err, logs = _run(
+        search_main,
+        ["--space", TINY, "--storage", url, "--out", str(out_dir), "--no-references", "--n-trials", "1", "--verbose"],
+        capsys,
+        caplog,
+    )
     assert code == 0, err
     assert "me:***@127.0.0.1:5432" in out and not _leaks(out + err + logs, pw)
-    code, out2, err2, logs2 = _run(report_main, ["--storage", url, "--study", "tiny", "--out", str(tmp_path / "rep")],
-                                   capsys, caplog)
+    code, out2, err2, logs2 = _run(
+        report_main, ["--storage", url, "--study", "tiny", "--out", str(tmp_path / "rep")], capsys, caplog
+    )
     assert code == 0, err2
     assert not _leaks(out2 + err2 + logs2, pw)
     assert not _scan_files(out_dir, pw) and not _scan_files(tmp_path / "rep", pw)
@@ -150,7 +184,8 @@ def test_real_server_every_surface(tmp_path, capsys, caplog):
         pytest.skip("PLSEARCH_TEST_POSTGRES_URL is not set (.ci/run starts a server and sets it)")
     pw = HARD[0]
     u = make_url(base)
-    url = f"{u.drivername}://{quote(u.username or '', safe='')}:{quote(pw, safe='')}@{u.host}:{u.port or 5432}/{u.database}"
+    user, secret = quote(u.username or "", safe=""), quote(pw, safe="")
+    url = f"{u.drivername}://{user}:{secret}@{u.host}:{u.port or 5432}/{u.database}"
     try:
         import psycopg
 
@@ -159,9 +194,25 @@ def test_real_server_every_surface(tmp_path, capsys, caplog):
         pytest.skip(f"the test server does not accept another password ({type(e).__name__})")
     caplog.set_level(logging.INFO)
     name = f"redact_{os.getpid()}"
-    code, out, err, logs = _run(search_main, ["--space", TINY, "--storage", url, "--study-name", name, "--out",
-                                              str(tmp_path / "o"), "--no-references", "--n-trials", "1",
-                                              "--verbose"], capsys, caplog)
+    code, out, err, logs = _run(
+        search_main,
+        [
+            "--space",
+            TINY,
+            "--storage",
+            url,
+            "--study-name",
+            name,
+            "--out",
+            str(tmp_path / "o"),
+            "--no-references",
+            "--n-trials",
+            "1",
+            "--verbose",
+        ],
+        capsys,
+        caplog,
+    )
     try:
         assert code == 0, err
         assert ":***@" in out and not _leaks(out + err + logs, pw)

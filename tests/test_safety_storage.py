@@ -41,12 +41,15 @@ def test_foreign_sqlite_is_refused_unchanged(tmp_path):
     assert _sha(db) == before
 
 
-@pytest.mark.parametrize("content, kind, match", [
-    (b"my diary\nday 1\n", "journal", "not an Optuna journal"),
-    (b'{"not": "a journal op"}\n', "journal", "not an Optuna journal"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "sqlite", "not an SQLite database"),
-    (b"plain text that is not SQLite at all", "sqlite", "not an SQLite database"),
-])
+@pytest.mark.parametrize(
+    "content, kind, match",
+    [
+        (b"my diary\nday 1\n", "journal", "not an Optuna journal"),
+        (b'{"not": "a journal op"}\n', "journal", "not an Optuna journal"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "sqlite", "not an SQLite database"),
+        (b"plain text that is not SQLite at all", "sqlite", "not an SQLite database"),
+    ],
+)
 def test_files_that_are_not_storages_are_refused_unchanged(tmp_path, content, kind, match):
     f = tmp_path / ("x.journal" if kind == "journal" else "x.db")
     f.write_bytes(content)
@@ -92,8 +95,19 @@ def test_search_refuses_a_foreign_sqlite_before_anything_is_written(tmp_path, ca
 
     db = _foreign(tmp_path)
     before = _sha(db)
-    code = search_main(["--space", TINY, "--storage", f"sqlite:///{db}", "--out", str(tmp_path / "R"),
-                        "--no-references", "--n-trials", "1"])
+    code = search_main(
+        [
+            "--space",
+            TINY,
+            "--storage",
+            f"sqlite:///{db}",
+            "--out",
+            str(tmp_path / "R"),
+            "--no-references",
+            "--n-trials",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "another application" in err and len(err.strip().splitlines()) == 1
     assert _sha(db) == before

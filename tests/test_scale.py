@@ -26,7 +26,7 @@ from plsearch.cli.search import main
 from plsearch.search.storage import StorageSpec, copy_sqlite_into_journal, open_storage, parse_storage, redact
 from plsearch.search.workers import HOST, counted, is_surplus, pid_alive, recover_stale, requeue
 
-SLOW_METRIC = '''
+SLOW_METRIC = """
 import os, time
 from plsearch.search import register_metric
 
@@ -34,7 +34,7 @@ from plsearch.search import register_metric
 def slow(ctx):
     time.sleep(float(os.environ.get("PLSEARCH_TEST_SLOW", "0")))
     return 0.0
-'''
+"""
 SPACE = """imports: [slow_metric.py]
 objectives: [val_dice, {metric: slow, direction: minimize}]
 sampler: random
@@ -92,8 +92,21 @@ def shared(request, tmp_path):
 
 
 def _argv(space: str, tmp_path: Path, storage: str | None, name: str, n: int, workers: int = 3) -> list[str]:
-    argv = ["--space", space, "--out", str(tmp_path / "out"), "--study-name", name, "--n-trials", str(n),
-            "--workers", str(workers), "--no-plots", "--heartbeat", "1"]
+    argv = [
+        "--space",
+        space,
+        "--out",
+        str(tmp_path / "out"),
+        "--study-name",
+        name,
+        "--n-trials",
+        str(n),
+        "--workers",
+        str(workers),
+        "--no-plots",
+        "--heartbeat",
+        "1",
+    ]
     return argv + (["--storage", storage] if storage else [])
 
 
@@ -168,8 +181,9 @@ def test_heartbeat_fails_and_requeues_a_silent_trial_of_another_host(tmp_path):
         lost.set_user_attr("worker", "another-host:123:x")
         study._storage.record_heartbeat(lost._trial_id)
         time.sleep(2.5)
-        result = run_search(space, out_dir=tmp_path / "out", storage=url, study_name=name, n_trials=1,
-                            references=False, heartbeat=1)
+        result = run_search(
+            space, out_dir=tmp_path / "out", storage=url, study_name=name, n_trials=1, references=False, heartbeat=1
+        )
         trials = _check_exact(result.study, 1)
         assert trials[0].state == TrialState.FAIL and "heartbeat" in trials[0].user_attrs["fail_reason"]
         assert trials[1].params == {"model.ocs": 0.75} and trials[1].user_attrs["requeued_from"] == 0
@@ -199,14 +213,31 @@ def test_only_trials_of_dead_local_workers_are_stale(tmp_path):
         from optuna.distributions import FloatDistribution
         from optuna.trial import FrozenTrial
 
-        study.add_trial(FrozenTrial(  # an hour old, its pid now a process that started after it: pid reused
-            number=5, state=TrialState.RUNNING, value=None, datetime_start=datetime.now() - timedelta(hours=1),
-            datetime_complete=None, params={"x": 5.0}, distributions={"x": FloatDistribution(0, 10)},
-            user_attrs={"worker": owners[0]}, system_attrs={}, intermediate_values={}, trial_id=0))
+        study.add_trial(
+            FrozenTrial(  # an hour old, its pid now a process that started after it: pid reused
+                number=5,
+                state=TrialState.RUNNING,
+                value=None,
+                datetime_start=datetime.now() - timedelta(hours=1),
+                datetime_complete=None,
+                params={"x": 5.0},
+                distributions={"x": FloatDistribution(0, 10)},
+                user_attrs={"worker": owners[0]},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=0,
+            )
+        )
         assert recover_stale(study, "me") == [1, 2, 4, 5]
         states = [t.state for t in study.get_trials()]
-        assert states[:6] == [TrialState.RUNNING, TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING,
-                              TrialState.FAIL, TrialState.FAIL]
+        assert states[:6] == [
+            TrialState.RUNNING,
+            TrialState.FAIL,
+            TrialState.FAIL,
+            TrialState.RUNNING,
+            TrialState.FAIL,
+            TrialState.FAIL,
+        ]
         waiting = study.get_trials(states=(TrialState.WAITING,))
         assert [t.system_attrs["fixed_params"] for t in waiting] == [{"x": 1.0}, {"x": 2.0}, {"x": 4.0}, {"x": 5.0}]
         assert recover_stale(study, "me") == []  # failed once, enqueued once
@@ -260,8 +291,26 @@ def test_devices_round_robin_and_storage_stays_off_the_command_line(tmp_path, mo
     monkeypatch.setattr(plsearch.cli, "parse_device", lambda name: name)  # pretend the GPUs exist
     monkeypatch.setattr(workers, "launch", fake_launch)
     journal = tmp_path / "j.journal"
-    assert main(["--space", _space(tmp_path), "--out", str(tmp_path / "o"), "--workers", "3", "--devices",
-                 "cuda:0,cuda:1", "--storage", str(journal), "--no-plots", "--n-trials", "2"]) == 0
+    assert (
+        main(
+            [
+                "--space",
+                _space(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--workers",
+                "3",
+                "--devices",
+                "cuda:0,cuda:1",
+                "--storage",
+                str(journal),
+                "--no-plots",
+                "--n-trials",
+                "2",
+            ]
+        )
+        == 0
+    )
     devices = [c[c.index("--device") + 1] for c in seen["commands"]]
     assert devices == ["cuda:0", "cuda:1", "cuda:0"]
     envs = seen["env"] if isinstance(seen["env"], list) else [seen["env"]]  # one per worker where CUDA caps differ
@@ -270,16 +319,24 @@ def test_devices_round_robin_and_storage_stays_off_the_command_line(tmp_path, mo
     assert "on cuda:0, cuda:1, cuda:0" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("postgresql://me:s3cret@db:5432/x", "postgresql://me:***@db:5432/x"),
-    ("postgresql+psycopg://me:pa/ss@db/x", "postgresql+psycopg://me:***@db/x"),
-    ("postgresql://me:p%40ss@db/x", "postgresql://me:***@db/x"),
-    ("postgresql://me@db/x?password=s3cret&sslmode=require", "postgresql://me@db/x?password=***&sslmode=require"),
-    ("could not parse 'postgresql//me:s3cret@db/x'", "could not parse 'postgresql//me:***@db/x'"),
-    ("postgresql://db/x", "postgresql://db/x"),
-    ("/tmp/study.journal", "/tmp/study.journal"),
-])
-def test_redact_url(text, shown):
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("postgresql://me:s3cret@db:5432/x", "postgresql://me:***@db:5432/x"),
+        ("postgresql+psycopg://me:pa/ss@db/x", "postgresql+psycopg://me:***@db/x"),
+        ("postgresql://me:p%40ss@db/x", "postgresql://me:***@db/x"),
+        ("postgresql://me@db/x?password=s3cret&sslmode=require", "postgresql://me@db/x?password=***&sslmode=require"),
+        ("could not parse 'postgresql//me:s3cret@db/x'", "could not parse 'postgresql//me:***@db/x'"),
+        ("postgresql://db/x", "postgresql://db/x"),
+        ("/tmp/study.journal", "/tmp/study.journal"),
+    ],
+)
+def test_redact_url(text, shown, monkeypatch):
+    # Passwords of storages opened by earlier tests are remembered process-wide (and hidden wherever they
+    # appear); start from none so the expected text depends on this URL alone.
+    import plsearch.redaction
+
+    monkeypatch.setattr(plsearch.redaction, "_KNOWN", set())
     assert redact(text) == shown
 
 

@@ -31,9 +31,17 @@ from plsearch.search.pruning import AshaPruner, EpochState, get_pruner, list_pru
 def _space(eta=3, min_epochs=1, objectives=("val_dice", "params")):
     dirs = {"val_dice": "maximize"}
     return SimpleNamespace(
-        pruning=SimpleNamespace(enabled=True, name="asha", min_epochs=min_epochs, eta=eta, n_startup_trials=0,
-                                n_warmup_epochs=0, min_delta=0.0),
-        objectives=[MetricSpec(o, dirs.get(o, "minimize")) for o in objectives])
+        pruning=SimpleNamespace(
+            enabled=True,
+            name="asha",
+            min_epochs=min_epochs,
+            eta=eta,
+            n_startup_trials=0,
+            n_warmup_epochs=0,
+            min_delta=0.0,
+        ),
+        objectives=[MetricSpec(o, dirs.get(o, "minimize")) for o in objectives],
+    )
 
 
 def test_rungs_at_min_epochs_times_powers_of_eta_below_the_last_epoch():
@@ -70,16 +78,25 @@ def test_fewer_than_eta_trials_at_a_rung_all_go_on():
 
 def test_size_counts_a_small_net_goes_on_where_a_large_one_with_the_same_dice_stops():
     # three large nets; a small one with mediocre Dice is non-dominated, a large one with that Dice is not
-    peers = [RungResult(0, 0.8, (4000.0,)), RungResult(1, 0.7, (4000.0,)), RungResult(2, 0.6, (4000.0,)),
-             RungResult(3, 0.9, (5000.0,)), RungResult(4, 0.75, (3000.0,))]
+    peers = [
+        RungResult(0, 0.8, (4000.0,)),
+        RungResult(1, 0.7, (4000.0,)),
+        RungResult(2, 0.6, (4000.0,)),
+        RungResult(3, 0.9, (5000.0,)),
+        RungResult(4, 0.75, (3000.0,)),
+    ]
     small, large = RungResult(10, 0.5, (100.0,)), RungResult(11, 0.5, (4000.0,))
     assert decide(small, peers, eta=3).promoted
     assert not decide(large, peers, eta=3).promoted
 
 
 def test_trivial_dice_ranks_last_even_when_small():
-    peers = [RungResult(0, 0.6, (4000.0,)), RungResult(1, 0.7, (5000.0,)), RungResult(3, 0.5, (4500.0,)),
-             RungResult(4, 0.4, (6000.0,))]
+    peers = [
+        RungResult(0, 0.6, (4000.0,)),
+        RungResult(1, 0.7, (5000.0,)),
+        RungResult(3, 0.5, (4500.0,)),
+        RungResult(4, 0.4, (6000.0,)),
+    ]
     tiny_trivial = RungResult(2, 0.22, (10.0,))
     assert decide(tiny_trivial, peers, eta=2).promoted  # without a floor: non-dominated, an extreme (smallest)
     d = decide(tiny_trivial, peers, eta=2, floor=0.23)
@@ -88,10 +105,17 @@ def test_trivial_dice_ranks_last_even_when_small():
 
 def _finished(number_params: int, rung_dice: dict[int, float], state=TrialState.COMPLETE, **attrs):
     return create_trial(
-        state=state, values=[max(rung_dice.values()), float(number_params)] if state == TrialState.COMPLETE else None,
-        params={"model.steps": 2}, distributions={"model.steps": IntDistribution(1, 4)},
-        user_attrs={"profile": {"params": number_params}, "feasible": True,
-                    RUNG_ATTR: {str(e): {"val_dice": d} for e, d in rung_dice.items()}, **attrs})
+        state=state,
+        values=[max(rung_dice.values()), float(number_params)] if state == TrialState.COMPLETE else None,
+        params={"model.steps": 2},
+        distributions={"model.steps": IntDistribution(1, 4)},
+        user_attrs={
+            "profile": {"params": number_params},
+            "feasible": True,
+            RUNG_ATTR: {str(e): {"val_dice": d} for e, d in rung_dice.items()},
+            **attrs,
+        },
+    )
 
 
 def test_pruner_reads_peers_from_storage_and_records_its_decision():
@@ -111,8 +135,9 @@ def test_pruner_reads_peers_from_storage_and_records_its_decision():
         assert (reason is None) == (expect == "go")
         assert 8 <= len(rec["peers"]) <= 9 and 8 not in rec["peers"] and 9 not in rec["peers"]
         assert rec["keep"] == 3
-        study.tell(trial, state=TrialState.PRUNED if reason else TrialState.COMPLETE,
-                   values=None if reason else [dice, 1000.0])
+        study.tell(
+            trial, state=TrialState.PRUNED if reason else TrialState.COMPLETE, values=None if reason else [dice, 1000.0]
+        )
     # an epoch that is not a rung: no decision, nothing written
     trial = study.ask()
     assert pruner.check(EpochState(trial, 2, 9, (0.0, 0.0), (1000.0,), ("params",))) is None
@@ -166,8 +191,9 @@ def test_promotion_stays_consistent_with_three_workers_on_one_journal(tmp_path):
     storage = JournalStorage(JournalFileBackend(path))
     optuna.create_study(study_name="asha", storage=storage, directions=["maximize", "minimize"])
     (tmp_path / "worker.py").write_text(WORKER)
-    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), path, "24", str(seed)])
-             for seed in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), path, "24", str(seed)]) for seed in range(3)
+    ]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     trials = optuna.load_study(study_name="asha", storage=storage).get_trials()
     assert len(trials) >= 24 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
@@ -199,18 +225,28 @@ def test_space_names_its_pruner_and_states_budgets_relative_to_a_preset():
     from plsearch.search.space import SearchSpaceError, parse_space
 
     base = {"model.steps": {"low": 1, "high": 2}, "fidelity": {"model.base_width": 4, "data.image_size": 64}}
-    space = parse_space({**base, "pruning": {"name": "asha", "min_epochs": 2, "eta": 4},
-                         "constraints": {"macs": {"at_most": "plnet"}, "params": {"at_most": "unet", "times": 0.5}}})
+    space = parse_space(
+        {
+            **base,
+            "pruning": {"name": "asha", "min_epochs": 2, "eta": 4},
+            "constraints": {"macs": {"at_most": "plnet"}, "params": {"at_most": "unet", "times": 0.5}},
+        }
+    )
     assert (space.pruning.name, space.pruning.min_epochs, space.pruning.eta) == ("asha", 2, 4)
     macs = dict(space.constraints)["macs"]
     assert macs == resolve_budget("macs", {"at_most": "plnet"}, {"model.base_width": 4, "data.image_size": 64})[0]
     assert 8.0e7 < macs < 8.5e7  # PL-Net at width 4, 64 px: 82.5 M
     assert parse_space(base).pruning.name is None  # no name: today's choice (dominance / median)
-    assert parse_space(base).trivial_margin == 0.0 and parse_space({**base, "trivial_margin": 0.05}).trivial_margin == 0.05
-    for bad, msg in (({"pruning": {"name": "x"}}, "choose one of"), ({"pruning": {"name": "median"}}, "one objective"),
-                     ({"pruning": {"name": "asha", "eta": 1}}, "eta"),
-                     ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset"),
-                     ({"trivial_margin": 1.5}, "trivial_margin")):
+    assert (
+        parse_space(base).trivial_margin == 0.0 and parse_space({**base, "trivial_margin": 0.05}).trivial_margin == 0.05
+    )
+    for bad, msg in (
+        ({"pruning": {"name": "x"}}, "choose one of"),
+        ({"pruning": {"name": "median"}}, "one objective"),
+        ({"pruning": {"name": "asha", "eta": 1}}, "eta"),
+        ({"constraints": {"macs": {"at_most": "nope"}}}, "not a preset"),
+        ({"trivial_margin": 1.5}, "trivial_margin"),
+    ):
         with pytest.raises(SearchSpaceError, match=msg):
             parse_space({**base, **bad})
 
@@ -258,8 +294,20 @@ def test_a_search_with_asha_resumes_after_a_kill(tmp_path):
     (tmp_path / "slow_asha.py").write_text(SLOW_ASHA)
     (tmp_path / "asha.yaml").write_text(ASHA_SPACE)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "plsearch.search", "--space", str(tmp_path / "asha.yaml"),
-                             "--out", str(out), "--no-plots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plsearch.search",
+            "--space",
+            str(tmp_path / "asha.yaml"),
+            "--out",
+            str(out),
+            "--no-plots",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     storage = f"sqlite:///{out / 'study.db'}"
     killed, deadline = None, time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -280,8 +328,9 @@ def test_a_search_with_asha_resumes_after_a_kill(tmp_path):
     assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"]
     rerun = [t for t in trials if t.user_attrs.get("requeued_from") == killed.number]
     assert len(rerun) == 1 and rerun[0].params == killed.params and rerun[0].state.is_finished()
-    finished = [t for t in trials
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("requeued")]
+    finished = [
+        t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("requeued")
+    ]
     assert len(finished) == 4
     for t in finished:
         if "metrics" in t.user_attrs or t.state == TrialState.PRUNED:

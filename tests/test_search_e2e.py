@@ -36,14 +36,33 @@ def test_full_search_writes_every_output(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("\ntrial ") + printed.startswith("trial ") == 3
     assert "reference unet" in printed and "| trial |" in printed
-    for name in ("study.db", "trials.jsonl", "pareto.csv", "pareto.md", "pareto.png", "history.png",
-                 "hypervolume.png", "references.json"):
+    for name in (
+        "study.db",
+        "trials.jsonl",
+        "pareto.csv",
+        "pareto.md",
+        "pareto.png",
+        "history.png",
+        "hypervolume.png",
+        "references.json",
+    ):
         assert (out / name).is_file(), name
     recs = _records(out)
     assert [r["number"] for r in recs] == [0, 1, 2]
     r = recs[0]
-    for key in ("state", "params", "config", "metrics", "profile", "seed", "versions", "git_rev", "seconds",
-                "fail_reason", "val_dice_curve"):
+    for key in (
+        "state",
+        "params",
+        "config",
+        "metrics",
+        "profile",
+        "seed",
+        "versions",
+        "git_rev",
+        "seconds",
+        "fail_reason",
+        "val_dice_curve",
+    ):
         assert key in r
     assert set(r["versions"]) == {"torch", "optuna", "plsearch", "python"}
     yamls = sorted((out / "pareto").glob("trial_*.yaml"))

@@ -12,10 +12,17 @@ from plsearch.search.space import parse_space
 
 
 def _trial(number_params: int, curve: list[float], state=TrialState.COMPLETE, feasible=True):
-    t = create_trial(state=state, values=[max(curve), float(number_params)] if state == TrialState.COMPLETE else None,
-                     params={"model.steps": 2}, distributions={"model.steps": IntDistribution(1, 4)},
-                     user_attrs={"val_dice_curve": curve, "profile": {"params": number_params, "macs": 10 * number_params},
-                                 "feasible": feasible})
+    t = create_trial(
+        state=state,
+        values=[max(curve), float(number_params)] if state == TrialState.COMPLETE else None,
+        params={"model.steps": 2},
+        distributions={"model.steps": IntDistribution(1, 4)},
+        user_attrs={
+            "val_dice_curve": curve,
+            "profile": {"params": number_params, "macs": 10 * number_params},
+            "feasible": feasible,
+        },
+    )
     return t
 
 
@@ -63,8 +70,13 @@ def test_multi_size_dominance_needs_every_size_no_larger():
 
 
 def test_epoch_callback_prunes_through_optuna_in_a_multi_objective_study():
-    space = parse_space({"model.steps": {"low": 1, "high": 4}, "objectives": ["val_dice", "params"],
-                         "pruning": {"n_startup_trials": 2, "n_warmup_epochs": 1}})
+    space = parse_space(
+        {
+            "model.steps": {"low": 1, "high": 4},
+            "objectives": ["val_dice", "params"],
+            "pruning": {"n_startup_trials": 2, "n_warmup_epochs": 1},
+        }
+    )
     study = optuna.create_study(directions=space.directions)
     study.add_trials(FINISHED)
     trial = study.ask()
@@ -97,8 +109,13 @@ def test_last_epoch_is_never_pruned():
 def test_single_objective_uses_optunas_pruner():
     from plsearch.search.pruning import study_pruner
 
-    space = parse_space({"model.steps": {"low": 1, "high": 4}, "objectives": ["val_dice"],
-                         "pruning": {"n_startup_trials": 1, "n_warmup_epochs": 0}})
+    space = parse_space(
+        {
+            "model.steps": {"low": 1, "high": 4},
+            "objectives": ["val_dice"],
+            "pruning": {"n_startup_trials": 1, "n_warmup_epochs": 0},
+        }
+    )
     assert isinstance(study_pruner(space), optuna.pruners.MedianPruner)
     study = optuna.create_study(direction="maximize", pruner=study_pruner(space))
     for dice in (0.8, 0.9):

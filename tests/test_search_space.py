@@ -42,24 +42,48 @@ def test_shipped_space_parses_and_corners_build(path):
 
 def test_fixed_trial_maps_to_config():
     space = load_space(REPO / "search_spaces" / "ipl_epl.yaml")
-    params = {"model.steps": 3, "model.ipl": "stacked", "model.stages": 2, "model.depth": 5, "model.stage_step": 1,
-              "model.ocs": 1.25, "model.fsc": False, "model.bsc": True, "model.plan": "bionet",
-              "model.block": "convbnrelu", "model.up": "convt2_half", "train.lr": 0.003}
+    params = {
+        "model.steps": 3,
+        "model.ipl": "stacked",
+        "model.stages": 2,
+        "model.depth": 5,
+        "model.stage_step": 1,
+        "model.ocs": 1.25,
+        "model.fsc": False,
+        "model.bsc": True,
+        "model.plan": "bionet",
+        "model.block": "convbnrelu",
+        "model.up": "convt2_half",
+        "train.lr": 0.003,
+    }
     sampled = space.sample(optuna.trial.FixedTrial(params))
     assert sampled == params
     cfg = space.build(sampled)
     m = cfg.model
-    assert (m.steps, m.ipl, m.stages, m.ocs, m.fsc, m.plan, m.block) == (3, "stacked", 2, 1.25, False, "bionet",
-                                                                           "convbnrelu")
+    assert (m.steps, m.ipl, m.stages, m.ocs, m.fsc, m.plan, m.block) == (
+        3,
+        "stacked",
+        2,
+        1.25,
+        False,
+        "bionet",
+        "convbnrelu",
+    )
     fidelity = dict(space.fixed)
     assert m.base_width == fidelity["model.base_width"] and cfg.data.image_size == fidelity["data.image_size"]
     assert cfg.train.epochs == fidelity["train.epochs"]  # fidelity applied
 
 
 def test_distributions_match_yaml():
-    space = parse_space({"model.steps": {"low": 1, "high": 4}, "model.ocs": {"low": 0.5, "high": 2.0, "step": 0.25},
-                         "train.lr": {"low": "1e-4", "high": 1.0e-2, "log": True}, "model.plan": ["table1", "bionet"],
-                         "model.base_width": 8})
+    space = parse_space(
+        {
+            "model.steps": {"low": 1, "high": 4},
+            "model.ocs": {"low": 0.5, "high": 2.0, "step": 0.25},
+            "train.lr": {"low": "1e-4", "high": 1.0e-2, "log": True},
+            "model.plan": ["table1", "bionet"],
+            "model.base_width": 8,
+        }
+    )
     d = space.distributions()
     assert d["model.steps"] == optuna.distributions.IntDistribution(1, 4)
     assert d["model.ocs"] == optuna.distributions.FloatDistribution(0.5, 2.0, step=0.25)
@@ -88,9 +112,14 @@ def test_invalid_combination_is_recorded_infeasible_not_trained():
 
 
 def test_over_budget_is_infeasible_not_trained():
-    space = parse_space({"model.ocs": {"low": 1.0, "high": 2.0}, "model.base_width": 4,
-                         "fidelity": {"data.image_size": 32, "data.synthetic_count": 8},
-                         "constraints": {"params": 1000}})
+    space = parse_space(
+        {
+            "model.ocs": {"low": 1.0, "high": 2.0},
+            "model.base_width": 4,
+            "fidelity": {"data.image_size": 32, "data.synthetic_count": 8},
+            "constraints": {"params": 1000},
+        }
+    )
     study = optuna.create_study(directions=space.directions)
     trial = study.ask()
     outcome = Objective(space)(trial)
@@ -108,8 +137,10 @@ BAD = [
     ("model.steps: {low: 1.5, high: 4}\n", "model.steps is an integer field"),
     ("model.steps: {low: 1, high: 4, log: true, step: 1}\n", "step and log cannot be combined"),
     ("model.steps: {low: 1, high: 4}\nobjectives: [val_dice, flops]\n", "unknown metric 'flops'"),
-    ("model.steps: {low: 1, high: 4}\nsampler: cmaes\n",
-     "sampler='cmaes' is not known; choose one of gp, nsga2, random, tpe"),
+    (
+        "model.steps: {low: 1, high: 4}\nsampler: cmaes\n",
+        "sampler='cmaes' is not known; choose one of gp, nsga2, random, tpe",
+    ),
     ("model.steps: {low: 1, high: 4}\nsampler: {name: tpe, n_startup: 3}\n", "unknown option(s) n_startup"),
     ("model.steps: {low: 1, high: 9}\n", "model.steps=9 is out of range"),
     ("model.plan: [table1, nope]\n", "model.plan='nope' is not allowed; choose one of"),
@@ -156,8 +187,14 @@ def test_every_sampler_samples_the_space_with_constraints(sampler):
 
     from plsearch.search.runner import make_sampler
 
-    space = parse_space({"model.steps": {"low": 1, "high": 4}, "model.plan": ["table1", "bionet"],
-                         "model.ocs": {"low": 0.5, "high": 2.0, "step": 0.25}, "sampler": sampler})
+    space = parse_space(
+        {
+            "model.steps": {"low": 1, "high": 4},
+            "model.plan": ["table1", "bionet"],
+            "model.ocs": {"low": 0.5, "high": 2.0, "step": 0.25},
+            "sampler": sampler,
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.create_study(directions=space.directions, sampler=make_sampler(space, 0))
@@ -169,10 +206,13 @@ def test_every_sampler_samples_the_space_with_constraints(sampler):
     assert len(study.trials) == 4
 
 
-@pytest.mark.parametrize("error,state,feasible,reason", [
-    ("nan", "complete", False, "non-finite loss"),
-    ("oom", "fail", True, "out of memory"),
-])
+@pytest.mark.parametrize(
+    "error,state,feasible,reason",
+    [
+        ("nan", "complete", False, "non-finite loss"),
+        ("oom", "fail", True, "out of memory"),
+    ],
+)
 def test_nan_and_oom_end_the_trial_with_a_reason(monkeypatch, error, state, feasible, reason):
     import plsearch.search.objective as objective
     from plsearch.train import NonFiniteLossError

@@ -19,8 +19,15 @@ from plsearch.segmenter import Preprocessing, Segmenter, _starts
 
 def _tiny(dims: int, **kw) -> PLNet:
     torch.manual_seed(0)
-    cfg = preset_config("plnet-small", base_width=4, depth=3, spatial_dims=dims, in_channels=kw.pop("c", 1),
-                        num_classes=kw.pop("k", 1), **kw)
+    cfg = preset_config(
+        "plnet-small",
+        base_width=4,
+        depth=3,
+        spatial_dims=dims,
+        in_channels=kw.pop("c", 1),
+        num_classes=kw.pop("k", 1),
+        **kw,
+    )
     model = PLNet.from_config(cfg)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval differs from train mode
         for m in model.modules():
@@ -32,8 +39,9 @@ def _tiny(dims: int, **kw) -> PLNet:
 
 def _checkpoint(tmp_path, model: PLNet, size: int, **data) -> str:
     run = RunConfig(model=model.config, data=DataConfig(image_size=size, **data))
-    path = save_checkpoint(tmp_path / "run" / "best.pt", model.state_dict(), model_config=model.config.to_dict(),
-                           run_config=to_dict(run))
+    path = save_checkpoint(
+        tmp_path / "run" / "best.pt", model.state_dict(), model_config=model.config.to_dict(), run_config=to_dict(run)
+    )
     return str(path)
 
 
@@ -65,13 +73,17 @@ def test_2d_resize_mode_matches_the_training_transform(tmp_path):
     seg = Segmenter(plsearch.load(_checkpoint(tmp_path, model, 32)), batch_size=2)
     assert seg.mode == "resize"
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (3, 50, 70), dtype=np.uint8), rng.integers(0, 256, (3, 24, 40), dtype=np.uint8),
-              rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 256, (3, 50, 70), dtype=np.uint8),
+        rng.integers(0, 256, (3, 24, 40), dtype=np.uint8),
+        rng.integers(0, 256, (3, 32, 32), dtype=np.uint8),
+    ]
     masks = seg.predict(images)
     for img, mask in zip(images, masks):
         x = torch.from_numpy(img).float()[None] / 255
-        small = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False,
-                              antialias=img.shape[1] > 32 or img.shape[2] > 32)
+        small = F.interpolate(
+            x, size=(32, 32), mode="bilinear", align_corners=False, antialias=img.shape[1] > 32 or img.shape[2] > 32
+        )
         logits = F.interpolate(model(small), size=img.shape[1:], mode="bilinear", align_corners=False)
         assert mask.shape == img.shape[1:] and mask.dtype == np.uint8
         np.testing.assert_array_equal(mask, logits.argmax(1)[0].numpy())

@@ -53,14 +53,18 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
 
 
-@pytest.mark.parametrize("name, kw", [
-    ("plnet", {}),
-    ("plnet", {"block": "convbnrelu"}),
-    ("plnet", {"block": "residual", "steps": 3}),
-    ("bionet", {}),
-    ("unet", {}),
-    ("plnet", {"spatial_dims": 3, "depth": 3, "in_channels": 1}),
-], ids=["plnet", "convbnrelu", "residual", "bionet", "unet", "3d"])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("plnet", {}),
+        ("plnet", {"block": "convbnrelu"}),
+        ("plnet", {"block": "residual", "steps": 3}),
+        ("bionet", {}),
+        ("unet", {}),
+        ("plnet", {"spatial_dims": 3, "depth": 3, "in_channels": 1}),
+    ],
+    ids=["plnet", "convbnrelu", "residual", "bionet", "unet", "3d"],
+)
 def test_fused_inference_equals_unfused(name, kw):
     m = trained_like(name, **kw)
     fused = fuse_for_inference(m)

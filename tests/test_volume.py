@@ -18,8 +18,14 @@ from plsearch.folder import DataError
 from plsearch.volume import fit_volume, list_cases, read_case, read_volume, write_nifti
 from plsearch.volume_data import VolumeData, load_volume_folder
 
-HIPPO_CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_007",
-               "hippocampus_008"]
+HIPPO_CASES = [
+    "hippocampus_001",
+    "hippocampus_003",
+    "hippocampus_004",
+    "hippocampus_006",
+    "hippocampus_007",
+    "hippocampus_008",
+]
 LABELS = {"0": "background", "1": "Anterior", "2": "Posterior"}
 
 
@@ -165,8 +171,22 @@ def test_train_cli_names_the_broken_file(tmp_path, capsys):
 
     root = _synthetic(tmp_path / "vols")
     _write(root / "labelsTr" / "case_2.nii.gz", np.full((10, 12, 8), 0.25, np.float32))
-    code = main(["--data", str(root), "--model", "unet", "--set", "model.spatial_dims=3", "--set",
-                 "model.num_classes=3", "--image-size", "16", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "--data",
+            str(root),
+            "--model",
+            "unet",
+            "--set",
+            "model.spatial_dims=3",
+            "--set",
+            "model.num_classes=3",
+            "--image-size",
+            "16",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: label ") and "case_2" in err[-1]
 
@@ -187,7 +207,19 @@ def test_a_2d_network_on_volumes_is_one_line(tmp_path, capsys):
     from plsearch.cli.train import main
 
     root = _synthetic(tmp_path / "vols")
-    code = main(["--data", str(root), "--model", "unet", "--set", "model.num_classes=3", "--image-size", "16",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "--data",
+            str(root),
+            "--model",
+            "unet",
+            "--set",
+            "model.num_classes=3",
+            "--image-size",
+            "16",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1] == "error: the data are 3D but model.spatial_dims=2; set model.spatial_dims=3"

@@ -55,8 +55,9 @@ def batch_norm(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum, bn.eps)
 
 
-def fast_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
-              training: bool) -> torch.Tensor:
+def fast_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, training: bool
+) -> torch.Tensor:
     """A stride-1 convolution, on the faster CPU kernel for its size (see ``native_conv_pays``)."""
     if training and x.device.type == "cpu" and native_conv_pays(x, weight):
         return torch._C._nn.thnn_conv2d(x, weight, weight.shape[2:], bias, 1, padding)
@@ -98,9 +99,18 @@ class FusedConv(nn.Module):
     ``min`` instead (``sign`` = -1).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, dims: int, post: str = "none",
-                 lower: torch.Tensor | None = None, sign: torch.Tensor | None = None, transposed: bool = False,
-                 **conv_kwargs: object) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        dims: int,
+        post: str = "none",
+        lower: torch.Tensor | None = None,
+        sign: torch.Tensor | None = None,
+        transposed: bool = False,
+        **conv_kwargs: object,
+    ) -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
@@ -125,8 +135,9 @@ class FusedConv(nn.Module):
         return z
 
 
-def fold_conv_bn(conv: nn.Module, bn: nn.Module | None, *, dims: int, post: str, self_concat: bool = False,
-                 transposed: bool = False) -> FusedConv:
+def fold_conv_bn(
+    conv: nn.Module, bn: nn.Module | None, *, dims: int, post: str, self_concat: bool = False, transposed: bool = False
+) -> FusedConv:
     """Fold an eval BatchNorm into ``conv`` (out-channel scale and shift) for inference.
 
     ``post="relu"`` means conv -> BN -> ReLU (BN folds straight in); ``post="clamp"`` means

@@ -49,10 +49,16 @@ class ResidualUnit(Block):
         d = self.dims
         if self_concat and self.proj is None:
             return None  # identity skip of [x, x]: leave it unfused
-        proj = None if self.proj is None else fold_conv_bn(self.proj, state[2], dims=d, post="none",
-                                                            self_concat=self_concat)
-        return _FusedResidual(fold_conv_bn(self.conv1, state[0], dims=d, post="relu", self_concat=self_concat),
-                              fold_conv_bn(self.conv2, state[1], dims=d, post="none"), proj)
+        proj = (
+            None
+            if self.proj is None
+            else fold_conv_bn(self.proj, state[2], dims=d, post="none", self_concat=self_concat)
+        )
+        return _FusedResidual(
+            fold_conv_bn(self.conv1, state[0], dims=d, post="relu", self_concat=self_concat),
+            fold_conv_bn(self.conv2, state[1], dims=d, post="none"),
+            proj,
+        )
 
     params = staticmethod(BLOCK_COSTS["residual"].params)  # plsearch.costs: the one analytic count (no torch)
     macs = staticmethod(BLOCK_COSTS["residual"].macs)

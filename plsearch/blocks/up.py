@@ -29,8 +29,7 @@ class UpConvT3(Block):
         return batch_norm(F.relu(self.conv(x), inplace=True), state)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
-        return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat,
-                            transposed=True)
+        return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat, transposed=True)
 
     params = staticmethod(UP_COSTS["convt3"].params)  # plsearch.costs: the one analytic count (no torch)
     macs = staticmethod(UP_COSTS["convt3"].macs)

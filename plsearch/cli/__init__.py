@@ -31,8 +31,15 @@ def run_cli(body: Callable[[], int | None], user_errors: tuple[type[BaseExceptio
     """Run ``body``; map expected user errors to one line + exit 2, Ctrl-C to exit 130."""
     from plsearch.config import ConfigError
 
-    expected = (CLIError, ConfigError, ValueError, FileNotFoundError, NotADirectoryError,
-                PermissionError, IsADirectoryError) + tuple(user_errors)
+    expected = (
+        CLIError,
+        ConfigError,
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+        IsADirectoryError,
+    ) + tuple(user_errors)
     try:
         return int(body() or 0)
     except KeyboardInterrupt:
@@ -56,8 +63,9 @@ class _Redact(logging.Filter):
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _Redact) for f in handler.filters):
             handler.addFilter(_Redact())
@@ -81,8 +89,10 @@ def check_positive(args: argparse.Namespace, *names: str) -> None:
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if v is not None and not (math.isfinite(v) and v > 0):
                 flag = "--" + name.replace("_", "-")
-                raise CLIError(f"{flag} must be positive and finite, got {v}; pass e.g. {flag} 1"
-                               + (" (or leave it out for no limit)" if name == "timeout" else ""))
+                raise CLIError(
+                    f"{flag} must be positive and finite, got {v}; pass e.g. {flag} 1"
+                    + (" (or leave it out for no limit)" if name == "timeout" else "")
+                )
 
 
 def check_seed(args: argparse.Namespace, name: str = "seed") -> None:

@@ -36,8 +36,13 @@ def build_parser() -> Parser:
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--seeds", type=int, help="runs per config [the space's confirm.seeds, else 3]")
     runs.add_argument("--folds", type=int, help="K-fold cross-validation over all images instead of seeds")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="final-fidelity value over the confirm: section, e.g. --set train.epochs=60")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="final-fidelity value over the confirm: section, e.g. --set train.epochs=60",
+    )
     p.add_argument("--no-references", action="store_true", help="do not retrain the presets")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the runs [1]")
     p.add_argument("--device", help="train.device for every run")
@@ -100,8 +105,10 @@ def _body(argv: Sequence[str] | None) -> int:
     ref = study_ref(args)
     out = ref.folder
     if ref.storage is None and not ((out / "study.db").is_file() or (out / "study.journal").is_file()):
-        raise CLIError(f"no study in {out} (no study.db or study.journal); pass the --out folder of a search, or "
-                       "--storage URL --study NAME")
+        raise CLIError(
+            f"no study in {out} (no study.db or study.journal); pass the --out folder of a search, or "
+            "--storage URL --study NAME"
+        )
     study = load_study(ref.storage, ref.name, out)
     raw = study.user_attrs.get(SPACE_ATTR)
     if not raw:
@@ -125,15 +132,19 @@ def _body(argv: Sequence[str] | None) -> int:
         folds = fold_split_files(apply_overrides(cands[0].config, overrides), folds_k, confirm_dir / "folds")
     jobs = confirm_jobs(cands, overrides, seeds=seeds, folds=folds)
     runs_desc = f"{folds_k}-fold cross-validation" if folds_k else f"{seeds} seed(s) per config"
-    print(f"confirm {study.study_name!r}: {len(cands)} configs ({', '.join(c.label for c in cands)}) x {runs_desc} "
-          f"= {len(jobs)} runs, out {confirm_dir}", flush=True)
+    print(
+        f"confirm {study.study_name!r}: {len(cands)} configs ({', '.join(c.label for c in cands)}) x {runs_desc} "
+        f"= {len(jobs)} runs, out {confirm_dir}",
+        flush=True,
+    )
     if args.plan:
         import torch
 
         from plsearch.runplan import plan_lines
 
-        cuda = any(str(x).startswith("cuda") for x in [args.device, *devices]) or \
-            (args.device is None and not devices and torch.cuda.is_available())
+        cuda = any(str(x).startswith("cuda") for x in [args.device, *devices]) or (
+            args.device is None and not devices and torch.cuda.is_available()
+        )
         for line in plan_lines(jobs, (args.tflops or (100.0 if cuda else 0.03)) * 1e12, "cuda" if cuda else "cpu"):
             print(line)
         return 0
@@ -144,9 +155,15 @@ def _body(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
     from plsearch.runs import run_jobs
 
-    rows = run_jobs(jobs, confirm_dir, f"{study.study_name}-confirm", workers=args.workers, devices=devices,
-                    storage=spec.target if spec is not None and spec.kind == "rdb" else None,
-                    on_done=lambda r: print(run_line(r), flush=True))
+    rows = run_jobs(
+        jobs,
+        confirm_dir,
+        f"{study.study_name}-confirm",
+        workers=args.workers,
+        devices=devices,
+        storage=spec.target if spec is not None and spec.kind == "rdb" else None,
+        on_done=lambda r: print(run_line(r), flush=True),
+    )
     items = aggregate(rows, cands)
     sizes = size_objectives(study)
     mark_nondominated(items, sizes)
@@ -154,12 +171,18 @@ def _body(argv: Sequence[str] | None) -> int:
     md = markdown(items, study=study.study_name, fidelity=overrides, runs=runs_desc, sizes=sizes)
     (confirm_dir / "confirmed.md").write_text(md)
     front = [{"macs": c.macs, "params": c.params, "val_dice": c.search_val_dice} for c in cands if c.kind == "trial"]
-    plot_confirmed(items, confirm_dir / "confirmed.png", search_front=front,
-                   title=f"{study.study_name}: confirmed on the test split ({runs_desc})")
+    plot_confirmed(
+        items,
+        confirm_dir / "confirmed.png",
+        search_front=front,
+        title=f"{study.study_name}: confirmed on the test split ({runs_desc})",
+    )
     print(f"\n{len(rows)} of {len(jobs)} runs finished, {time.perf_counter() - t0:.0f}s this run\n")
     print(md, end="")
-    print(f"tables: {confirm_dir / 'confirmed.md'}, {confirm_dir / 'confirmed.csv'}; "
-          f"plot: {confirm_dir / 'confirmed.png'}")
+    print(
+        f"tables: {confirm_dir / 'confirmed.md'}, {confirm_dir / 'confirmed.csv'}; "
+        f"plot: {confirm_dir / 'confirmed.png'}"
+    )
     return 0
 
 

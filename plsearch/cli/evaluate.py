@@ -18,8 +18,12 @@ def build_parser() -> Parser:
     src.add_argument("--checkpoint", help="RUN/best.pt (or last.pt) of a training run")
     src.add_argument("--trial", help="a search trial whose weights were kept, e.g. results/ipl_epl:12")
     p.add_argument("--data", help="data folder (default: the folder the run trained on)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                   help="the run's split of the folder, or all of its images [test]")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test", "all"],
+        help="the run's split of the folder, or all of its images [test]",
+    )
     p.add_argument("--out", help="output folder [eval_<split> next to the checkpoint]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.add_argument("--batch-size", type=int, default=16)
@@ -53,8 +57,15 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     check_out(out, inputs=[args.data])  # not a file, not inside the data it reads
     names = ("metrics.json", "best_worst.png")
     claim_folder(out, "eval", targets=names, adopt=names, create=False)  # its own, or an earlier version's
-    result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, out_dir=out, device=device,
-                                 batch_size=args.batch_size, k=args.count)
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        out_dir=out,
+        device=device,
+        batch_size=args.batch_size,
+        k=args.count,
+    )
     claim_folder(out, "eval", targets=names, adopt=names)  # written: record them (a rerun may replace them)
     record_written(out, names)
     print(format_metrics(result, f"{args.split} metrics of {args.checkpoint}:"))

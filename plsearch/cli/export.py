@@ -22,8 +22,9 @@ def build_parser() -> Parser:
     src.add_argument("--trial", help="a search trial whose weights were kept, e.g. results/ipl_epl:12")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="file format")
     p.add_argument("--out", required=True, help="the file to write (e.g. model.onnx, model.pt)")
-    p.add_argument("--input-size", type=int, nargs="+", help="example spatial size: one number or one per axis "
-                   "[the training size]")
+    p.add_argument(
+        "--input-size", type=int, nargs="+", help="example spatial size: one number or one per axis [the training size]"
+    )
     p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch and spatial axes (any input size)")
     p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm unfolded (for comparison)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset [17]")
@@ -48,11 +49,14 @@ def _export(argv: Sequence[str] | None) -> int:
         raise CLIError(f"--out {out} is the checkpoint itself; choose another file name")
     model = load(ref)
     size = None if not args.input_size else (args.input_size[0] if len(args.input_size) == 1 else args.input_size)
-    path = export_model(model, out, fmt=args.format, input_size=size, dynamic=args.dynamic, fuse=not args.no_fuse,
-                        opset=args.opset)
+    path = export_model(
+        model, out, fmt=args.format, input_size=size, dynamic=args.dynamic, fuse=not args.no_fuse, opset=args.opset
+    )
     diff = verify(path, model, [size])
-    print(f"wrote {path} ({args.format}{', dynamic axes' if args.dynamic and args.format == 'onnx' else ''}); "
-          f"largest difference to the eager model: {diff:.2e}")
+    print(
+        f"wrote {path} ({args.format}{', dynamic axes' if args.dynamic and args.format == 'onnx' else ''}); "
+        f"largest difference to the eager model: {diff:.2e}"
+    )
     return 0
 
 

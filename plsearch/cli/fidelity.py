@@ -32,13 +32,30 @@ def build_parser() -> Parser:
     p.add_argument("--space", required=True, help="search-space YAML")
     p.add_argument("--data", help="data folder with images/ and masks/ (default: the synthetic set)")
     p.add_argument("--configs", type=int, default=24, help="sampled configs, presets not counted [24]")
-    p.add_argument("--low", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="the low fidelity's overrides, e.g. train.epochs=10 (default: the space's own)")
-    p.add_argument("--high", nargs="+", action="extend", default=[], metavar="KEY=VALUE", required=True,
-                   help="the high fidelity's overrides, e.g. train.epochs=60")
+    p.add_argument(
+        "--low",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the low fidelity's overrides, e.g. train.epochs=10 (default: the space's own)",
+    )
+    p.add_argument(
+        "--high",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        required=True,
+        help="the high fidelity's overrides, e.g. train.epochs=60",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a value for both fidelities")
-    p.add_argument("--high-metric", choices=["test_dice", "val_dice"], default="test_dice",
-                   help="what the high run is judged by [test_dice: held-out]")
+    p.add_argument(
+        "--high-metric",
+        choices=["test_dice", "val_dice"],
+        default="test_dice",
+        help="what the high run is judged by [test_dice: held-out]",
+    )
     p.add_argument("--no-references", action="store_true", help="leave the space's presets out")
     p.add_argument("--seed", type=int, default=0, help="sampling seed [0]")
     p.add_argument("--out", help="output folder [results/<space>-fidelity]")
@@ -58,8 +75,10 @@ def _sets(items: Sequence[str], flag: str, space: Any) -> dict[str, Any]:
     values = parse_sets(items)
     searched = {a.path for a in space.axes} & set(values)
     if searched:
-        raise CLIError(f"{flag} {min(searched)} fixes a path the space searches; choose a fidelity knob "
-                       "(train.epochs, data.image_size, ...)")
+        raise CLIError(
+            f"{flag} {min(searched)} fixes a path the space searches; choose a fidelity knob "
+            "(train.epochs, data.image_size, ...)"
+        )
     return values
 
 
@@ -90,12 +109,22 @@ def _body(argv: Sequence[str] | None) -> int:
     from plsearch.outputs import check_out
 
     check_out(out, inputs=[args.data, args.space])
-    fc = FidelityConfig(low=low, high=high, configs=args.configs, seed=args.seed, references=not args.no_references,
-                        extra=extra, high_metric=args.high_metric)
+    fc = FidelityConfig(
+        low=low,
+        high=high,
+        configs=args.configs,
+        seed=args.seed,
+        references=not args.no_references,
+        extra=extra,
+        high_metric=args.high_metric,
+    )
     jobs = fidelity_jobs(space, fc)
-    print(f"fidelity check of {args.space}: {args.configs} sampled configs"
-          f"{' + ' + str(len(space.references)) + ' presets' if fc.references else ''} x (low, high) = {len(jobs)} "
-          f"runs, out {out}", flush=True)
+    print(
+        f"fidelity check of {args.space}: {args.configs} sampled configs"
+        f"{' + ' + str(len(space.references)) + ' presets' if fc.references else ''} x (low, high) = {len(jobs)} "
+        f"runs, out {out}",
+        flush=True,
+    )
     if args.plan:
         from plsearch.runplan import plan_lines
 
@@ -104,13 +133,22 @@ def _body(argv: Sequence[str] | None) -> int:
             print(line)
         return 0
     t0 = time.perf_counter()
-    rows = run_jobs(jobs, out, f"{space.name}-fidelity", workers=args.workers, devices=devices, storage=args.storage,
-                    on_done=lambda r: print(run_line(r), flush=True))
+    rows = run_jobs(
+        jobs,
+        out,
+        f"{space.name}-fidelity",
+        workers=args.workers,
+        devices=devices,
+        storage=args.storage,
+        on_done=lambda r: print(run_line(r), flush=True),
+    )
     stats = write_outputs(rows, out, fc, title=space.name)
     k, r = stats["kendall"], stats["spearman"]
-    print(f"\n{stats['n']} configs paired, {time.perf_counter() - t0:.0f}s this run; Kendall tau {k['value']:.3f} "
-          f"[{k['ci95'][0]:.3f}, {k['ci95'][1]:.3f}], Spearman rho {r['value']:.3f} [{r['ci95'][0]:.3f}, "
-          f"{r['ci95'][1]:.3f}] (95 % bootstrap)")
+    print(
+        f"\n{stats['n']} configs paired, {time.perf_counter() - t0:.0f}s this run; Kendall tau {k['value']:.3f} "
+        f"[{k['ci95'][0]:.3f}, {k['ci95'][1]:.3f}], Spearman rho {r['value']:.3f} [{r['ci95'][0]:.3f}, "
+        f"{r['ci95'][1]:.3f}] (95 % bootstrap)"
+    )
     print(f"tables: {out / 'fidelity.md'}, {out / 'fidelity.json'}; plot: {out / 'fidelity.png'}")
     if stats["missing"]:
         print(f"not paired (failed or unfinished): {', '.join(stats['missing'])}; rerun to resume", file=sys.stderr)

@@ -18,13 +18,20 @@ def build_parser() -> Parser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="RUN/best.pt of a training run")
     src.add_argument("--trial", help="a search trial whose weights were kept, e.g. results/ipl_epl:12")
-    p.add_argument("--input", required=True, help="an image or .nii.gz file, or a folder of them (or with images/, "
-                   "imagesTs/ or imagesTr/)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="an image or .nii.gz file, or a folder of them (or with images/, imagesTs/ or imagesTr/)",
+    )
     p.add_argument("--out", required=True, help="folder for the masks (one per input, same name)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.add_argument("--image-size", type=int, help="size the network sees [its training size]")
-    p.add_argument("--mode", default="auto", choices=["auto", "resize", "sliding"],
-                   help="resize to the training size, or sliding windows at the input's resolution [auto]")
+    p.add_argument(
+        "--mode",
+        default="auto",
+        choices=["auto", "resize", "sliding"],
+        help="resize to the training size, or sliding windows at the input's resolution [auto]",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
@@ -43,9 +50,16 @@ def _predict(argv: Sequence[str] | None) -> int:
         raise CLIError(f"--out {args.out} is a file; pass a folder for the masks")
     check_out(args.out, inputs=[args.input, args.checkpoint])
     device = resolve_device(args.device)
-    result = predict_checkpoint(args.checkpoint or args.trial, args.input, args.out, device=device,
-                                image_size=args.image_size, batch_size=args.batch_size, mode=args.mode,
-                                show_progress=not args.quiet)
+    result = predict_checkpoint(
+        args.checkpoint or args.trial,
+        args.input,
+        args.out,
+        device=device,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        mode=args.mode,
+        show_progress=not args.quiet,
+    )
     print(f"wrote {len(result['masks'])} masks to {result['out_dir']} (network input {result['image_size']} px)")
     return 0
 

@@ -14,8 +14,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m plsearch.profile", description=__doc__)
     p.add_argument("--model", default="plnet", help="preset name (see --list) [plnet]")
     p.add_argument("--config", help="YAML file holding a ModelConfig (e.g. a search's pareto/trial_N.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model field, e.g. --set ocs=0.5 --set steps=3")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model field, e.g. --set ocs=0.5 --set steps=3",
+    )
     p.add_argument("--input-size", type=int, nargs="+", default=[224], help="spatial size (one or per dim)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto [cpu]")
@@ -43,8 +48,10 @@ def _model_config(args: argparse.Namespace) -> Any:
     fields = {k.removeprefix("model."): v for k, v in sets.items()}
     if args.config:
         if not Path(args.config).is_file():
-            raise CLIError(f"--config {args.config} is not a file; pass a YAML file holding a ModelConfig "
-                           "(e.g. a search's pareto/trial_N.yaml)")
+            raise CLIError(
+                f"--config {args.config} is not a file; pass a YAML file holding a ModelConfig "
+                "(e.g. a search's pareto/trial_N.yaml)"
+            )
         try:
             with open(args.config) as f:
                 data = yaml.safe_load(f) or {}
@@ -77,8 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         check_fits(model_cfg, size, batch=args.batch_size, device=device, flag="--input-size")  # before any tensor
         model = PLNet.from_config(model_cfg)
-        prof = profile(model, size, batch_size=args.batch_size, device=device, latency=not args.no_latency,
-                       memory=not args.no_latency, repeats=args.repeats)
+        prof = profile(
+            model,
+            size,
+            batch_size=args.batch_size,
+            device=device,
+            latency=not args.no_latency,
+            memory=not args.no_latency,
+            repeats=args.repeats,
+        )
         if args.json:
             out = prof.to_dict()
             out["model_config"] = model.config.to_dict()
@@ -87,8 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = model.config
             rows = [
                 ("model", args.config or args.model),
-                ("config", f"steps={cfg.steps} stages={cfg.stages} ocs={cfg.ocs} ipl={cfg.ipl} "
-                           f"plan={cfg.plan} block={cfg.block}"),
+                (
+                    "config",
+                    f"steps={cfg.steps} stages={cfg.stages} ocs={cfg.ocs} ipl={cfg.ipl} "
+                    f"plan={cfg.plan} block={cfg.block}",
+                ),
                 ("input", "x".join(map(str, prof.input_shape))),
                 ("params", f"{prof.params:,} ({prof.params / 1e6:.2f} M)"),
                 ("MACs", f"{prof.macs:,} ({prof.macs / 1e9:.2f} G)"),

@@ -1,7 +1,7 @@
 """``python -m plsearch.report``: redraw a search's tables and plots from its storage (no training).
 
-    python -m plsearch.report --out results/ipl_epl                       # reads results/ipl_epl/study.db
-    python -m plsearch.report --study ipl_epl --storage sqlite:///x.db --out report/
+python -m plsearch.report --out results/ipl_epl                       # reads results/ipl_epl/study.db
+python -m plsearch.report --study ipl_epl --storage sqlite:///x.db --out report/
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from plsearch.naming import STORAGE_ENV, add_study_args
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.report", description="Redraw a search's Pareto table and plots.")
-    add_study_args(p, out_help="folder to write (and, without --storage, the one holding study.db)",
-                   storage_env=False)  # $PLSEARCH_STORAGE only when --out is not given
-    p.add_argument("--force", action="store_true", help="write into a results folder that belongs to another study "
-                   "(its tables and plots are replaced)")
+    add_study_args(
+        p, out_help="folder to write (and, without --storage, the one holding study.db)", storage_env=False
+    )  # $PLSEARCH_STORAGE only when --out is not given
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a results folder that belongs to another study (its tables and plots are replaced)",
+    )
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
 

@@ -18,9 +18,11 @@ def run_line(row: dict[str, Any]) -> str:
     """One line per finished run: key, val and test Dice, epochs, seconds."""
     if row.get("fail_reason"):
         return f"run {row['key']:<40} FAIL  [{row['fail_reason']}]"
-    return (f"run {row['key']:<40} val Dice {row['val_dice']:.4f}  test Dice {row['test_dice']:.4f}"
-            f"{'  (degenerate)' if row.get('degenerate') else ''}  epoch {row['best_epoch']}/{row['epochs_run']}"
-            f"  {row['seconds']:.1f}s")
+    return (
+        f"run {row['key']:<40} val Dice {row['val_dice']:.4f}  test Dice {row['test_dice']:.4f}"
+        f"{'  (degenerate)' if row.get('degenerate') else ''}  epoch {row['best_epoch']}/{row['epochs_run']}"
+        f"  {row['seconds']:.1f}s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,31 +28,55 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m plsearch.search", description="Search a PL-Net design space with Optuna.")
     p.add_argument("--space", required=True, help="search-space YAML (see search_spaces/)")
     p.add_argument("--data", help="data folder with images/ and masks/ (default: the synthetic set)")
-    p.add_argument("--n-trials", type=int, help="finished trials wanted in total, resumed ones included "
-                   "(default: the space's n_trials)")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        help="finished trials wanted in total, resumed ones included (default: the space's n_trials)",
+    )
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--storage", help="Optuna storage: PATH.journal (several processes, one machine), "
-                   "sqlite:///PATH.db (one process) or postgresql://USER@HOST:PORT/DB (several machines; keep the "
-                   "password in ~/.pgpass) [$PLSEARCH_STORAGE, else OUT/study.db or OUT/study.journal]")
-    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study [one per "
-                   "--devices entry; on a CPU with small trials one per core (4+ trials each, one thread each); "
-                   "else 1]")
-    p.add_argument("--devices", help="comma-separated devices, one worker each, round-robin when --workers is "
-                   "larger, e.g. cuda:0,cuda:1")
-    p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats on a database "
-                   "storage; a trial without one for twice that is failed and re-queued [60]")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage: PATH.journal (several processes, one machine), "
+        "sqlite:///PATH.db (one process) or postgresql://USER@HOST:PORT/DB (several machines; keep the "
+        "password in ~/.pgpass) [$PLSEARCH_STORAGE, else OUT/study.db or OUT/study.journal]",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on this machine sharing the study [one per "
+        "--devices entry; on a CPU with small trials one per core (4+ trials each, one thread each); "
+        "else 1]",
+    )
+    p.add_argument(
+        "--devices",
+        help="comma-separated devices, one worker each, round-robin when --workers is larger, e.g. cuda:0,cuda:1",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="seconds between heartbeats on a database "
+        "storage; a trial without one for twice that is failed and re-queued [60]",
+    )
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set in the processes --workers starts
-    p.add_argument("--study", "--study-name", dest="study", type=study_name_arg,
-                   help="study name [the space's name]")
+    p.add_argument("--study", "--study-name", dest="study", type=study_name_arg, help="study name [the space's name]")
     p.add_argument("--out", help="output folder [results/<study>]")
     p.add_argument("--device", help="train.device for every trial: auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="sampler and training seed [the space's seed]")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="fix a config value for every trial and reference, e.g. --set train.epochs=50")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a config value for every trial and reference, e.g. --set train.epochs=50",
+    )
     p.add_argument("--no-references", action="store_true", help="do not train the preset reference points")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (tables and records still written)")
-    p.add_argument("--force", action="store_true", help="write into a results folder that belongs to another study "
-                   "(its tables and plots are replaced)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a results folder that belongs to another study (its tables and plots are replaced)",
+    )
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -76,9 +100,11 @@ def trial_line(rec: dict[str, Any]) -> str:
         state += f" (= trial {rec['duplicate_of']})"
     reason = f"  [{rec['fail_reason']}]" if rec.get("fail_reason") and state != "COMPLETE" else ""
     secs = rec.get("seconds")
-    return (f"trial {rec['number']:>3}  {params_summary(rec['params'], 96):<96}  dice {_fmt(dice)}  "
-            f"params {fmt_count(prof.get('params')):>6}  MACs {fmt_count(prof.get('macs')):>6}  {state:<10} "
-            f"{'-' if secs is None else f'{secs:.1f}'}s{reason}")
+    return (
+        f"trial {rec['number']:>3}  {params_summary(rec['params'], 96):<96}  dice {_fmt(dice)}  "
+        f"params {fmt_count(prof.get('params')):>6}  MACs {fmt_count(prof.get('macs')):>6}  {state:<10} "
+        f"{'-' if secs is None else f'{secs:.1f}'}s{reason}"
+    )
 
 
 def _extra(args: Any, space: Any) -> dict[str, Any]:
@@ -126,8 +152,10 @@ def _devices(args: Any) -> list[str]:
     for name in names:
         parse_device(name)
     if args.workers is not None and args.workers < len(names):
-        raise CLIError(f"--workers {args.workers} leaves some of the {len(names)} --devices unused; raise --workers "
-                       "or list fewer devices")
+        raise CLIError(
+            f"--workers {args.workers} leaves some of the {len(names)} --devices unused; raise --workers "
+            "or list fewer devices"
+        )
     return names
 
 
@@ -136,22 +164,48 @@ def _on_reference(ref: str, rec: dict, cached: bool) -> None:
 
     m = rec.get("metrics") or {}
     took = "cached" if cached else f"{rec['seconds']:.1f}s"
-    print(f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
-          f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
-          + (f"  lr {rec['lr']:g} (best of {len(rec['lr_tried'])} on val)"
-             if len(rec.get("lr_tried") or {}) > 1 else "")
-          + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""), flush=True)
+    print(
+        f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
+        f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
+        + (f"  lr {rec['lr']:g} (best of {len(rec['lr_tried'])} on val)" if len(rec.get("lr_tried") or {}) > 1 else "")
+        + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""),
+        flush=True,
+    )
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _worker_command(args: Any, space_path: str, out: Path, name: str, total: int, index: int, device: str | None,
-                    remaining: float | None) -> list[str]:
-    cmd = [sys.executable, "-m", "plsearch.search", "--space", space_path, "--out", str(out.resolve()),
-           "--study", name, "--n-trials", str(total), "--heartbeat", str(args.heartbeat),
-           "--worker-index", str(index), "--no-references", "--no-plots"]
+def _worker_command(
+    args: Any,
+    space_path: str,
+    out: Path,
+    name: str,
+    total: int,
+    index: int,
+    device: str | None,
+    remaining: float | None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "plsearch.search",
+        "--space",
+        space_path,
+        "--out",
+        str(out.resolve()),
+        "--study",
+        name,
+        "--n-trials",
+        str(total),
+        "--heartbeat",
+        str(args.heartbeat),
+        "--worker-index",
+        str(index),
+        "--no-references",
+        "--no-plots",
+    ]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
     if args.data is not None:
@@ -176,7 +230,8 @@ def _cap_memory(device: str | None) -> None:
         fraction = float(text)
     except ValueError:
         raise CLIError(
-            f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5") from None
+            f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5"
+        ) from None
     from plsearch.cli import parse_device
     from plsearch.speed import cap_cuda_memory
 
@@ -190,8 +245,9 @@ def _release_cuda_cache() -> None:
         torch.cuda.empty_cache()  # the references' cached blocks would stay reserved beside the workers'
 
 
-def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name: str, total: int, workers: int,
-                 devices: list[str]) -> Any:
+def _run_workers(
+    args: Any, space: Any, extra: dict, spec: Any, out: Path, name: str, total: int, workers: int, devices: list[str]
+) -> Any:
     """Open the study, train the references here, run ``workers`` processes, then write the outputs.
 
     Returns the ``SearchResult`` (``ran``: the trials the workers finished)."""
@@ -203,32 +259,55 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
     from plsearch.search.runner import finish, prepare
     from plsearch.search.workers import MEMORY_FRACTION_ENV, assign_devices, launch
 
-    s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=total, timeout=args.timeout,
-                seed=args.seed, extra=extra, workers=workers, heartbeat=args.heartbeat, on_event=_say)
+    s = prepare(
+        space,
+        out_dir=out,
+        storage=spec,
+        study_name=name,
+        n_trials=total,
+        timeout=args.timeout,
+        seed=args.seed,
+        extra=extra,
+        workers=workers,
+        heartbeat=args.heartbeat,
+        on_event=_say,
+    )
     ref_extra = {**s.extra, "train.device": devices[0]} if devices else s.extra
     refs = {}
     if not args.no_references and space.references:
-        refs = train_references(s.space, out, ref_extra, _on_reference,
-                                workers=workers if not devices and not s.space.raw.get("imports") else 1)
+        refs = train_references(
+            s.space,
+            out,
+            ref_extra,
+            _on_reference,
+            workers=workers if not devices and not s.space.raw.get("imports") else 1,
+        )
         _release_cuda_cache()
     remaining = None if s.limit is None else s.limit - (time.monotonic() - s.t_start)
-    env = dict(os.environ, PLSEARCH_STORAGE=spec.target, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(plsearch.__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PLSEARCH_STORAGE=spec.target,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(Path(plsearch.__file__).parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    )
     if "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     placed = assign_devices(devices, workers, args.device)  # (device, CUDA memory cap) of each worker
     device = lambda i: placed[i][0]  # noqa: E731
     caps = [cap for _, cap in placed]
     envs = [{**env, MEMORY_FRACTION_ENV: str(cap)} if cap else env for cap in caps] if any(caps) else env
-    commands = [_worker_command(args, str(Path(args.space).resolve()), out, name, total, i, device(i), remaining)
-                for i in range(workers)]
+    commands = [
+        _worker_command(args, str(Path(args.space).resolve()), out, name, total, i, device(i), remaining)
+        for i in range(workers)
+    ]
     errors: list[str] = []
     ran = [0]
 
     def on_line(i: int, line: str, is_err: bool) -> None:
         if is_err and line.startswith("error: "):
-            errors.append(line[len("error: "):])
+            errors.append(line[len("error: ") :])
             return
         ran[0] += line.startswith("trial ")
         print(f"[w{i}] {line}", file=sys.stderr if is_err else sys.stdout, flush=True)
@@ -251,8 +330,10 @@ def _run_workers(args: Any, space: Any, extra: dict, spec: Any, out: Path, name:
             raise CLIError(errors[0])
         for i, code in enumerate(codes):
             if code < 0:
-                print(f"worker {i} ended by signal {-code}; its trial is re-queued by the others or the next run",
-                      flush=True)
+                print(
+                    f"worker {i} ended by signal {-code}; its trial is re-queued by the others or the next run",
+                    flush=True,
+                )
     else:
         print(f"timeout of {s.limit:g}s reached during the references; rerun to continue", flush=True)
     return finish(s, refs, _draw(args), ran[0])
@@ -266,8 +347,9 @@ def _snapshot(out: Path, name: str, spec: Any) -> None:
         if sqlite_snapshot(out, name, spec):
             print(f"study.db: a copy of {spec.shown} for optuna-dashboard; the journal stays the storage", flush=True)
     except Exception as e:  # noqa: BLE001 - a convenience copy must not fail a finished search
-        print(f"could not refresh study.db from the journal ({type(e).__name__}: {e}); the journal is intact",
-              flush=True)
+        print(
+            f"could not refresh study.db from the journal ({type(e).__name__}: {e}); the journal is intact", flush=True
+        )
 
 
 def _default_workers(args: Any, space: Any, extra: dict, n_trials: int) -> int:
@@ -320,35 +402,63 @@ def _search(argv: Sequence[str] | None) -> int:
     if args.worker_index is not None or workers == 1:
         _cap_memory(extra.get("train.device", args.device))  # set by --workers for workers that share a GPU
     if args.worker_index is not None:  # one of the processes --workers started: trial lines only
-        s = prepare(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials, timeout=args.timeout,
-                    seed=args.seed, extra=extra, heartbeat=args.heartbeat, worker_index=args.worker_index,
-                    on_event=_say)
+        s = prepare(
+            space,
+            out_dir=out,
+            storage=spec,
+            study_name=name,
+            n_trials=n_trials,
+            timeout=args.timeout,
+            seed=args.seed,
+            extra=extra,
+            heartbeat=args.heartbeat,
+            worker_index=args.worker_index,
+            on_event=_say,
+        )
         run_trials(s, on_trial=lambda r: print(trial_line(r), flush=True), write=False)
         return 0
-    print(f"study {name!r}: {n_trials} trials of {args.space} ({space.sampler}, objectives "
-          f"{', '.join(f'{o.direction[:3]} {o.name}' for o in space.objectives)}), out {out}, storage {spec.shown}"
-          + (f", {workers} workers" if workers > 1 else ""), flush=True)
+    print(
+        f"study {name!r}: {n_trials} trials of {args.space} ({space.sampler}, objectives "
+        f"{', '.join(f'{o.direction[:3]} {o.name}' for o in space.objectives)}), out {out}, storage {spec.shown}"
+        + (f", {workers} workers" if workers > 1 else ""),
+        flush=True,
+    )
     t0 = time.perf_counter()
     if workers > 1:
         result = _run_workers(args, space, extra, spec, out, name, n_trials, workers, devices)
     else:
-        result = run_search(space, out_dir=out, storage=spec, study_name=name, n_trials=n_trials,
-                            timeout=args.timeout, seed=args.seed, extra=extra, references=not args.no_references,
-                            draw=_draw(args), heartbeat=args.heartbeat,
-                            on_trial=lambda r: print(trial_line(r), flush=True), on_reference=_on_reference,
-                            on_event=_say)
+        result = run_search(
+            space,
+            out_dir=out,
+            storage=spec,
+            study_name=name,
+            n_trials=n_trials,
+            timeout=args.timeout,
+            seed=args.seed,
+            extra=extra,
+            references=not args.no_references,
+            draw=_draw(args),
+            heartbeat=args.heartbeat,
+            on_trial=lambda r: print(trial_line(r), flush=True),
+            on_reference=_on_reference,
+            on_event=_say,
+        )
     from plsearch.outputs import claim_results
 
     claim_results(out, name, storage=spec.target, force=args.force)  # record the folder's study
     n_done = tally(result.study)[0]
-    print(f"\n{n_done} finished trial(s), {result.ran} this run, {time.perf_counter() - t0:.0f}s. Pareto front "
-          f"(validation; {', '.join(space.metric_names)}):")
+    print(
+        f"\n{n_done} finished trial(s), {result.ran} this run, {time.perf_counter() - t0:.0f}s. Pareto front "
+        f"(validation; {', '.join(space.metric_names)}):"
+    )
     print(pareto_markdown(result.pareto), end="")
     print(degenerate_line(result.records), end="")
     for what, where in result.plots.items():
         print(f"{what}: {where}")
-    print(f"records: {out / 'trials.jsonl'}; Pareto configs: {out / 'pareto'}/trial_<n>.yaml; rerun the same "
-          "command to add trials (--n-trials) or resume")
+    print(
+        f"records: {out / 'trials.jsonl'}; Pareto configs: {out / 'pareto'}/trial_<n>.yaml; rerun the same "
+        "command to add trials (--n-trials) or resume"
+    )
     return 0
 
 
@@ -368,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if type(e).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2"):
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise CLIError(
-                    redact(f"storage error ({first}); check the database server and rerun to resume")) from None
+                    redact(f"storage error ({first}); check the database server and rerun to resume")
+                ) from None
             raise
 
     def on_term(signum: int, frame: Any) -> None:

@@ -26,15 +26,25 @@ __all__ = ["main", "build_parser", "resolve_config", "parse_sets", "qualify_key"
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m plsearch.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="python -m plsearch.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", default="", help="data folder with images/ and masks/ (default: synthetic set)")
     p.add_argument("--model", default="plnet", help="preset: plnet, plnet-small, bionet, unet [plnet]")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.ocs=0.5 --set train.lr=3e-4")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set model.ocs=0.5 --set train.lr=3e-4",
+    )
     p.add_argument("--out", required=True, help="run folder to write (must not hold a run unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--trial", help="retrain a search trial's config (e.g. results/ipl_epl:12); raise the fidelity "
-                   "with --set/--epochs/--image-size (--model is ignored)")
+    p.add_argument(
+        "--trial",
+        help="retrain a search trial's config (e.g. results/ipl_epl:12); raise the fidelity "
+        "with --set/--epochs/--image-size (--model is ignored)",
+    )
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--image-size", type=int, help="data.image_size")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N [auto]")
@@ -63,14 +73,18 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
         cfg = RunConfig.from_dict(read_checkpoint(out / "last.pt")["run_config"] or {})
         own = cfg.data.root or "the synthetic set"
         if args.data and (not cfg.data.root or Path(args.data).resolve() != Path(cfg.data.root).resolve()):
-            raise CLIError(f"--resume continues on the run's own data ({own}), not {args.data}; drop --data, or "
-                           "train a new run with another --out")
+            raise CLIError(
+                f"--resume continues on the run's own data ({own}), not {args.data}; drop --data, or "
+                "train a new run with another --out"
+            )
         check_out(out, inputs=[cfg.data.root or None])
         resumed = resolve(cfg, overrides)
         changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
         if changed:  # the checkpoint's weights would not fit: refuse before anything is written
-            raise CLIError(f"--resume continues the run's own model; {changed[0]} would change it, drop that "
-                           "--set or train a new run with another --out")
+            raise CLIError(
+                f"--resume continues the run's own model; {changed[0]} would change it, drop that "
+                "--set or train a new run with another --out"
+            )
         from plsearch.model import PLNet
 
         shapes = {k: tuple(v.shape) for k, v in PLNet.from_config(resumed.model).state_dict().items()}
@@ -114,14 +128,23 @@ def _train(argv: Sequence[str] | None) -> int:
     splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
     cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=splits)
     if not len(splits["train"]) or not len(splits["val"]):
-        raise CLIError(f"{cfg.data.root or 'the synthetic set'} gives {len(splits['train'])} training and "
-                       f"{len(splits['val'])} validation images; training needs both: add images (at least 2 pairs) "
-                       "or change data.val_fraction")
+        raise CLIError(
+            f"{cfg.data.root or 'the synthetic set'} gives {len(splits['train'])} training and "
+            f"{len(splits['val'])} validation images; training needs both: add images (at least 2 pairs) "
+            "or change data.val_fraction"
+        )
     from plsearch.memory import check_fits
     from plsearch.outputs import RUN_FILES, claim_folder, record_written
 
-    check_fits(cfg.model, cfg.data.image_size, batch=cfg.train.batch_size, training=True, device=device,
-               dtype_bytes=2 if device.type == "cuda" and cfg.train.amp else 4, flag="--image-size")
+    check_fits(
+        cfg.model,
+        cfg.data.image_size,
+        batch=cfg.train.batch_size,
+        training=True,
+        device=device,
+        dtype_bytes=2 if device.type == "cuda" and cfg.train.amp else 4,
+        flag="--image-size",
+    )
     out = Path(args.out)
     claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl", "last.pt"))
     record_written(out, RUN_FILES)
@@ -129,19 +152,44 @@ def _train(argv: Sequence[str] | None) -> int:
     torch.manual_seed(cfg.train.seed)  # model initialisation is part of the run's seed
     model = PLNet.from_config(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
-    what = 'resumed run' if args.resume else (f'trial {args.trial}' if getattr(args, 'trial', None) else args.model)
-    print(f"training {what}: {n_params / 1e6:.3f} M params, "
-          f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test images at "
-          f"{cfg.data.image_size} px on {device}", file=sys.stderr)
-    result = fit(model, splits["train"], splits["val"], cfg.train, num_classes=cfg.model.num_classes, out_dir=out,
-                 run_config=cfg, resume=args.resume, progress=not args.quiet)
-    print(f"best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch} of {result.epochs_run} "
-          f"({result.stopped}, {result.seconds:.1f}s)")
-    summary: dict[str, Any] = {"best_val_dice": result.best_val_dice, "best_epoch": result.best_epoch,
-                               "epochs_run": result.epochs_run, "stopped": result.stopped, "params": n_params}
+    what = "resumed run" if args.resume else (f"trial {args.trial}" if getattr(args, "trial", None) else args.model)
+    print(
+        f"training {what}: {n_params / 1e6:.3f} M params, "
+        f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test images at "
+        f"{cfg.data.image_size} px on {device}",
+        file=sys.stderr,
+    )
+    result = fit(
+        model,
+        splits["train"],
+        splits["val"],
+        cfg.train,
+        num_classes=cfg.model.num_classes,
+        out_dir=out,
+        run_config=cfg,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch} of {result.epochs_run} "
+        f"({result.stopped}, {result.seconds:.1f}s)"
+    )
+    summary: dict[str, Any] = {
+        "best_val_dice": result.best_val_dice,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "params": n_params,
+    }
     if len(splits["test"]):
-        test = evaluate_model(model, splits["test"], num_classes=cfg.model.num_classes,
-                              batch_size=cfg.train.eval_batch_size, device=device, amp=cfg.train.amp)
+        test = evaluate_model(
+            model,
+            splits["test"],
+            num_classes=cfg.model.num_classes,
+            batch_size=cfg.train.eval_batch_size,
+            device=device,
+            amp=cfg.train.amp,
+        )
         summary["test"] = test
         print(format_metrics(test, f"test metrics (best epoch, {out / 'best.pt'}):"))
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))

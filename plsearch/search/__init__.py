@@ -31,7 +31,26 @@ from plsearch.search.runner import SearchError, SearchResult, run_search
 from plsearch.search.space import SearchSpace, SearchSpaceError, load_space, parse_space
 from plsearch.search.storage import StorageError, redact_url
 
-__all__ = ["SearchSpace", "SearchSpaceError", "load_space", "parse_space", "Objective", "MetricContext",
-           "register_metric", "DominancePruner", "run_search", "SearchResult", "SearchError", "StorageError",
-           "redact_url", "get_metric", "list_metrics", "register_sampler", "get_sampler", "list_samplers",
-           "register_pruner", "get_pruner", "list_pruners"]
+__all__ = [
+    "SearchSpace",
+    "SearchSpaceError",
+    "load_space",
+    "parse_space",
+    "Objective",
+    "MetricContext",
+    "register_metric",
+    "DominancePruner",
+    "run_search",
+    "SearchResult",
+    "SearchError",
+    "StorageError",
+    "redact_url",
+    "get_metric",
+    "list_metrics",
+    "register_sampler",
+    "get_sampler",
+    "list_samplers",
+    "register_pruner",
+    "get_pruner",
+    "list_pruners",
+]

@@ -1,11 +1,11 @@
 """Multi-objective asynchronous successive halving (MOASHA, Schmucker et al. 2021), stop-or-go form.
 
-Rungs sit at ``min_epochs * eta**k`` epochs, up to ``epochs / eta`` (the top rung is the full run). When a trial finishes a
-rung's epoch it goes on only if it ranks in the top ``n // eta`` of the ``n`` trials that reached
-that rung so far, itself included (all go on while ``n < eta``). Ranking is non-dominated sorting over the study's
-objectives with the accuracy taken at the rung (sizes are exact before training), ties inside a
-front broken by crowding distance (larger first), then by Dice, then by trial number. A trial whose
-rung Dice is no better than the trivial predictors' (``floor``) ranks below every trial that beats it.
+Rungs sit at ``min_epochs * eta**k`` epochs, up to ``epochs / eta`` (the top rung is the full run). When a
+trial finishes a rung's epoch it goes on only if it ranks in the top ``n // eta`` of the ``n`` trials that
+reached that rung so far, itself included (all go on while ``n < eta``). Ranking is non-dominated sorting over
+the study's objectives with the accuracy taken at the rung (sizes are exact before training), ties inside a
+front broken by crowding distance (larger first), then by Dice, then by trial number. A trial whose rung Dice
+is no better than the trivial predictors' (``floor``) ranks below every trial that beats it.
 
 Everything here is pure: the storage protocol (write own rung result, then read the peers) lives
 in ``plsearch.search.pruning.AshaPruner``.
@@ -81,8 +81,10 @@ def crowding(points: Sequence[Sequence[float]], front: Sequence[int]) -> dict[in
 
 def ranking(results: Sequence[RungResult], floor: float | None = None) -> list[int]:
     """Trial numbers of ``results``, best first (see the module docstring)."""
-    groups = ([r for r in results if floor is None or r.dice > floor],
-              [r for r in results if floor is not None and r.dice <= floor])
+    groups = (
+        [r for r in results if floor is None or r.dice > floor],
+        [r for r in results if floor is not None and r.dice <= floor],
+    )
     order: list[int] = []
     for group in groups:
         pts = [(-r.dice, *r.size) for r in group]

@@ -24,10 +24,13 @@ def preset_at_fidelity(name: str, fixed: Mapping[str, Any]) -> ModelConfig:
     default = ModelConfig()
     width = float(fixed.get("model.base_width", default.base_width))
     preset = preset_config(name)
-    return preset_config(name, base_width=max(1, round(preset.base_width * width / default.base_width)),
-                         in_channels=int(fixed.get("model.in_channels", default.in_channels)),
-                         num_classes=int(fixed.get("model.num_classes", default.num_classes)),
-                         spatial_dims=int(fixed.get("model.spatial_dims", default.spatial_dims)))
+    return preset_config(
+        name,
+        base_width=max(1, round(preset.base_width * width / default.base_width)),
+        in_channels=int(fixed.get("model.in_channels", default.in_channels)),
+        num_classes=int(fixed.get("model.num_classes", default.num_classes)),
+        spatial_dims=int(fixed.get("model.spatial_dims", default.spatial_dims)),
+    )
 
 
 def resolve_budget(metric: str, spec: Mapping[str, Any], fixed: Mapping[str, Any]) -> tuple[float, str]:
@@ -41,8 +44,10 @@ def resolve_budget(metric: str, spec: Mapping[str, Any], fixed: Mapping[str, Any
 
     bad = sorted(set(map(str, spec)) - PRESET_KEYS)
     if bad or "at_most" not in spec:
-        raise ValueError(f"constraints.{metric}={dict(spec)!r}: give a number, or {{at_most: PRESET}} with an "
-                         f"optional times: X (unknown keys: {', '.join(bad) or 'none'})")
+        raise ValueError(
+            f"constraints.{metric}={dict(spec)!r}: give a number, or {{at_most: PRESET}} with an "
+            f"optional times: X (unknown keys: {', '.join(bad) or 'none'})"
+        )
     name, times = spec["at_most"], spec.get("times", 1.0)
     if name not in list_models():
         raise ValueError(f"constraints.{metric}.at_most={name!r} is not a preset; choose one of {list_models()}")
@@ -53,6 +58,8 @@ def resolve_budget(metric: str, spec: Mapping[str, Any], fixed: Mapping[str, Any
     size = int(fixed.get("data.image_size", 224))
     est = estimate(preset_at_fidelity(name, fixed), size)
     value = float(getattr(est, metric)) * float(times)
-    note = (f"{metric} <= {value:.4g}: {times:g} x {name}'s {metric} at this fidelity "
-            f"({size} px, base width {fixed.get('model.base_width', ModelConfig().base_width)})")
+    note = (
+        f"{metric} <= {value:.4g}: {times:g} x {name}'s {metric} at this fidelity "
+        f"({size} px, base width {fixed.get('model.base_width', ModelConfig().base_width)})"
+    )
     return value, note

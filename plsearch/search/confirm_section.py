@@ -36,14 +36,16 @@ def parse_confirm_section(raw: Any) -> ConfirmSection:
         return ConfirmSection()
     if not isinstance(raw, Mapping):
         raise ValueError(  # noqa: TRY004 - the space parser reports ValueErrors
-            f"confirm: must be a mapping with keys {', '.join(KEYS)}, got {type(raw).__name__}")
+            f"confirm: must be a mapping with keys {', '.join(KEYS)}, got {type(raw).__name__}"
+        )
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ValueError(f"confirm: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
     fidelity = raw.get("fidelity") or {}
     if not isinstance(fidelity, Mapping):
         raise ValueError(  # noqa: TRY004
-            "confirm.fidelity must map dotted config paths to values, e.g. {train.epochs: 60}")
+            "confirm.fidelity must map dotted config paths to values, e.g. {train.epochs: 60}"
+        )
     from plsearch.gate import check_value
 
     checked = {}

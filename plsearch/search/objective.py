@@ -44,8 +44,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Objective", "Outcome", "train_and_score", "load_data", "Metric", "MetricContext", "register_metric",
-           "resolve_metric", "BUILTIN_METRICS"]
+__all__ = [
+    "Objective",
+    "Outcome",
+    "train_and_score",
+    "load_data",
+    "Metric",
+    "MetricContext",
+    "register_metric",
+    "resolve_metric",
+    "BUILTIN_METRICS",
+]
 
 
 @dataclass
@@ -63,7 +72,8 @@ def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, (RuntimeError, MemoryError)) and ("out of memory" in str(e) or "can't allocate" in str(e)))
+        isinstance(e, (RuntimeError, MemoryError)) and ("out of memory" in str(e) or "can't allocate" in str(e))
+    )
 
 
 class Objective:
@@ -109,8 +119,9 @@ class Objective:
             from plsearch.gate import check_device
             from plsearch.model import PLNet
 
-            p = plsearch.profile(PLNet.from_config(cfg.model), cfg.data.image_size, memory=False,
-                                 device=check_device(cfg.train.device))
+            p = plsearch.profile(
+                PLNet.from_config(cfg.model), cfg.data.image_size, memory=False, device=check_device(cfg.train.device)
+            )
             prof["latency_ms"] = p.latency_ms
         return prof
 
@@ -149,8 +160,9 @@ class Objective:
             return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
         floor = self.trivial(cfg)
         trial.set_user_attr("trivial_val_dice", floor)
-        callback = make_epoch_callback(trial, self.space, prof, cfg.train.epochs,
-                                       floor=floor["best"] + self.space.trivial_margin)
+        callback = make_epoch_callback(
+            trial, self.space, prof, cfg.train.epochs, floor=floor["best"] + self.space.trivial_margin
+        )
         return self._train(trial, cfg, prof, callback, floor)
 
     def trivial(self, cfg: RunConfig) -> dict[str, float]:
@@ -173,8 +185,14 @@ class Objective:
         trial.set_user_attr("feasible", False)
         return Outcome("complete", self.worst(prof or {}), feasible=False, reason=reason)
 
-    def _train(self, trial: Any, cfg: RunConfig, prof: dict[str, Any], callback: Callable,
-               floor: Mapping[str, float] | None = None) -> Outcome:
+    def _train(
+        self,
+        trial: Any,
+        cfg: RunConfig,
+        prof: dict[str, Any],
+        callback: Callable,
+        floor: Mapping[str, float] | None = None,
+    ) -> Outcome:
         import optuna
         import torch
 
@@ -206,8 +224,12 @@ class Objective:
             which = "all-background" if floor["all_background"] >= floor["all_foreground"] else "all-foreground"
             trial.set_user_attr("degenerate", True)
             plus = f" + margin {margin:g}" if margin else ""
-            return self._infeasible(trial, prof, f"degenerate: val Dice {metrics['val_dice']:.4f} <= {which} "
-                                                 f"{floor['best']:.4f}{plus} (a trivial predictor on the same split)")
+            return self._infeasible(
+                trial,
+                prof,
+                f"degenerate: val Dice {metrics['val_dice']:.4f} <= {which} "
+                f"{floor['best']:.4f}{plus} (a trivial predictor on the same split)",
+            )
         trial.set_user_attr("feasible", True)
         self._set_constraints(trial, prof, True)
         return Outcome("complete", values)
@@ -223,9 +245,13 @@ class Objective:
             log.warning("trial %d: could not keep its weights (%s)", trial.number, e)
 
 
-def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[Metric] = (),
-                    on_epoch_end: Callable[[int, dict], Any] | None = None,
-                    keep: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+def train_and_score(
+    cfg: RunConfig,
+    prof: Mapping[str, Any],
+    metrics: Sequence[Metric] = (),
+    on_epoch_end: Callable[[int, dict], Any] | None = None,
+    keep: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
     """Build ``cfg.model``, ``fit`` it on the cached data, and return the metrics dict.
 
     ``keep(model)`` is called with the trained model (best-epoch weights), e.g. to store them.
@@ -242,12 +268,23 @@ def train_and_score(cfg: RunConfig, prof: Mapping[str, Any], metrics: Sequence[M
     torch.manual_seed(cfg.train.seed)  # initial weights are part of the trial's seed
     model = PLNet.from_config(cfg.model)
     t0 = time.perf_counter()
-    result = fit(model, splits["train"], splits["val"], cfg.train, num_classes=cfg.model.num_classes,
-                 run_config=cfg, on_epoch_end=on_epoch_end)
+    result = fit(
+        model,
+        splits["train"],
+        splits["val"],
+        cfg.train,
+        num_classes=cfg.model.num_classes,
+        run_config=cfg,
+        on_epoch_end=on_epoch_end,
+    )
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), result.history[-1])
-    out = {"val_dice": float(result.best_val_dice), "val_iou": float(best.get("val_iou", math.nan)),
-           "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-           "train_seconds": round(time.perf_counter() - t0, 3)}
+    out = {
+        "val_dice": float(result.best_val_dice),
+        "val_iou": float(best.get("val_iou", math.nan)),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(time.perf_counter() - t0, 3),
+    }
     if keep is not None:
         keep(model.eval())
     ctx = MetricContext(model.eval(), cfg, splits, result, out, dict(prof))

@@ -17,8 +17,23 @@ from plsearch.config import ConfigError, path_type, yaml_number
 from plsearch.gate import check_value as gate_check_value
 from plsearch.search.registries import get_sampler, list_samplers, resolve_metric
 
-SECTIONS = ("name", "description", "imports", "objectives", "constraints", "fidelity", "sampler", "seed", "pruning",
-            "n_trials", "timeout", "references", "profile", "confirm", "trivial_margin")
+SECTIONS = (
+    "name",
+    "description",
+    "imports",
+    "objectives",
+    "constraints",
+    "fidelity",
+    "sampler",
+    "seed",
+    "pruning",
+    "n_trials",
+    "timeout",
+    "references",
+    "profile",
+    "confirm",
+    "trivial_margin",
+)
 CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
 DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")
 
@@ -78,7 +93,8 @@ def _field_type(path: str) -> Any:
     if path.partition(".")[0] not in ("model", "data", "train") or "." not in path:
         raise SearchSpaceError(
             f"unknown key {path!r}; a search axis is a dotted RunConfig path starting with model., data. or "
-            f"train.; sections are: {', '.join(SECTIONS)}")
+            f"train.; sections are: {', '.join(SECTIONS)}"
+        )
     try:
         return path_type(path)
     except ConfigError as e:
@@ -113,8 +129,10 @@ def parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
     allowed = {"low", "high", "step", "log", "choices", "value"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise SearchSpaceError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
-                               "low/high (+ step or log), choices, or value")
+        raise SearchSpaceError(
+            f"{path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
+            "low/high (+ step or log), choices, or value"
+        )
     if "value" in spec:
         if len(spec) > 1:
             raise SearchSpaceError(f"{path}: 'value' fixes the path and cannot be combined with other keys")
@@ -127,14 +145,17 @@ def parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
             raise SearchSpaceError(f"{path}: choices must be a non-empty list, got {choices!r}")
         for c in choices:
             if c is not None and not isinstance(c, (bool, int, float, str)):
-                raise SearchSpaceError(f"{path}: choice {c!r} is not a scalar; Optuna choices must be "
-                                       "null, bool, int, float or str (fix list values with {value: [...]})")
+                raise SearchSpaceError(
+                    f"{path}: choice {c!r} is not a scalar; Optuna choices must be "
+                    "null, bool, int, float or str (fix list values with {value: [...]})"
+                )
         if len({(type(c), c) for c in choices}) != len(choices):
             raise SearchSpaceError(f"{path}: choices {choices!r} repeat a value; list each once")
         return Axis(path, "categorical", choices=tuple(check_value(path, c) for c in choices))
     if "low" not in spec or "high" not in spec:
-        raise SearchSpaceError(f"{path}: a range needs both low and high (got {sorted(spec)}); "
-                               "or use choices: [...] or a fixed value")
+        raise SearchSpaceError(
+            f"{path}: a range needs both low and high (got {sorted(spec)}); or use choices: [...] or a fixed value"
+        )
     is_int = tp is int
     if not is_int and tp is not float:
         raise SearchSpaceError(f"{path}: a low/high range needs a number field, {path} is {tp}; use choices: [...]")
@@ -149,8 +170,7 @@ def parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
     if low > high:
         raise SearchSpaceError(f"{path}: inverted range low={low} > high={high}; swap them")
     if low == high:
-        raise SearchSpaceError(f"{path}: empty range low == high == {low}; give a fixed value instead "
-                               f"({path}: {low})")
+        raise SearchSpaceError(f"{path}: empty range low == high == {low}; give a fixed value instead ({path}: {low})")
     if step is not None:
         step = number(path, "step", step)
         if log:
@@ -159,8 +179,9 @@ def parse_axis(path: str, spec: Any) -> Axis | tuple[str, Any]:
             raise SearchSpaceError(f"{path}: step={step!r} must be a positive {'integer' if is_int else 'number'}")
         n = (high - low) / step
         if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
-            raise SearchSpaceError(f"{path}: step={step} does not divide high - low = {high - low}; choose a "
-                                   "step that does or move high")
+            raise SearchSpaceError(
+                f"{path}: step={step} does not divide high - low = {high - low}; choose a step that does or move high"
+            )
     if log and low <= 0:
         raise SearchSpaceError(f"{path}: log=true needs low > 0, got low={low}")
     for v in (low, high):
@@ -181,8 +202,10 @@ def parse_objectives(spec: Any) -> tuple[MetricSpec, ...]:
         if isinstance(item, Mapping):
             extra = sorted(set(item) - {"metric", "direction"})
             if extra or "metric" not in item:
-                raise SearchSpaceError(f"objectives: entry {dict(item)!r} must be a metric name or "
-                                       "{metric: NAME, direction: maximize|minimize}")
+                raise SearchSpaceError(
+                    f"objectives: entry {dict(item)!r} must be a metric name or "
+                    "{metric: NAME, direction: maximize|minimize}"
+                )
             name, direction = item["metric"], item.get("direction")
         else:
             name = item
@@ -228,8 +251,6 @@ def as_int(key: str, v: Any, lo: int) -> int:
     return v
 
 
-
-
 def parse_constraints(cons: Any, fixed: Mapping[str, Any] | None = None) -> tuple[tuple[str, float], ...]:
     """Upper bounds: a number, or ``{at_most: PRESET, times: X}`` (the preset's size at the space's
     fidelity ``fixed``, see ``plsearch.search.budgets``)."""
@@ -240,8 +261,10 @@ def parse_constraints(cons: Any, fixed: Mapping[str, Any] | None = None) -> tupl
     for k, v in cons.items():
         v = yaml_number(v)
         if k not in CONSTRAINT_METRICS:
-            raise SearchSpaceError(f"constraints: unknown metric {k!r}; allowed: {', '.join(CONSTRAINT_METRICS)} "
-                                   "(upper bounds checked before training)")
+            raise SearchSpaceError(
+                f"constraints: unknown metric {k!r}; allowed: {', '.join(CONSTRAINT_METRICS)} "
+                "(upper bounds checked before training)"
+            )
         if isinstance(v, Mapping):
             from plsearch.search.budgets import resolve_budget
 
@@ -262,8 +285,9 @@ def parse_pruning(pr: Any) -> Pruning:
         raise SearchSpaceError(f"pruning={pr!r} must be true, false or a mapping")
     valid = [f.name for f in fields(Pruning)]
     if set(pr) - set(valid):
-        raise SearchSpaceError(f"pruning: unknown key(s) {', '.join(sorted(map(str, set(pr) - set(valid))))}; "
-                               f"valid: {', '.join(valid)}")
+        raise SearchSpaceError(
+            f"pruning: unknown key(s) {', '.join(sorted(map(str, set(pr) - set(valid))))}; valid: {', '.join(valid)}"
+        )
     enabled = pr.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SearchSpaceError(f"pruning.enabled={enabled!r} must be true or false")
@@ -272,10 +296,15 @@ def parse_pruning(pr: Any) -> Pruning:
     name = pr.get("name")
     if name is not None and name not in list_pruners():
         raise SearchSpaceError(f"pruning.name={name!r} is not known; choose one of {', '.join(list_pruners())}")
-    return Pruning(enabled, as_int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
-                   as_int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
-                   float(number("pruning", "min_delta", pr.get("min_delta", 0.0))), name,
-                   as_int("pruning.min_epochs", pr.get("min_epochs", 1), 1), as_int("pruning.eta", pr.get("eta", 3), 2))
+    return Pruning(
+        enabled,
+        as_int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
+        as_int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
+        float(number("pruning", "min_delta", pr.get("min_delta", 0.0))),
+        name,
+        as_int("pruning.min_epochs", pr.get("min_epochs", 1), 1),
+        as_int("pruning.eta", pr.get("eta", 3), 2),
+    )
 
 
 def parse_references(refs: Any) -> tuple[str, ...]:
@@ -307,7 +336,8 @@ def run_imports(entries: Any, base_dir: Path | None) -> None:
                 importlib.import_module(entry)
             except ImportError as e:
                 raise SearchSpaceError(
-                    f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH") from None
+                    f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH"
+                ) from None
             continue
         path = (Path(base_dir or ".") / entry).resolve()
         main = getattr(sys.modules.get("__main__"), "__file__", None)

@@ -75,8 +75,9 @@ class DominancePruner:
     n_warmup_epochs: int = 1
     min_delta: float = 0.0
 
-    def dominated_by(self, epoch: int, dice: float, size: float | Sequence[float],
-                     others: Sequence[Curve]) -> Curve | None:
+    def dominated_by(
+        self, epoch: int, dice: float, size: float | Sequence[float], others: Sequence[Curve]
+    ) -> Curve | None:
         """The trial that dominates ``(size, dice)`` after ``epoch`` (1-based), or None (keep going).
 
         ``size`` holds one value per size measure, in the order of ``Curve.size``; smaller is better.
@@ -86,14 +87,18 @@ class DominancePruner:
             return None
         best = None
         for c in others:
-            beats = all(a <= b for a, b in zip(c.size, size)) and len(c.dice) >= epoch \
+            beats = (
+                all(a <= b for a, b in zip(c.size, size))
+                and len(c.dice) >= epoch
                 and c.dice[epoch - 1] > dice + self.min_delta
+            )
             if beats and (best is None or c.dice[epoch - 1] > best.dice[epoch - 1]):
                 best = c
         return best
 
 
 # ----------------------------------------------------------------------------- pruners by name
+
 
 @dataclass(frozen=True)
 class EpochState:
@@ -136,12 +141,15 @@ class _Dominance:
         from optuna.trial import TrialState
 
         others = curves_from_trials(
-            s.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), s.keys)
+            s.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), s.keys
+        )
         dom = self.rule.dominated_by(s.epoch, s.curve[-1], s.size, others)
         if dom is None:
             return None
         sizes = ", ".join(f"{k} {a:.3g} <= {b:.3g}" for k, a, b in zip(s.keys, dom.size, s.size))
-        return f"epoch {s.epoch}: val Dice {s.curve[-1]:.4f} < {dom.dice[s.epoch - 1]:.4f} of trial {dom.number} ({sizes})"
+        return (
+            f"epoch {s.epoch}: val Dice {s.curve[-1]:.4f} < {dom.dice[s.epoch - 1]:.4f} of trial {dom.number} ({sizes})"
+        )
 
 
 @register_pruner("median")
@@ -150,8 +158,10 @@ class _Median:
 
     def __init__(self, space: SearchSpace) -> None:
         if len(space.objectives) != 1:
-            raise ValueError("pruning name 'median' needs a single-objective study (Optuna cannot prune "
-                             "multi-objective ones); use asha or dominance")
+            raise ValueError(
+                "pruning name 'median' needs a single-objective study (Optuna cannot prune "
+                "multi-objective ones); use asha or dominance"
+            )
         self.metric = space.objectives[0].name
 
     def check(self, s: EpochState) -> str | None:
@@ -210,17 +220,25 @@ class AshaPruner:
         s.trial.set_user_attr(RUNG_ATTR, rungs)  # write first, then read: see the class docstring
         me = RungResult(s.trial.number, s.curve[-1], size)
         d = decide(me, self.peers(s.trial, s.epoch, keys), self.eta, s.floor)
-        rungs[str(s.epoch)] = {"val_dice": s.curve[-1], "peers": list(d.peers), "rank": d.rank, "keep": d.keep,
-                               "promoted": d.promoted}
+        rungs[str(s.epoch)] = {
+            "val_dice": s.curve[-1],
+            "peers": list(d.peers),
+            "rank": d.rank,
+            "keep": d.keep,
+            "promoted": d.promoted,
+        }
         s.trial.set_user_attr(RUNG_ATTR, rungs)
         if d.promoted:
             return None
-        return (f"epoch {s.epoch}: rank {d.rank + 1} of {len(d.peers) + 1} at the rung (top {d.keep} go on), "
-                f"val Dice {s.curve[-1]:.4f}")
+        return (
+            f"epoch {s.epoch}: rank {d.rank + 1} of {len(d.peers) + 1} at the rung (top {d.keep} go on), "
+            f"val Dice {s.curve[-1]:.4f}"
+        )
 
 
-def make_epoch_callback(trial: Any, space: SearchSpace, prof: Mapping[str, Any],
-                        epochs: int, floor: float | None = None) -> Callable[[int, dict], None]:
+def make_epoch_callback(
+    trial: Any, space: SearchSpace, prof: Mapping[str, Any], epochs: int, floor: float | None = None
+) -> Callable[[int, dict], None]:
     """``fit``'s ``on_epoch_end``: records the Dice curve and raises ``optuna.TrialPruned`` when the
     space's pruner (``pruner_name``) says stop. ``floor``: the trivial predictors' val Dice."""
     import optuna
@@ -248,6 +266,7 @@ def study_pruner(space: SearchSpace) -> Any:
     import optuna
 
     if pruner_name(space) == "median" and len(space.objectives) == 1:
-        return optuna.pruners.MedianPruner(n_startup_trials=space.pruning.n_startup_trials,
-                                           n_warmup_steps=space.pruning.n_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=space.pruning.n_startup_trials, n_warmup_steps=space.pruning.n_warmup_epochs
+        )
     return optuna.pruners.NopPruner()

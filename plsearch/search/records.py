@@ -49,13 +49,24 @@ def trial_record(t: Any, metric_names: Sequence[str]) -> dict[str, Any]:
         seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
     values = dict(zip(metric_names, t.values)) if t.values is not None and t.state.name == "COMPLETE" else None
     rec = {
-        "number": t.number, "state": t.state.name, "feasible": bool(ua.get("feasible", False)) if
-        t.state.name == "COMPLETE" else None,
-        "params": dict(t.params), "values": values, "metrics": ua.get("metrics"), "profile": ua.get("profile"),
-        "constraints": dict(t.constraints), "val_dice_curve": ua.get(CURVE_ATTR), "seed": ua.get("seed"),
-        "config": ua.get("config"), "versions": ua.get("versions"), "git_rev": ua.get("git_rev"),
-        "worker": ua.get("worker"), "seconds": seconds, "fail_reason": ua.get("fail_reason"),
-        "duplicate_of": ua.get("duplicate_of"), "requeued": ua.get("requeued", False),
+        "number": t.number,
+        "state": t.state.name,
+        "feasible": bool(ua.get("feasible", False)) if t.state.name == "COMPLETE" else None,
+        "params": dict(t.params),
+        "values": values,
+        "metrics": ua.get("metrics"),
+        "profile": ua.get("profile"),
+        "constraints": dict(t.constraints),
+        "val_dice_curve": ua.get(CURVE_ATTR),
+        "seed": ua.get("seed"),
+        "config": ua.get("config"),
+        "versions": ua.get("versions"),
+        "git_rev": ua.get("git_rev"),
+        "worker": ua.get("worker"),
+        "seconds": seconds,
+        "fail_reason": ua.get("fail_reason"),
+        "duplicate_of": ua.get("duplicate_of"),
+        "requeued": ua.get("requeued", False),
         "surplus": ua.get("surplus", False),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
     }
@@ -88,8 +99,9 @@ def write_outputs(study: Any, out_dir: str | Path) -> tuple[list[dict], list[dic
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    (out / "pareto.md").write_text(f"# Pareto front of study {study.study_name}\n\n" + pareto_markdown(rows)
-                                   + "\n" + degenerate_line(records))
+    (out / "pareto.md").write_text(
+        f"# Pareto front of study {study.study_name}\n\n" + pareto_markdown(rows) + "\n" + degenerate_line(records)
+    )
     pdir = out / "pareto"
     pdir.mkdir(exist_ok=True)
     keep = {f"trial_{r['number']}.yaml" for r in front}

@@ -34,8 +34,11 @@ def reference_config(space: "SearchSpace", name: str, extra: Mapping[str, Any] |
     given = [(p, v) for p, v in (*space.fixed, *(extra or {}).items())]
     model = dict(ModelConfig().to_dict(), **{p.split(".", 1)[1]: v for p, v in given if p.startswith("model.")})
     preset = preset_config(name)
-    sized = {"model.base_width": max(1, round(preset.base_width * model["base_width"] / ModelConfig().base_width)),
-             "model.num_classes": model["num_classes"], "model.spatial_dims": model["spatial_dims"]}
+    sized = {
+        "model.base_width": max(1, round(preset.base_width * model["base_width"] / ModelConfig().base_width)),
+        "model.num_classes": model["num_classes"],
+        "model.spatial_dims": model["spatial_dims"],
+    }
     fidelity = [(p, v) for p, v in given if not p.startswith("model.")]  # the preset keeps its own shape
     cfg = resolve(RunConfig(model=preset), [*fidelity, *sized.items()])
     return resolve(cfg, {}, data=load_data(cfg.data, cfg.model.num_classes))
@@ -56,9 +59,13 @@ def load_references(out_dir: str | Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[str, Any] | None = None,
-                     on_reference: Callable[[str, dict[str, Any], bool], None] | None = None,
-                     workers: int = 1) -> dict[str, dict]:
+def train_references(
+    space: "SearchSpace",
+    out_dir: str | Path,
+    extra: Mapping[str, Any] | None = None,
+    on_reference: Callable[[str, dict[str, Any], bool], None] | None = None,
+    workers: int = 1,
+) -> dict[str, dict]:
     """Train (or load from the cache) each of ``space.references``; returns ``{name: record}``.
 
     A record holds ``config``, ``key``, ``profile`` (params, macs), ``metrics`` (val_dice, ...),
@@ -66,8 +73,8 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
     each preset trains at ``plsearch.lr.lr_candidates(space)`` (3 rates spread over the axis) and keeps
     the best on validation (``lr``, ``lr_tried``; ``config`` holds the chosen rate): the same rule
     confirmation runs use, so no preset is compared at a rate that does not suit it.
-    ``on_reference(name, record, cached)`` is called after each one. ``workers`` > 1 trains that many presets at once, each in its own process
-    with one thread (small trials do not scale across threads; README, Speed).
+    ``on_reference(name, record, cached)`` is called after each one. ``workers`` > 1 trains that many
+    presets at once, each in its own process with one thread (small trials do not scale across threads; README, Speed).
     """
     from plsearch.lr import lr_candidates
 
@@ -79,8 +86,15 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
         try:
             cfg = reference_config(space, name, extra)
         except ConfigError as e:  # e.g. the preset's stride exceeds the space's images: say so, go on
-            result[name] = {"name": name, "key": None, "config": None, "profile": {"params": None, "macs": None},
-                            "metrics": None, "fail_reason": f"ConfigError: {e}", "seconds": 0.0}
+            result[name] = {
+                "name": name,
+                "key": None,
+                "config": None,
+                "profile": {"params": None, "macs": None},
+                "metrics": None,
+                "fail_reason": f"ConfigError: {e}",
+                "seconds": 0.0,
+            }
             if on_reference:
                 on_reference(name, result[name], False)
             continue
@@ -105,8 +119,9 @@ def train_references(space: "SearchSpace", out_dir: str | Path, extra: Mapping[s
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn, not fork: a forked child of a process that has run OpenMP code can hang in it
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+        ) as pool:
             jobs = {pool.submit(_train_one, space, name, *spec, extra): name for name, spec in todo.items()}
             for job in as_completed(jobs):
                 done(jobs[job], job.result())
@@ -122,17 +137,25 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _train_one(space: "SearchSpace", name: str, cfg: RunConfig, key: str, lrs: list,
-               extra: Mapping[str, Any] | None) -> dict[str, Any]:
+def _train_one(
+    space: "SearchSpace", name: str, cfg: RunConfig, key: str, lrs: list, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """Profile and train one reference (at each candidate rate); a failed training is recorded, not raised."""
     from plsearch.lr import choose_lr
     from plsearch.search.objective import Objective, train_and_score
 
     t0 = time.perf_counter()
     prof = Objective(space, extra).measure(cfg)
-    rec: dict[str, Any] = {"name": name, "key": key, "config": cfg.to_dict(), "profile": prof,
-                           "metrics": None, "fail_reason": None}
+    rec: dict[str, Any] = {
+        "name": name,
+        "key": key,
+        "config": cfg.to_dict(),
+        "profile": prof,
+        "metrics": None,
+        "fail_reason": None,
+    }
     try:
+
         def train(c: RunConfig) -> dict[str, Any]:
             return train_and_score(c, prof)
 

@@ -34,8 +34,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
-__all__ = ["SearchError", "SearchResult", "Search", "prepare", "run_trials", "finish", "run_search", "open_study",
-           "make_storage", "make_sampler", "check_inputs", "SPACE_ATTR"]
+__all__ = [
+    "SearchError",
+    "SearchResult",
+    "Search",
+    "prepare",
+    "run_trials",
+    "finish",
+    "run_search",
+    "open_study",
+    "make_storage",
+    "make_sampler",
+    "check_inputs",
+    "SPACE_ATTR",
+]
 
 
 @dataclass
@@ -70,11 +82,21 @@ class Search:
         return worker_tag(self.run_id)
 
 
-def prepare(space: "SearchSpace", *, out_dir: str | Path, storage: str | StorageSpec | None = None,
-            study_name: str | None = None, n_trials: int | None = None, timeout: float | None = None,
-            seed: int | None = None, extra: Mapping[str, Any] | None = None, workers: int = 1,
-            heartbeat: int | None = 60, worker_index: int | None = None,
-            on_event: Callable[[str], None] | None = None) -> Search:
+def prepare(
+    space: "SearchSpace",
+    *,
+    out_dir: str | Path,
+    storage: str | StorageSpec | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    seed: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    heartbeat: int | None = 60,
+    worker_index: int | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> Search:
     """Check the inputs, open (or create) the study and recover its stale trials.
 
     Args:
@@ -102,16 +124,29 @@ def prepare(space: "SearchSpace", *, out_dir: str | Path, storage: str | Storage
 
         copied = copy_sqlite_into_journal(out, name, spec)
         if copied:
-            note(f"copied study {name!r} ({copied} trials) from study.db into {spec.shown} for several workers; "
-                 "study.db is left as it was")
+            note(
+                f"copied study {name!r} ({copied} trials) from study.db into {spec.shown} for several workers; "
+                "study.db is left as it was"
+            )
     beat = (int(heartbeat), 2 * int(heartbeat)) if spec.heartbeats and heartbeat else None
     run_id = uuid.uuid4().hex[:8]
     parallel = spec.shared and (workers > 1 or worker_index is not None or spec.kind == "rdb")
     offset = int(run_id, 16) % 100_000 if parallel else 0  # workers started together sample differently
     study = open_study(space, open_storage(spec, heartbeat=beat), name, space.seed + offset, parallel)
     out.mkdir(parents=True, exist_ok=True)
-    s = Search(space, extra, out, spec, study, n_trials if n_trials is not None else space.n_trials,
-               timeout if timeout is not None else space.timeout, t_start, run_id, beat, note)
+    s = Search(
+        space,
+        extra,
+        out,
+        spec,
+        study,
+        n_trials if n_trials is not None else space.n_trials,
+        timeout if timeout is not None else space.timeout,
+        t_start,
+        run_id,
+        beat,
+        note,
+    )
     with claim_lock(spec):
         stale = recover_stale(study, run_id, beat[1] if beat else None)
     if stale:
@@ -166,12 +201,15 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
         if finished:
             break
         if trial is None:  # the rest is running elsewhere: wait, to take over a trial whose worker dies
-            watched = [t for t in running
-                       if s.heartbeat or owner_state(t.user_attrs.get("worker"), s.run_id) != "foreign"]
+            watched = [
+                t for t in running if s.heartbeat or owner_state(t.user_attrs.get("worker"), s.run_id) != "foreign"
+            ]
             if not watched:
                 hosts = sorted({str(t.user_attrs.get("worker", "?")).split(":")[0] for t in running})
-                s.note(f"trial(s) {[t.number for t in running]} are RUNNING on {', '.join(hosts)} and cannot be "
-                       "watched without heartbeats; rerun when they have finished")
+                s.note(
+                    f"trial(s) {[t.number for t in running]} are RUNNING on {', '.join(hosts)} and cannot be "
+                    "watched without heartbeats; rerun when they have finished"
+                )
                 break
             if not waiting:
                 s.note(f"waiting for trial(s) {[t.number for t in running]} of other workers (n_trials {s.total})")
@@ -180,8 +218,9 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             continue
         waiting = False
         if is_surplus(s.study, trial.number, s.total):  # another machine asked at the same moment
-            requeue(s.study, trial._trial_id, f"surplus: {s.total} trials were already finished or running",
-                    attr="surplus")
+            requeue(
+                s.study, trial._trial_id, f"surplus: {s.total} trials were already finished or running", attr="surplus"
+            )
             continue
         for k, v in (("versions", env["versions"]), ("git_rev", env["git_rev"])):
             trial.set_user_attr(k, v)
@@ -195,8 +234,10 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             else:
                 s.study.tell(trial, outcome.values)
         except UpdateFinishedTrialError:
-            s.note(f"trial {trial.number} was failed by another worker (no heartbeat in time); its parameters "
-                   "were re-queued")
+            s.note(
+                f"trial {trial.number} was failed by another worker (no heartbeat in time); its parameters "
+                "were re-queued"
+            )
             continue
         except KeyboardInterrupt:
             requeue(s.study, trial._trial_id, "interrupted (KeyboardInterrupt)")
@@ -229,8 +270,9 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
 Draw = Callable[[Any, Path, "Mapping[str, dict] | None"], "dict[str, str]"]
 
 
-def finish(s: Search, references: Mapping[str, dict] | None = None, draw: Draw | None = None,
-           ran: int = 0) -> SearchResult:
+def finish(
+    s: Search, references: Mapping[str, dict] | None = None, draw: Draw | None = None, ran: int = 0
+) -> SearchResult:
     """Write records and Pareto files from the storage, then ``draw(study, out, references)`` (e.g.
     ``plsearch.report.draw_plots``, a layer above this one) if given; returns the ``SearchResult``."""
     from plsearch.search.records import write_outputs
@@ -242,12 +284,23 @@ def finish(s: Search, references: Mapping[str, dict] | None = None, draw: Draw |
     return SearchResult(s.study, s.out, records, rows, dict(references or {}), ran, plot_paths)
 
 
-def run_search(space: "SearchSpace", *, out_dir: str | Path, storage: str | StorageSpec | None = None,
-               study_name: str | None = None, n_trials: int | None = None, timeout: float | None = None,
-               seed: int | None = None, extra: Mapping[str, Any] | None = None, references: bool = True,
-               draw: Draw | None = None, heartbeat: int | None = 60, on_trial: Callable[[dict], None] | None = None,
-               on_reference: Callable[[str, dict, bool], None] | None = None,
-               on_event: Callable[[str], None] | None = None) -> SearchResult:
+def run_search(
+    space: "SearchSpace",
+    *,
+    out_dir: str | Path,
+    storage: str | StorageSpec | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    seed: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    references: bool = True,
+    draw: Draw | None = None,
+    heartbeat: int | None = 60,
+    on_trial: Callable[[dict], None] | None = None,
+    on_reference: Callable[[str, dict, bool], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> SearchResult:
     """Run (or resume) the search of ``space`` in this process until ``n_trials`` trials have finished in total.
 
     Other processes may share the study (same ``storage`` and study name); ``python -m plsearch.search
@@ -262,8 +315,18 @@ def run_search(space: "SearchSpace", *, out_dir: str | Path, storage: str | Stor
     Returns:
         ``SearchResult`` with the study, all records, the Pareto rows, references and plot paths.
     """
-    s = prepare(space, out_dir=out_dir, storage=storage, study_name=study_name, n_trials=n_trials, timeout=timeout,
-                seed=seed, extra=extra, heartbeat=heartbeat, on_event=on_event)
+    s = prepare(
+        space,
+        out_dir=out_dir,
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        timeout=timeout,
+        seed=seed,
+        extra=extra,
+        heartbeat=heartbeat,
+        on_event=on_event,
+    )
     refs: dict[str, dict] = {}
     if references and s.space.references:  # first: cached after one run, and the user sees them early
         from plsearch.search.references import train_references

@@ -60,8 +60,17 @@ from plsearch.search.parsing import (
     sampler_class,
 )
 
-__all__ = ["SearchSpace", "SearchSpaceError", "Axis", "MetricSpec", "Pruning", "load_space", "parse_space",
-           "sampler_class", "ConfigError"]
+__all__ = [
+    "SearchSpace",
+    "SearchSpaceError",
+    "Axis",
+    "MetricSpec",
+    "Pruning",
+    "load_space",
+    "parse_space",
+    "sampler_class",
+    "ConfigError",
+]
 
 
 @dataclass(frozen=True)
@@ -100,8 +109,9 @@ class SearchSpace:
         """Ask ``trial`` (an Optuna ``Trial`` or ``FixedTrial``) for every axis; returns ``{path: value}``."""
         return {a.path: _suggest(trial, a) for a in self.axes}
 
-    def build(self, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None, *,
-              data: Any = None) -> RunConfig:
+    def build(
+        self, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None, *, data: Any = None
+    ) -> RunConfig:
         """``RunConfig`` defaults + fixed values + ``params`` (+ ``extra``), through ``plsearch.gate.resolve``.
 
         ``data`` (the loaded splits, or a channel count) sets ``model.in_channels``.
@@ -138,8 +148,9 @@ def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a space file; the study name defaults to the file's stem."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"search space {str(p)!r} not found; pass --space with an existing YAML file "
-                                f"(e.g. search_spaces/tiny.yaml)")
+        raise FileNotFoundError(
+            f"search space {str(p)!r} not found; pass --space with an existing YAML file (e.g. search_spaces/tiny.yaml)"
+        )
     try:
         from plsearch.safeyaml import YamlLimitError, load_yaml
 
@@ -172,8 +183,10 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
         if key in SECTIONS:
             continue
         if "." not in key:
-            raise SearchSpaceError(f"unknown section {key!r}; sections are {', '.join(SECTIONS)}, and search axes "
-                                   "are dotted config paths such as model.steps")
+            raise SearchSpaceError(
+                f"unknown section {key!r}; sections are {', '.join(SECTIONS)}, and search axes "
+                "are dotted config paths such as model.steps"
+            )
         parsed = parse_axis(key, spec)
         if isinstance(parsed, Axis):
             axes.append(parsed)
@@ -195,17 +208,22 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     sampler, options = parse_sampler(data.get("sampler", "tpe"))
     pruning = parse_pruning(data.get("pruning", True))
     if pruning.name == "median" and len(objectives) > 1:
-        raise SearchSpaceError("pruning.name=median needs one objective (Optuna cannot prune multi-objective "
-                               "studies); use asha or dominance")
+        raise SearchSpaceError(
+            "pruning.name=median needs one objective (Optuna cannot prune multi-objective "
+            "studies); use asha or dominance"
+        )
     timeout = yaml_number(data.get("timeout"))
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not 0 < timeout < float("inf")):  # NaN fails every comparison
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
+    ):  # NaN fails every comparison
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
     refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
     margin = yaml_number(data.get("trivial_margin", 0.0))
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
-        raise SearchSpaceError(f"trivial_margin={margin!r} must be a number in [0, 1): how much a trial's val Dice "
-                               "must beat the trivial predictors' to count as learned")
+        raise SearchSpaceError(
+            f"trivial_margin={margin!r} must be a number in [0, 1): how much a trial's val Dice "
+            "must beat the trivial predictors' to count as learned"
+        )
     # python -m plsearch.confirm reads it from the stored space; checked here so a typo fails early
     try:
         parse_confirm_section(data.get("confirm"))
@@ -218,12 +236,22 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     if not isinstance(name_, str) or not name_:
         raise SearchSpaceError(f"name={name_!r} must be a non-empty string")
     return SearchSpace(
-        name=name_, axes=tuple(axes), fixed=tuple(fixed.items()), objectives=objectives,
-        constraints=cons, sampler=sampler, sampler_options=options,
-        seed=as_int("seed", data.get("seed", 0), 0), pruning=pruning,
+        name=name_,
+        axes=tuple(axes),
+        fixed=tuple(fixed.items()),
+        objectives=objectives,
+        constraints=cons,
+        sampler=sampler,
+        sampler_options=options,
+        seed=as_int("seed", data.get("seed", 0), 0),
+        pruning=pruning,
         n_trials=as_int("n_trials", data.get("n_trials", 10), 1),
-        timeout=None if timeout is None else float(timeout), references=tuple(refs),
-        latency=bool(prof.get("latency", False)) or any(o.name == "latency_ms" for o in objectives)
+        timeout=None if timeout is None else float(timeout),
+        references=tuple(refs),
+        latency=bool(prof.get("latency", False))
+        or any(o.name == "latency_ms" for o in objectives)
         or any(k == "latency_ms" for k, _ in cons),
-        description=str(data.get("description", "")), raw=dict(data), trivial_margin=float(margin),
+        description=str(data.get("description", "")),
+        raw=dict(data),
+        trivial_margin=float(margin),
     )

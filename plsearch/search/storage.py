@@ -60,7 +60,7 @@ class StorageSpec:
         if self.kind == "journal":
             return Path(self.target)
         if self.kind == "sqlite" and self.target.startswith("sqlite:///") and ":memory:" not in self.target:
-            return Path(self.target[len("sqlite:///"):])
+            return Path(self.target[len("sqlite:///") :])
         return None
 
 
@@ -78,22 +78,30 @@ def parse_storage(spec: str | None, out_dir: str | Path, workers: int = 1) -> St
     if "://" not in spec:
         if spec.endswith(JOURNAL_SUFFIXES):
             return StorageSpec("journal", str(Path(spec).expanduser().resolve()))
-        raise StorageError(f"storage {redact(spec)!r} is not a database URL or journal file; use PATH.journal, "
-                           "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB")
+        raise StorageError(
+            f"storage {redact(spec)!r} is not a database URL or journal file; use PATH.journal, "
+            "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB"
+        )
     scheme = spec.split("://", 1)[0].lower()
     if scheme == "postgres":
-        raise StorageError(f"storage {redact(spec)!r} uses the scheme postgres://, which SQLAlchemy does not know; "
-                           "write postgresql://...")
+        raise StorageError(
+            f"storage {redact(spec)!r} uses the scheme postgres://, which SQLAlchemy does not know; "
+            "write postgresql://..."
+        )
     if scheme == "sqlite":
         kind = "sqlite"
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
         kind = "rdb"
     else:
-        raise StorageError(f"storage {redact(spec)!r} has an unknown scheme {scheme!r}; use PATH.journal, "
-                           "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB")
+        raise StorageError(
+            f"storage {redact(spec)!r} has an unknown scheme {scheme!r}; use PATH.journal, "
+            "sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB"
+        )
     if kind == "sqlite" and workers > 1:
-        raise StorageError(f"--workers {workers} cannot share the SQLite file {redact(spec)} (one writer only); "
-                           "use --storage PATH.journal on one machine or postgresql://... across machines")
+        raise StorageError(
+            f"--workers {workers} cannot share the SQLite file {redact(spec)} (one writer only); "
+            "use --storage PATH.journal on one machine or postgresql://... across machines"
+        )
     return StorageSpec(kind, spec)
 
 
@@ -108,8 +116,9 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
     path = spec.path
     if path is not None:
         if not create and not path.is_file():
-            raise StorageError(f"storage file {path} does not exist; pass the --out folder of a search or an "
-                               "existing --storage")
+            raise StorageError(
+                f"storage file {path} does not exist; pass the --out folder of a search or an existing --storage"
+            )
         if not path.parent.is_dir():
             raise StorageError(f"the folder of storage file {path} does not exist; create it or choose another path")
     check_foreign(spec, create=create)
@@ -119,8 +128,9 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=_flock_lock(str(path))))
         except (OSError, ValueError) as e:
-            raise StorageError(f"cannot open journal file {path} ({e}); check that it is a journal and "
-                               "writable") from None
+            raise StorageError(
+                f"cannot open journal file {path} ({e}); check that it is a journal and writable"
+            ) from None
     kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
     if spec.kind == "rdb":
         if spec.target.lower().startswith(("postgresql", "mysql", "mariadb")):
@@ -147,8 +157,10 @@ def _tables_sqlite(path: Path) -> list[str]:
     with open(path, "rb") as f:
         head = f.read(16)
     if head and head != b"SQLite format 3\x00":
-        raise StorageError(f"storage file {path} is not an SQLite database; plsearch uses only an empty file or an "
-                           "Optuna storage: pass another --storage")
+        raise StorageError(
+            f"storage file {path} is not an SQLite database; plsearch uses only an empty file or an "
+            "Optuna storage: pass another --storage"
+        )
     if not head:
         return []
     try:
@@ -225,8 +237,10 @@ def describe_error(spec: StorageSpec, e: BaseException) -> str:
     elif name in ("OperationalError", "InterfaceError") and spec.kind == "sqlite":
         why = f"SQLite cannot open it ({first}); check the path and that its folder is writable"
     elif name in ("OperationalError", "InterfaceError", "ProgrammingError"):
-        why = (f"cannot connect ({first}); check host, port, user, password (or ~/.pgpass) and that the "
-               "database server is running")
+        why = (
+            f"cannot connect ({first}); check host, port, user, password (or ~/.pgpass) and that the "
+            "database server is running"
+        )
     else:
         why = f"{name}: {first}; check the storage"
     return redact(f"storage {shown}: {why}", spec.target)
@@ -298,8 +312,9 @@ def copy_sqlite_into_journal(out_dir: str | Path, study_name: str, journal: Stor
         return 0
     tmp = target.with_name(target.name + ".copying")
     tmp.unlink(missing_ok=True)
-    optuna.copy_study(from_study_name=study_name, from_storage=source,
-                      to_storage=open_storage(StorageSpec("journal", str(tmp))))
+    optuna.copy_study(
+        from_study_name=study_name, from_storage=source, to_storage=open_storage(StorageSpec("journal", str(tmp)))
+    )
     os.replace(tmp, target)
     Path(f"{tmp}.flock").unlink(missing_ok=True)
     return len(optuna.load_study(study_name=study_name, storage=source).get_trials(deepcopy=False))

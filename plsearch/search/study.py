@@ -51,16 +51,20 @@ def check_inputs(space: "SearchSpace", extra: Mapping[str, Any]) -> None:
             continue
     if not cfgs and small:
         need = min(e.need for e in small)
-        raise SearchError(f"data.image_size={small[0].size} is smaller than the total stride of every "
-                          f"network in the space (at least {need}); raise data.image_size to {need} or more, "
-                          "or lower model.depth")
+        raise SearchError(
+            f"data.image_size={small[0].size} is smaller than the total stride of every "
+            f"network in the space (at least {need}); raise data.image_size to {need} or more, "
+            "or lower model.depth"
+        )
     if cfgs:
         splits = load_data(cfgs[0].data, cfgs[0].model.num_classes)
         n_train, n_val = len(splits["train"]), len(splits["val"])
         if not n_train or not n_val:  # every trial would fail the same way: say it once, before any storage
-            raise SearchError(f"{cfgs[0].data.root or 'the synthetic set'} gives {n_train} training and {n_val} "
-                              "validation images; a search needs both: add images (at least 2 pairs) or change "
-                              "data.val_fraction")
+            raise SearchError(
+                f"{cfgs[0].data.root or 'the synthetic set'} gives {n_train} training and {n_val} "
+                "validation images; a search needs both: add images (at least 2 pairs) or change "
+                "data.val_fraction"
+            )
 
 
 def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, parallel: bool = False) -> Any:
@@ -73,20 +77,27 @@ def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, p
     try:
         existing = optuna.load_study(study_name=study_name, storage=storage)
         n_existing = len(existing.get_trials(deepcopy=False))
-        if [d.name.lower() for d in existing.directions] != space.directions or \
-                (existing.metric_names or space.metric_names) != space.metric_names:
+        if [d.name.lower() for d in existing.directions] != space.directions or (
+            existing.metric_names or space.metric_names
+        ) != space.metric_names:
             raise SearchError(
                 f"study {study_name!r} in this storage optimizes {existing.metric_names} "
                 f"{[d.name.lower() for d in existing.directions]}, the space asks for {space.metric_names} "
-                f"{space.directions}; pass another --study-name or --out")
+                f"{space.directions}; pass another --study-name or --out"
+            )
     except KeyError:
         pass
     # A resumed study gets a fresh sampler stream (seed + trials so far): the same seed would replay
     # the random start-up samples already tried.
     directions: Any = space.directions  # "maximize" / "minimize", checked by the space parser
-    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
-                                sampler=make_sampler(space, seed + n_existing, parallel),
-                                pruner=study_pruner(space), load_if_exists=True)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        directions=directions,
+        sampler=make_sampler(space, seed + n_existing, parallel),
+        pruner=study_pruner(space),
+        load_if_exists=True,
+    )
     if n_existing == 0 and study.user_attrs.get(SPACE_ATTR) is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # set_metric_names is "experimental" since Optuna 3.2

@@ -43,8 +43,9 @@ MEMORY_FRACTION_ENV = "PLSEARCH_CUDA_MEMORY_FRACTION"
 GPU_SHARE = 0.95  # of a GPU's memory for the workers on it; the rest: their CUDA contexts (outside the allocator)
 
 
-def assign_devices(devices: Sequence[str], workers: int,
-                   default: str | None = None) -> list[tuple[str | None, float | None]]:
+def assign_devices(
+    devices: Sequence[str], workers: int, default: str | None = None
+) -> list[tuple[str | None, float | None]]:
     """Each worker's device, round-robin over ``devices`` (all on ``default`` without them), and its
     CUDA memory cap: ``GPU_SHARE / k`` of the device when ``k > 1`` workers share it, else None.
 
@@ -53,10 +54,10 @@ def assign_devices(devices: Sequence[str], workers: int,
     names = [devices[i % len(devices)] if devices else default for i in range(workers)]
     keys = ["auto" if n in (None, "", "auto") else "cuda:0" if n == "cuda" else n for n in names]
     shared = {k: keys.count(k) for k in keys}
-    return [(n, None if k.startswith(("cpu", "mps")) or shared[k] == 1 else round(GPU_SHARE / shared[k], 4))
-            for n, k in zip(names, keys)]
-
-
+    return [
+        (n, None if k.startswith(("cpu", "mps")) or shared[k] == 1 else round(GPU_SHARE / shared[k], 4))
+        for n, k in zip(names, keys)
+    ]
 
 
 def worker_tag(run_id: str) -> str:
@@ -84,8 +85,9 @@ def pid_started_at(pid: int) -> float | None:
     """When process ``pid`` started (epoch seconds, from /proc), or None where that is unknown."""
     try:
         ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -134,8 +136,11 @@ def is_surplus(study: Any, number: int, total: int) -> bool:
     """Would trial ``number`` (just asked) make more than ``total``? Smaller numbers win ties."""
     from optuna.trial import TrialState
 
-    ahead = sum(1 for t in study.get_trials(deepcopy=False)
-                if counted(t) or (t.state == TrialState.RUNNING and t.number < number))
+    ahead = sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if counted(t) or (t.state == TrialState.RUNNING and t.number < number)
+    )
     return ahead >= total
 
 
@@ -186,8 +191,10 @@ def recover_stale(study: Any, run_id: str, grace: int | None = None) -> list[int
     if grace is not None:
         for trial_id in study._storage._get_stale_trial_ids(study._study_id):
             t = study._storage.get_trial(trial_id)
-            stale.setdefault(trial_id, (t.number, f"interrupted (worker {t.user_attrs.get('worker')} sent no "
-                                                  f"heartbeat for {grace}s)"))
+            stale.setdefault(
+                trial_id,
+                (t.number, f"interrupted (worker {t.user_attrs.get('worker')} sent no heartbeat for {grace}s)"),
+            )
     return sorted(number for trial_id, (number, why) in stale.items() if requeue(study, trial_id, why))
 
 
@@ -225,9 +232,14 @@ class Heartbeat:
             self._thread.join()
 
 
-def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str] | Sequence[Mapping[str, str]],
-           on_line: Callable[[int, str, bool], None], on_tick: Callable[[], None] | None = None,
-           tick_seconds: float = 10.0, grace_seconds: float = 30.0) -> list[int]:
+def launch(
+    commands: Sequence[Sequence[str]],
+    env: Mapping[str, str] | Sequence[Mapping[str, str]],
+    on_line: Callable[[int, str, bool], None],
+    on_tick: Callable[[], None] | None = None,
+    tick_seconds: float = 10.0,
+    grace_seconds: float = 30.0,
+) -> list[int]:
     """Run one process per command, relay each output line as ``on_line(index, line, is_stderr)``.
 
     Children run in their own session, so a Ctrl-C reaches only this process, which then sends each
@@ -236,10 +248,23 @@ def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str] | Sequence[
     every ``tick_seconds`` while children run. Returns the exit codes (negative: killed by a signal).
     """
     envs = [env] * len(commands) if isinstance(env, Mapping) else list(env)
-    procs = [subprocess.Popen(list(cmd), env=dict(e), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              bufsize=1, start_new_session=True) for cmd, e in zip(commands, envs)]
-    relays = [threading.Thread(target=_relay, args=(stream, i, is_err, on_line), daemon=True)
-              for i, p in enumerate(procs) for stream, is_err in ((p.stdout, False), (p.stderr, True))]
+    procs = [
+        subprocess.Popen(
+            list(cmd),
+            env=dict(e),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        for cmd, e in zip(commands, envs)
+    ]
+    relays = [
+        threading.Thread(target=_relay, args=(stream, i, is_err, on_line), daemon=True)
+        for i, p in enumerate(procs)
+        for stream, is_err in ((p.stdout, False), (p.stderr, True))
+    ]
     for r in relays:
         r.start()
     interrupted, last_tick = False, time.monotonic()
@@ -343,13 +368,18 @@ def sqlite_snapshot(out_dir: str | Path, study_name: str, journal: Any) -> bool:
         return False
     db = out / "study.db"
     if db.is_file():
-        names = {s.study_name for s in optuna.get_all_study_summaries(
-            open_storage(StorageSpec("sqlite", f"sqlite:///{db}"), create=False), include_best_trial=False)}
+        names = {
+            s.study_name
+            for s in optuna.get_all_study_summaries(
+                open_storage(StorageSpec("sqlite", f"sqlite:///{db}"), create=False), include_best_trial=False
+            )
+        }
         if names - {study_name}:
             return False
     tmp = out / "study.db.writing"
     tmp.unlink(missing_ok=True)
-    optuna.copy_study(from_study_name=study_name, from_storage=open_storage(journal, create=False),
-                      to_storage=f"sqlite:///{tmp}")
+    optuna.copy_study(
+        from_study_name=study_name, from_storage=open_storage(journal, create=False), to_storage=f"sqlite:///{tmp}"
+    )
     os.replace(tmp, db)
     return True
