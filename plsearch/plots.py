@@ -58,6 +58,8 @@ def plot_pareto(
 ) -> Path:
     """Validation Dice against MACs and against params (log x): trials, their 2-D front, presets."""
     plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
     good = trained(records)
     pruned = [r for r in records if r["state"] == "PRUNED" and r.get("val_dice_curve") and r.get("profile")]
@@ -122,10 +124,12 @@ def plot_pareto(
         if constraints and key in constraints:
             ax.axvline(constraints[key], ls="--", c="tab:red", lw=1, label=f"max {key}")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short log range
         ax.set_xlabel(label)
         ax.set_ylabel("validation Dice")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", framealpha=0.85)  # small-and-accurate corner: usually empty
+        # lower right is large and inaccurate: the corner nobody acts on (upper left is where the front lies)
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
     fig.suptitle(title or "Validation Dice against size (same fidelity for trials and presets)")
     return save_figure(fig, path)
 
