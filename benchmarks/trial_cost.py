@@ -10,7 +10,8 @@ training seconds of one trial (steps per trial x step time). Paths, one change a
   Adam's per-tensor loop: the code as it was;
 - ``plan``: the compiled straight-line forward with functional BatchNorm (``plsearch.plan``);
 - ``native``: + ATen's native conv for tiny training convs (``blocks.base.native_conv_pays``);
-- ``after``: + fused Adam (``train.make_optimizer``): the default now.
+- ``fused``: + torch's fused Adam over the per-tensor list;
+- ``after``: + ``FlatAdam`` (one flat buffer, one fused kernel; ``train.make_optimizer``): the default now.
 
     python benchmarks/trial_cost.py                       # all fidelities; resumable; ~1 h on a busy 2-core CPU
     python benchmarks/trial_cost.py --fidelities default --sample 2 --rounds 2   # a quick look
@@ -48,11 +49,12 @@ FIDELITIES = {
     "dsb2018": (64, 8, 4, 72),  # search_spaces/ipl_epl_dsb2018.yaml
     "96px-b16": (96, 16, 4, 80),
 }
-VARIANTS = {  # name: (executor, native conv rule on, fused Adam)
-    "before": ("reference", False, False),
-    "plan": ("compiled", False, False),
-    "native": ("compiled", True, False),
-    "after": ("compiled", True, True),
+VARIANTS = {  # name: (executor, native conv rule on, fused Adam, flat Adam)
+    "before": ("reference", False, False, False),
+    "plan": ("compiled", False, False, False),
+    "native": ("compiled", True, False, False),
+    "fused": ("compiled", True, True, False),
+    "after": ("compiled", True, True, True),
 }
 
 
@@ -98,10 +100,10 @@ class Runner:
     """One model + optimizer per code path, stepped on a fixed batch."""
 
     def __init__(self, cfg: dict, size: int, batch: int, variant: str) -> None:
-        executor, self.native, fused = VARIANTS[variant]
+        executor, self.native, fused, flat = VARIANTS[variant]
         torch.manual_seed(0)
         self.model = PLNet.from_config(cfg).train().set_executor(executor)
-        train_mod.FUSED_ADAM = fused
+        train_mod.FUSED_ADAM, train_mod.FLAT_ADAM = fused, flat
         self.opt = train_mod.make_optimizer(self.model, TrainConfig(lr=1e-3))
         g = torch.Generator().manual_seed(1)
         self.x = torch.rand(batch, cfg["in_channels"], size, size, generator=g)
@@ -144,19 +146,29 @@ def measure(cfg: dict, fid: tuple, rounds: int, steps: int, clock) -> dict:
 def table(rows: list[dict], peak: float) -> str:
     lines = [f"matmul peak (1 thread, wall clock, same run): {peak / 1e9:.1f} GFLOP/s; ms/step: CPU time, median "
              "of the rounds\n",
-             "| fidelity | config | MACs/img | ms/step before | plan | +native conv | **after** | speed-up | "
-             "ops/step before -> after | GFLOP/s before -> after | train s/trial before -> after |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| fidelity | config | MACs/img | ms/step before | plan | +native conv | +fused Adam | **after** (+FlatAdam) "
+             "| speed-up | ops/step before -> after | GFLOP/s before -> after | train s/trial before -> after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ms = r["ms"]
         flop = 2 * 3 * r["macs"] * r["batch"]
         lines.append(
             f"| {r['fidelity']} | {r['label']} | {r['macs'] / 1e6:.1f} M | {ms['before']:.0f} | {ms['plan']:.0f} | "
-            f"{ms['native']:.0f} | **{ms['after']:.0f}** | {ms['before'] / ms['after']:.2f}x | "
+            f"{ms['native']:.0f} | {_ms(ms, 'fused')} | **{ms['after']:.0f}** | {ms['before'] / ms['after']:.2f}x | "
             f"{r['ops']['before']:,} -> {r['ops']['after']:,} | {flop / ms['before'] / 1e6:.1f} -> "
             f"{flop / ms['after'] / 1e6:.1f} | {r['steps'] * ms['before'] / 1e3:.1f} -> "
             f"{r['steps'] * ms['after'] / 1e3:.1f} |")
+    lines.append("")
+    for fid in dict.fromkeys(r["fidelity"] for r in rows):  # the issue's target: PL-Net-dagger no slower than U-Net
+        by = {r["label"]: r["ms"] for r in rows if r["fidelity"] == fid}
+        if "plnet-small" in by and "unet" in by:
+            lines.append(f"- {fid}: plnet-small / unet step time, before {by['plnet-small']['before'] / by['unet']['before']:.2f}x, "
+                         f"after {by['plnet-small']['after'] / by['unet']['after']:.2f}x")
     return "\n".join(lines) + "\n"
+
+
+def _ms(ms: dict, key: str) -> str:
+    return f"{ms[key]:.0f}" if key in ms else "-"
 
 
 def plot(rows: list[dict], path: Path) -> None:

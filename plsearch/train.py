@@ -64,13 +64,16 @@ def _threads(n: int) -> Iterator[None]:
 
 
 FUSED_ADAM = True  # False: Adam's per-tensor loop, as before (benchmarks/trial_cost.py times both)
+FLAT_ADAM = True  # False: torch's fused Adam over the per-tensor list (the step before FlatAdam)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam on ``model``'s parameters, fused (one kernel over all tensors) where torch has it.
+    """Adam on ``model``'s parameters in as few ops as the device allows.
 
     PL-Net's weights are many small tensors (220 in PL-Net-dagger); Adam's default CPU path runs
-    about ten ops per tensor per step. The fused kernel gives the same update up to float rounding.
+    about ten ops per tensor per step, its fused path still several. ``FlatAdam`` (one flat buffer,
+    one fused kernel) gives the same update up to float rounding; torch's fused Adam where the
+    parameters mix devices or dtypes.
     """
     params = list(model.parameters())
     fused = (
@@ -78,6 +81,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         and bool(params)
         and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
     )
+    if fused and FLAT_ADAM and len({(p.device, p.dtype) for p in params}) == 1:
+        from plsearch.flatadam import FlatAdam
+
+        return FlatAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
