@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from plsearch.config import RunConfig, apply_overrides  # noqa: E402
+from plsearch.config import RunConfig  # noqa: E402
 from plsearch.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
 
 VARIANTS = [("n1", 1, "progressive"), ("n2_stacked", 2, "stacked"), ("n2_ipl", 2, "progressive"),
@@ -73,7 +73,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
     over = {**FIDELITIES[args.fidelity], **parse_sets(args.set), "data.root": str(Path(args.data).resolve())}
     if args.device:
         over["train.device"] = args.device
-    base = apply_overrides(RunConfig(), {k: v for k, v in over.items() if not k.startswith("model.")})
+    base = resolve(RunConfig(), {k: v for k, v in over.items() if not k.startswith("model.")})
     channels = None if args.plan else load_data(base.data)["train"].channels
     jobs = []
     for seed in range(args.seeds):  # seed-major: an interrupted run leaves every config with equal seeds
@@ -85,7 +85,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
                 if channels is not None:
                     cfg = resolve(cfg, {"train.seed": seed}, data=channels)
                 else:
-                    cfg = apply_overrides(cfg, {"train.seed": seed})
+                    cfg = resolve(cfg, {"train.seed": seed})
                 label = f"{name}_s{stages}"
                 digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
                 jobs.append(Job(f"{label}/seed_{seed}", cfg, group=label, test_curve=True,

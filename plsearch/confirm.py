@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plsearch.config import RunConfig, apply_overrides
+from plsearch.config import RunConfig
+from plsearch.gate import resolve
 from plsearch.runs import Job
 
 __all__ = [
@@ -136,7 +137,7 @@ def reference_candidates(
         rec = (cached or {}).get(name) or {}
         lr = ((rec.get("config") or {}).get("train") or {}).get("lr")
         if lr is not None:  # the rate the search's learning-rate rule (plsearch.lr) chose for this preset
-            cfg = apply_overrides(cfg, {"train.lr": lr})
+            cfg = resolve(cfg, {"train.lr": lr})
         est = estimate(cfg.model, cfg.data.image_size)
         val = (rec.get("metrics") or {}).get("val_dice")
         out.append(Candidate(name, "preset", cfg, None, val, int(est.params), int(est.macs)))
@@ -182,7 +183,7 @@ def confirm_jobs(
     ]
     for tag, over in runs:
         for c in cands:
-            cfg = apply_overrides(c.config, {**_for(c, overrides), **over})
+            cfg = resolve(c.config, {**_for(c, overrides), **over})
             jobs.append(
                 Job(
                     f"{c.label}/{tag}",

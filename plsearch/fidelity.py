@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plsearch.config import ConfigError, RunConfig, apply_overrides
+from plsearch.config import ConfigError, RunConfig
+from plsearch.gate import resolve
 from plsearch.rankstats import bootstrap_ci, kendall, regret, spearman, top_k_overlap
 from plsearch.runs import Job
 
@@ -90,7 +91,7 @@ def sample_configs(
 
 
 def _with(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
-    return apply_overrides(cfg, dict(overrides)) if overrides else cfg
+    return resolve(cfg, dict(overrides)) if overrides else cfg
 
 
 def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
