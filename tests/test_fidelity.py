@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from plsearch.fidelity import analyse
+from plsearch.fidelity import analyse, cheaper_lows, truncate_low
 from plsearch.rankstats import (
     bootstrap_ci,
     kendall,
@@ -119,3 +119,33 @@ def test_fidelity_cli_bad_input_is_one_line(tmp_path, capsys):
     assert main(["--space", "search_spaces/tiny.yaml", "--configs", "0", "--high", "train.epochs=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+def _curve_rows() -> list[dict]:
+    """Six configs: epochs 1-2 rank them backwards, from epoch 3 on the low curve ranks them like the high runs."""
+    rows = []
+    for i in range(6):
+        high = 0.5 + 0.05 * i
+        curve = [0.1 - 0.01 * i, 0.05, 0.2 + 0.05 * i, 0.25 + 0.05 * i]
+        rows.append(
+            {"group": f"c{i}", "side": "low", "val_dice": max(curve), "val_curve": curve, "train_seconds": 40.0}
+        )
+        rows.append({"group": f"c{i}", "side": "high", "val_dice": high, "test_dice": high, "train_seconds": 100.0})
+    return rows
+
+
+def test_truncated_low_is_the_best_val_dice_of_the_first_epochs():
+    rows = truncate_low(_curve_rows(), 2)
+    lows = [r for r in rows if r["side"] == "low"]
+    assert [r["val_dice"] for r in lows] == pytest.approx([0.1 - 0.01 * i for i in range(6)])
+    assert all(r["train_seconds"] == pytest.approx(20.0) and r["epochs_run"] == 2 for r in lows)
+    assert [r["test_dice"] for r in rows if r["side"] == "high"] == pytest.approx([0.5 + 0.05 * i for i in range(6)])
+
+
+def test_cheaper_lows_find_where_the_ranking_starts_to_hold():
+    table = {r["epochs"]: r for r in cheaper_lows(_curve_rows())}
+    assert sorted(table) == [1, 2, 3, 4]
+    assert table[1]["kendall"] == pytest.approx(-1.0) and table[2]["kendall"] == pytest.approx(-1.0)
+    assert table[3]["kendall"] == pytest.approx(1.0) and table[4]["kendall"] == pytest.approx(1.0)
+    assert table[1]["regret_top1"] == pytest.approx(0.25) and table[3]["regret_top1"] == pytest.approx(0.0)
+    assert table[3]["low_seconds"] == pytest.approx(6 * 30.0)
