@@ -237,9 +237,7 @@ def test_space_names_its_pruner_and_states_budgets_relative_to_a_preset():
     assert macs == resolve_budget("macs", {"at_most": "plnet"}, {"model.base_width": 4, "data.image_size": 64})[0]
     assert 8.0e7 < macs < 8.5e7  # PL-Net at width 4, 64 px: 82.5 M
     assert parse_space(base).pruning.name is None  # no name: today's choice (dominance / median)
-    assert (
-        parse_space(base).trivial_margin == 0.0 and parse_space({**base, "trivial_margin": 0.05}).trivial_margin == 0.05
-    )
+    assert parse_space(base).trivial_margin == 0.05 and parse_space({**base, "trivial_margin": 0}).trivial_margin == 0.0
     for bad, msg in (
         ({"pruning": {"name": "x"}}, "choose one of"),
         ({"pruning": {"name": "median"}}, "one objective"),

@@ -5,9 +5,10 @@ Outcomes, as recorded in storage (user attr ``fail_reason`` says why a trial did
 - invalid combination (``ConfigError``, e.g. ``bsc`` with ``transition: none``): COMPLETE but
   infeasible (constraint ``valid`` = 1), not trained;
 - over a budget in ``constraints:``: COMPLETE but infeasible (``<metric>`` > 0), not trained;
-- degenerate: trained, but its best val Dice is no better than a trivial predictor's (all background
-  or all foreground, ``plsearch.metrics.trivial_dice`` on the same split): COMPLETE but infeasible
-  (``valid`` = 1, user attr ``degenerate``), never on the front;
+- degenerate: trained, but its best val Dice does not beat the best trivial predictor's (all background
+  or all foreground, ``plsearch.metrics.trivial_dice`` on the same split) by at least the space's
+  ``trivial_margin`` (default 0.05; with 0, by anything): COMPLETE but infeasible (``valid`` = 1, user
+  attr ``degenerate``), never on the front;
 - non-finite loss (``NonFiniteLossError``): COMPLETE but infeasible (``valid`` = 1): the config
   does not train at this learning rate, which the sampler should learn to avoid;
 - out of memory: FAIL (a property of the device, not of the config);
@@ -38,6 +39,7 @@ from plsearch.search.registries import (  # noqa: F401  (re-exported: the names 
     register_metric,
     resolve_metric,
 )
+from plsearch.search.start import start_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
@@ -160,8 +162,16 @@ class Objective:
             return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
         floor = self.trivial(cfg)
         trial.set_user_attr("trivial_val_dice", floor)
+        start = start_index(self.space.start, params)
+        if start is not None:
+            trial.set_user_attr("start", start)  # one of the space's start configs: never pruned
         callback = make_epoch_callback(
-            trial, self.space, prof, cfg.train.epochs, floor=floor["best"] + self.space.trivial_margin
+            trial,
+            self.space,
+            prof,
+            cfg.train.epochs,
+            floor=floor["best"] + self.space.trivial_margin,
+            start=start is not None,
         )
         return self._train(trial, cfg, prof, callback, floor)
 
@@ -220,15 +230,18 @@ class Objective:
         if any(math.isnan(v) for v in values):
             return self._infeasible(trial, prof, f"objective values {values} contain NaN")
         margin = self.space.trivial_margin
-        if floor is not None and metrics["val_dice"] <= floor["best"] + margin:  # no better than a constant
+        if floor is not None and not learned(metrics["val_dice"], floor["best"], margin):  # about a constant
             which = "all-background" if floor["all_background"] >= floor["all_foreground"] else "all-foreground"
             trial.set_user_attr("degenerate", True)
-            plus = f" + margin {margin:g}" if margin else ""
+            need = (
+                f"below {which} {floor['best']:.4f} + margin {margin:g}"
+                if margin
+                else f"<= {which} {floor['best']:.4f}"
+            )
             return self._infeasible(
                 trial,
                 prof,
-                f"degenerate: val Dice {metrics['val_dice']:.4f} <= {which} "
-                f"{floor['best']:.4f}{plus} (a trivial predictor on the same split)",
+                f"degenerate: val Dice {metrics['val_dice']:.4f} {need} (a trivial predictor on the same split)",
             )
         trial.set_user_attr("feasible", True)
         self._set_constraints(trial, prof, True)
@@ -292,6 +305,14 @@ def train_and_score(
         if m.fn is not None:
             out[m.name] = float(m.fn(ctx))
     return out
+
+
+def learned(val_dice: float, trivial: float, margin: float) -> bool:
+    """The trivial-predictor rule: val Dice beats the trivial predictors' by at least ``margin`` (and
+    by something when ``margin`` is 0). The 1e-9 keeps a gain of exactly ``margin`` from failing on
+    float rounding (0.2506 - 0.2006 < 0.05 in binary)."""
+    gain = val_dice - trivial
+    return gain > 0 and gain >= margin - 1e-9
 
 
 def _duplicate_of(trial: Any, config: dict) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Sequence
 
 
@@ -31,15 +32,17 @@ def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]])
 
 
 def degenerate_line(records: Iterable[dict]) -> str:
-    """How many trials were no better than a trivial predictor (infeasible, never on the front)."""
+    """How many trials did not beat the trivial predictors by the margin (infeasible, never on the front)."""
     reasons = [str(r.get("fail_reason") or "") for r in records]
     deg = [x for x in reasons if x.startswith("degenerate")]
-    trivial = deg[0].rsplit(" (", 1)[0].split("<= ", 1)[-1] if deg else ""
-    return (
-        f"{len(deg)} degenerate trial(s): trained, but no better than a trivial predictor on validation"
-        + (f" ({trivial})" if trivial else "")
-        + "; infeasible, not on the front\n"
+    m = re.search(r"(all-\w+ [0-9.]+)(?: \+ margin ([0-9.eE+-]+))?", deg[0]) if deg else None
+    trivial, margin = (m.group(1), m.group(2)) if m else ("", None)
+    what = (
+        f"not better than a trivial predictor ({trivial}) by at least {margin} on validation"
+        if trivial and margin
+        else "no better than a trivial predictor on validation" + (f" ({trivial})" if trivial else "")
     )
+    return f"{len(deg)} degenerate trial(s): trained, but {what}; infeasible, not on the front\n"
 
 
 def params_summary(params: dict[str, Any], width: int = 0) -> str:

@@ -33,6 +33,7 @@ SECTIONS = (
     "profile",
     "confirm",
     "trivial_margin",
+    "start",
 )
 CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
 DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")

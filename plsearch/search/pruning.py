@@ -114,6 +114,7 @@ class EpochState:
     keys: tuple[str, ...]
     floor: float | None = None
     row: Mapping[str, Any] | None = None  # fit's epoch row (val_dice, val_iou, ...)
+    start: bool = False  # one of the space's start configs: ranked and recorded, never stopped
 
 
 # One registry shape (plsearch.search.registries): ``@register_pruner("name")`` on ``factory(space) -> pruner``
@@ -225,10 +226,11 @@ class AshaPruner:
             "peers": list(d.peers),
             "rank": d.rank,
             "keep": d.keep,
-            "promoted": d.promoted,
+            "promoted": d.promoted or s.start,  # a start config goes on whatever its rank
+            **({"start": True} if s.start else {}),
         }
         s.trial.set_user_attr(RUNG_ATTR, rungs)
-        if d.promoted:
+        if d.promoted or s.start:
             return None
         return (
             f"epoch {s.epoch}: rank {d.rank + 1} of {len(d.peers) + 1} at the rung (top {d.keep} go on), "
@@ -237,10 +239,16 @@ class AshaPruner:
 
 
 def make_epoch_callback(
-    trial: Any, space: SearchSpace, prof: Mapping[str, Any], epochs: int, floor: float | None = None
+    trial: Any,
+    space: SearchSpace,
+    prof: Mapping[str, Any],
+    epochs: int,
+    floor: float | None = None,
+    start: bool = False,
 ) -> Callable[[int, dict], None]:
     """``fit``'s ``on_epoch_end``: records the Dice curve and raises ``optuna.TrialPruned`` when the
-    space's pruner (``pruner_name``) says stop. ``floor``: the trivial predictors' val Dice."""
+    space's pruner (``pruner_name``) says stop. ``floor``: the trivial predictors' val Dice; ``start``:
+    the trial is one of the space's start configs (``plsearch.search.start``), which run to the end."""
     import optuna
 
     curve: list[float] = []
@@ -254,8 +262,8 @@ def make_epoch_callback(
         trial.set_user_attr(CURVE_ATTR, list(curve))
         if pruner is None or epoch >= epochs:  # after the last epoch there is nothing to save
             return
-        reason = pruner.check(EpochState(trial, epoch, epochs, tuple(curve), size, keys, floor, row))
-        if reason is not None:
+        reason = pruner.check(EpochState(trial, epoch, epochs, tuple(curve), size, keys, floor, row, start))
+        if reason is not None and not start:
             raise optuna.TrialPruned(reason)
 
     return on_epoch_end

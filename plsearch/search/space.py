@@ -19,6 +19,8 @@ A space file has search axes (top-level keys that are dotted config paths) and s
     timeout: null                                        # seconds from the start (references included), or null
     references: [plnet, plnet-small, bionet, unet]       # presets trained at the same fidelity
     profile: {latency: false}                            # measure latency even if not an objective
+    trivial_margin: 0.05                                 # val Dice needed above the trivial predictors'
+    start: [{model.steps: 1, model.ocs: 0.5, ...}]       # whole configs trained first (plsearch.search.start)
     imports: [my_blocks.py, mypkg.metrics]               # plug-ins: register blocks/metrics first
 
 Extending without touching plsearch: register a block (``plsearch.registry.register_block``) or a
@@ -59,6 +61,7 @@ from plsearch.search.parsing import (
     run_imports,
     sampler_class,
 )
+from plsearch.search.start import Start, parse_start
 
 __all__ = [
     "SearchSpace",
@@ -90,7 +93,8 @@ class SearchSpace:
     timeout: float | None = None
     references: tuple[str, ...] = DEFAULT_REFERENCES
     latency: bool = False
-    trivial_margin: float = 0.0  # a trained trial must beat the trivial predictors' val Dice by more than this
+    trivial_margin: float = 0.05  # a trained trial must beat the trivial predictors' val Dice by at least this
+    start: Start = ()  # configs trained first, to the end, whatever the workers' timing (plsearch.search.start)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -218,7 +222,7 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     ):  # NaN fails every comparison
         raise SearchSpaceError(f"timeout={timeout!r} must be a positive number of seconds or null")
     refs = parse_references(data.get("references", list(DEFAULT_REFERENCES)))
-    margin = yaml_number(data.get("trivial_margin", 0.0))
+    margin = yaml_number(data.get("trivial_margin", 0.05))
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise SearchSpaceError(
             f"trivial_margin={margin!r} must be a number in [0, 1): how much a trial's val Dice "
@@ -254,4 +258,5 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
         description=str(data.get("description", "")),
         raw=dict(data),
         trivial_margin=float(margin),
+        start=parse_start(data.get("start"), axes),
     )

@@ -99,6 +99,9 @@ def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, p
         load_if_exists=True,
     )
     if n_existing == 0 and study.user_attrs.get(SPACE_ATTR) is None:
+        from plsearch.search.start import enqueue_start
+
+        enqueue_start(study, space.start)  # once, at creation: trials 0..k-1, whatever the workers' timing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # set_metric_names is "experimental" since Optuna 3.2
             study.set_metric_names(space.metric_names)
