@@ -9,7 +9,8 @@ user names (``--artifacts PATH``, e.g. a shared disk). Evaluating, predicting, e
 fine-tuning a found network then needs no retraining: ``plsearch.load("results/NAME:12")``.
 
 Disk stays bounded: :func:`prune` keeps the weights of the Pareto set (feasible trials) and of the
-top ``keep_top`` trials by the first objective (default 5) and removes the others from the store.
+top ``keep_top`` trials by the first objective (default 5; ``--keep-top K``) and removes the others from the
+store. The preset references' weights are study artifacts (``reference_<name>.pt``) and are never pruned.
 A trial's checkpoint is about 4 bytes per parameter (plus a few kB); see the README for the size of
 the default search.
 """
@@ -27,10 +28,16 @@ __all__ = [
     "DEFAULT_KEEP_TOP",
     "ArtifactError",
     "artifact_store",
+    "bound",
+    "check_store_path",
     "keep_checkpoint",
     "keep_model",
+    "open_store",
     "prune",
+    "recorded_store",
+    "save_model",
     "store_bytes",
+    "stored_file",
     "trial_checkpoint",
     "trial_config",
     "trial_weights",
@@ -61,6 +68,75 @@ def artifact_store(out_dir: str | Path | None = None, path: str | Path | None = 
     return FileSystemArtifactStore(base)
 
 
+def check_store_path(path: str | Path) -> Path:
+    """``path`` resolved, if it can be an artifact store (a folder, or a new one under a writable folder).
+
+    Writes nothing, so a CLI can refuse a bad ``--artifacts`` before it touches a study.
+
+    Raises:
+        ArtifactError: the path is a file, lies under a file, or its nearest existing folder is not writable.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.exists() and not p.is_dir():
+        raise ArtifactError(f"--artifacts {path} is a file; pass a folder (it is created if missing)")
+    here = p
+    while not here.exists():
+        here = here.parent
+    if not here.is_dir():
+        raise ArtifactError(f"--artifacts {path} lies under the file {here}; pass a folder path")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise ArtifactError(f"--artifacts {path}: {here} is not writable; pass a folder you can write to")
+    return p
+
+
+def recorded_store(study: Any) -> str | None:
+    """The artifact store folder a study records (:data:`STORE_ATTR`), or None."""
+    try:
+        value = study._storage.get_study_system_attrs(study._study_id).get(STORE_ATTR)
+    except Exception:  # noqa: BLE001 - a storage that cannot be read here: fall back to the default folder
+        return None
+    return str(value) if value else None
+
+
+def _record_store(study: Any, where: str | None) -> None:
+    if not where or not hasattr(study, "_storage"):
+        return
+    try:
+        if recorded_store(study) != where:
+            study._storage.set_study_system_attr(study._study_id, STORE_ATTR, where)
+    except Exception as e:  # noqa: BLE001 - a read-only storage: lookups fall back to the default folder
+        log.debug("could not record the artifact store in the study (%s)", e)
+
+
+def open_store(study: Any, out_dir: str | Path, path: str | Path | None = None) -> Any:
+    """The artifact store of ``study``, recorded in the study so every later lookup finds it.
+
+    ``path`` (``--artifacts``) names it; without it the study's recorded store is reused (a resumed
+    search keeps its weights in one place), else ``<out_dir>/artifacts``. A ``path`` other than the
+    one the study records, while that one still holds weights, is refused: the earlier trials' weights
+    would become unfindable.
+
+    Raises:
+        ArtifactError: ``path`` is unusable (:func:`check_store_path`) or conflicts with the recorded store.
+    """
+    recorded = recorded_store(study)
+    if path is not None:
+        target = check_store_path(path)
+        old = Path(recorded) if recorded else None
+        if old is not None and old != target and old.is_dir() and any(old.iterdir()):
+            raise ArtifactError(
+                f"--artifacts {path}: this study keeps its weights in {old}; pass --artifacts {old} "
+                "(or move that folder's files to the new one first)"
+            )
+    elif recorded and Path(recorded).is_dir():
+        target = Path(recorded)
+    else:
+        target = Path(out_dir).resolve() / ARTIFACT_DIR
+    store = artifact_store(path=target)
+    _record_store(study, _store_path(store))
+    return store
+
+
 def _store_path(store: Any) -> str | None:
     base = getattr(store, "_base_path", None)
     return str(Path(base).resolve()) if base is not None else None
@@ -83,13 +159,7 @@ def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, 
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=store, file_path=str(named), study_or_trial=trial_or_study
         )
-    study = getattr(trial_or_study, "study", trial_or_study)
-    where = _store_path(store)
-    if where and hasattr(study, "_storage"):
-        try:
-            study._storage.set_study_system_attr(study._study_id, STORE_ATTR, where)
-        except Exception as e:  # noqa: BLE001 - a read-only storage: lookups fall back to the default folder
-            log.debug("could not record the artifact store in the study (%s)", e)
+    _record_store(getattr(trial_or_study, "study", trial_or_study), _store_path(store))
     return artifact_id
 
 
@@ -103,19 +173,26 @@ def keep_model(
     extra: dict[str, Any] | None = None,
 ) -> str:
     """Write ``model``'s weights as a plsearch checkpoint and :func:`keep_checkpoint` it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_model(Path(tmp) / name, model, run_config=run_config, extra=extra)
+        return keep_checkpoint(trial_or_study, path, store, name=name)
+
+
+def save_model(path: str | Path, model: Any, *, run_config: Any = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights as a plsearch checkpoint at ``path`` (what ``plsearch.load`` reads)."""
     from plsearch.checkpoint import model_config_dict, save_checkpoint
     from plsearch.config import to_dict
 
     run = to_dict(run_config) if run_config is not None and not isinstance(run_config, dict) else run_config
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_checkpoint(
-            Path(tmp) / name,
+    return Path(
+        save_checkpoint(
+            Path(path),
             model.state_dict(),
             model_config=model_config_dict(model),
             run_config=run,
             train_state=dict(extra or {}),
         )
-        return keep_checkpoint(trial_or_study, path, store, name=name)
+    )
 
 
 def _metas(trial: Any, storage: Any) -> list[Any]:
@@ -125,7 +202,7 @@ def _metas(trial: Any, storage: Any) -> list[Any]:
 
 
 def _default_store(study: Any, ref_folder: Path | None) -> Any:
-    recorded = study.system_attrs.get(STORE_ATTR) if hasattr(study, "system_attrs") else None
+    recorded = recorded_store(study)
     if recorded and Path(recorded).is_dir():
         return artifact_store(path=recorded)
     if ref_folder is not None and (ref_folder / ARTIFACT_DIR).is_dir():
@@ -256,7 +333,23 @@ def prune(study: Any, store: Any, *, keep_top: int = DEFAULT_KEEP_TOP) -> dict[s
     return {"kept": kept, "removed": removed}
 
 
+def bound(study: Any, store: Any, keep_top: int | None = None) -> dict[str, int]:
+    """:func:`prune` after a trial finished (a new front point can push earlier ones off); never raises."""
+    try:
+        return prune(study, store, keep_top=DEFAULT_KEEP_TOP if keep_top is None else keep_top)
+    except Exception as e:  # noqa: BLE001 - a storage or disk hiccup must not stop the search
+        log.warning("could not bound the kept weights (%s)", e)
+        return {"kept": 0, "removed": 0}
+
+
 def store_bytes(store: Any) -> int:
     """Bytes a file-system store holds now."""
     base = _store_path(store)
     return sum(p.stat().st_size for p in Path(base).rglob("*") if p.is_file()) if base else 0
+
+
+def stored_file(store: Any, artifact_id: str) -> Path | None:
+    """The file a file-system store keeps ``artifact_id`` in (what ``plsearch.load`` can read), or None."""
+    base = _store_path(store)
+    path = Path(base) / artifact_id if base else None
+    return path if path is not None and path.is_file() else None

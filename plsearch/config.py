@@ -436,6 +436,7 @@ class ModelConfig:
 # ----------------------------------------------------------------------------- data and training
 
 ChannelMode = typing.Literal["auto", "rgb", "grey"]
+VolumeFit = typing.Literal["resize", "pad_crop"]
 Schedule = typing.Literal["joint", "progressive"]
 
 
@@ -444,6 +445,9 @@ class DataConfig:
     """Where the images come from and how they are prepared (see ``plsearch.data``).
 
     ``root`` empty means plsearch's own synthetic nuclei set (``plsearch.synthetic``).
+    ``volume_fit`` (3D volume folders only): how each volume reaches the ``image_size`` cube, ``resize``
+    (trilinear; the voxel spacing grows with the scale) or ``pad_crop`` (centre pad or crop, the
+    spacing kept; ``plsearch.volume.fit_volume``).
     """
 
     root: str = ""
@@ -456,6 +460,7 @@ class DataConfig:
     seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seeds: 0 <= seed < 2**32
     synthetic_count: Annotated[int, Range(4)] = 96
     cache: bool = True
+    volume_fit: VolumeFit = "resize"
 
     def __post_init__(self) -> None:
         check_fields(self)

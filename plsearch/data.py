@@ -211,7 +211,7 @@ def _find_split_csv(cfg: DataConfig, root: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _read_split_csv(path: Path, ids: Sequence[str]) -> dict[str, list[int]]:
+def _read_split_csv(path: Path, ids: Sequence[str], images: str = "images") -> dict[str, list[int]]:
     pos = {i: k for k, i in enumerate(ids)}
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     seen: set[str] = set()
@@ -228,10 +228,11 @@ def _read_split_csv(path: Path, ids: Sequence[str]) -> dict[str, list[int]]:
                         f"split file {path} line {line}: split {row['split']!r} is not one of {list(SPLITS)}"
                     )
                 if sid not in pos:
-                    raise DataError(
-                        f"split file {path} line {line}: id {sid!r} has no image in {path.parent}/images; "
-                        "remove the line or add the image"
+                    bare = sid.split(".")[0]  # hippocampus_001.nii.gz, img.png: a file name, not an id
+                    fix = (
+                        f"write the id {bare!r}" if bare != sid and bare in pos else "remove the line or add the image"
                     )
+                    raise DataError(f"split file {path} line {line}: id {sid!r} has no image in {images}; {fix}")
                 if sid in seen:
                     raise DataError(f"split file {path} line {line}: id {sid!r} is listed twice; keep one line per id")
                 seen.add(sid)
@@ -245,12 +246,15 @@ def _read_split_csv(path: Path, ids: Sequence[str]) -> dict[str, list[int]]:
     return out
 
 
-def _split(cfg: DataConfig, n: int, root: Path | None, ids: Sequence[str]) -> dict[str, np.ndarray]:
+def _split(
+    cfg: DataConfig, n: int, root: Path | None, ids: Sequence[str], images: str = "images"
+) -> dict[str, np.ndarray]:
+    """Indices of each split; ``images``: the folder the ids come from (``imagesTr`` for volumes), for messages."""
     csv_path = _find_split_csv(cfg, root) if root is not None else None
     if csv_path is None:
         return split_indices(n, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     log.info("using split file %s", csv_path)
-    parts = _read_split_csv(csv_path, ids)
+    parts = _read_split_csv(csv_path, ids, str(root / images) if root is not None else images)
     split = {s: np.sort(np.asarray(v, dtype=np.int64)) for s, v in parts.items()}
     if not parts["val"] and cfg.val_fraction > 0:  # train/test only (the shipped CSVs): carve val out of train
         train = split["train"]

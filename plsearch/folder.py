@@ -71,7 +71,10 @@ def list_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     """Pair ``images/<id>.*`` with ``masks/<id>.*``; ``[(id, image, mask), ...]`` sorted by id."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; set data.root to a folder holding images/ and masks/")
+        raise DataError(
+            f"data folder {root} does not exist; set data.root to a folder holding images/ and masks/ "
+            "(or imagesTr/ and labelsTr/ for 3D volumes)"
+        )
     images = _list(root / "images", "images", root)
     masks = _list(root / "masks", "masks", root)
     if not images:

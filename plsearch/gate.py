@@ -8,6 +8,7 @@ machine live here, once:
 - the block is registered (by name, without importing torch: ``ModelConfig.block``'s rule);
 - the image size is at least the network's total stride (``check_image_size``, ``StrideError``);
 - ``model.in_channels`` follows the data (``data=``), unless set explicitly, when it must agree;
+- ``model.spatial_dims`` matches the data, and ``data.volume_fit=pad_crop`` is only for 3D volumes;
 - the device exists (``check_device``, the one step that imports torch, run last, at run start).
 
 ``--set KEY=VALUE`` has one dialect (``parse_sets``): dotted ``RunConfig`` paths (``model.ocs=0.5``),
@@ -179,12 +180,19 @@ def resolve(
                 "override or set data.channels"
             )
         tree["model"]["in_channels"] = channels
-        dims = getattr(data["train"] if isinstance(data, Mapping) else data, "spatial_dims", None)
+        given = data["train"] if isinstance(data, Mapping) else data
+        dims = getattr(given, "spatial_dims", None)
         # NIfTI volumes (plsearch.volume_data) need a 3D network
         if dims is not None and dims != tree["model"]["spatial_dims"]:
             raise ConfigError(
                 f"the data are {dims}D but model.spatial_dims={tree['model']['spatial_dims']}; "
                 f"set model.spatial_dims={dims}"
+            )
+        fit = tree["data"].get("volume_fit", "resize")
+        if fit != "resize" and not isinstance(given, int) and dims != 3:  # 2D folders are always resized
+            raise ConfigError(
+                f"data.volume_fit={fit} applies to 3D volume folders (imagesTr/, labelsTr/) but the data are 2D "
+                "images; drop data.volume_fit"
             )
     cfg = from_dict(RunConfig, tree)
     check_image_size(cfg.model, cfg.data.image_size)

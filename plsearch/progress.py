@@ -8,13 +8,16 @@ one every ``interval_s`` seconds, and one at the end::
     train: 12/80 steps (15%) 4.1s elapsed, 23.2s left  loss=0.41
 
 ``PLSEARCH_PROGRESS`` overrides the choice: ``bar``, ``plain`` or ``off``. ``PLSEARCH_PROGRESS_INTERVAL``
-sets the plain interval in seconds (default 30).
+sets the plain interval in seconds (default 30). ``heartbeat=True`` keeps saying so while one item
+takes long (a search's reference that trains for minutes): a plain line every interval, or a bar
+redraw with the elapsed time, even without an update.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Generic, TypeVar
@@ -71,6 +74,8 @@ class Progress(Generic[T]):
         interval_s: float | None,
         leave: bool,
         plain_ends: bool = True,
+        initial: int = 0,
+        heartbeat: bool = False,
     ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -81,7 +86,7 @@ class Progress(Generic[T]):
         if self.mode not in MODES:
             raise ValueError(f"progress mode {self.mode!r} is not one of {list(MODES)}")
         self.interval_s = _interval() if interval_s is None else interval_s
-        self.n = 0
+        self.n = initial
         self.postfix = ""
         self._t0 = time.perf_counter()
         self._last = self._t0
@@ -91,9 +96,32 @@ class Progress(Generic[T]):
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=desc or None, unit=unit, file=self.file, leave=leave, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                desc=desc or None,
+                unit=unit,
+                file=self.file,
+                leave=leave,
+                dynamic_ncols=True,
+                initial=initial,
+            )
         elif self.mode == "plain" and plain_ends:
             self._line()  # the loop has started: say so at once
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if heartbeat and self.mode != "off" and self.interval_s > 0:
+            self._ticker = threading.Thread(target=self._tick, name=f"progress {desc}", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """Say the loop is alive every ``interval_s`` even when no item finishes."""
+        while not self._stop.wait(self.interval_s):
+            if self._closed:
+                return
+            if self._bar is not None:
+                self._bar.refresh()  # redraws the elapsed time
+            elif time.perf_counter() - self._last >= self.interval_s * 0.99:
+                self._line()
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[T]:
@@ -134,22 +162,30 @@ class Progress(Generic[T]):
         if self._bar is not None:
             self._bar.set_postfix_str(self.postfix, refresh=False)
 
-    def write(self, line: str) -> None:
-        """Print a line of its own (above the bar on a terminal); nothing when the mode is ``off``."""
-        if self.mode == "off":
+    def write(self, line: str, file: IO[str] | None = None) -> None:
+        """Print a line of its own on ``file`` (default: the progress's own file), above the bar on a terminal.
+
+        With ``file`` given the line prints whatever the mode (it is output, e.g. a trial's result line);
+        without, nothing prints when the mode is ``off``.
+        """
+        if self.mode == "off" and file is None:
             return
         if self._bar is not None:
-            self._bar.write(line, file=self.file)
+            self._bar.write(line, file=file or self.file)  # clears the bar, prints, redraws it
         else:
-            print(line, file=self.file, flush=True)
+            print(line, file=file or self.file, flush=True)
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """End the display: the final plain line, unless ``quiet`` (the loop failed: its error says it all)."""
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=1.0)
         if self._bar is not None:
             self._bar.close()
-        elif self.mode == "plain" and (self._ends or self._last > self._t0):
+        elif self.mode == "plain" and not quiet and (self._ends or self._last > self._t0):
             self._line(done=True)  # inner loops without end lines still close what they started
 
     # -- plain lines -----------------------------------------------------------------------------
@@ -168,7 +204,8 @@ class Progress(Generic[T]):
             parts.append(", done")
         if self.postfix:
             parts.append(f"  {self.postfix}")
-        print("".join(parts), file=self.file, flush=True)
+        self.file.write("".join(parts) + "\n")  # one write: lines from the heartbeat thread stay whole
+        self.file.flush()
 
 
 def progress(
@@ -182,6 +219,8 @@ def progress(
     interval_s: float | None = None,
     leave: bool = True,
     plain_ends: bool = True,
+    initial: int = 0,
+    heartbeat: bool = False,
 ) -> Progress[T]:
     """Wrap ``iterable`` (or count by hand with ``update``) with progress output on ``file``.
 
@@ -197,7 +236,19 @@ def progress(
         leave: keep the finished bar on screen (bar mode).
         plain_ends: plain mode: print the first and last lines; False (inner loops, e.g. the steps of
             one epoch) prints only the periodic lines, and then a last one.
+        initial: units already done (a resumed search's finished trials).
+        heartbeat: keep printing (plain) or redrawing (bar) every ``interval_s`` while no unit finishes.
     """
     return Progress(
-        iterable, total, desc, unit, file=file, mode=mode, interval_s=interval_s, leave=leave, plain_ends=plain_ends
+        iterable,
+        total,
+        desc,
+        unit,
+        file=file,
+        mode=mode,
+        interval_s=interval_s,
+        leave=leave,
+        plain_ends=plain_ends,
+        initial=initial,
+        heartbeat=heartbeat,
     )

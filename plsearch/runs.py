@@ -15,8 +15,9 @@ recovery and PostgreSQL heartbeats then work here unchanged, and the runs open i
 Storage: ``<out>/runs.journal`` (any number of local workers) unless a ``--storage`` URL is given,
 where the study is ``<name>`` beside the search's. Run folders: ``<out>/runs/<key>/`` (``log.jsonl``,
 ``test_curve.jsonl``, ``curves.png``; ``best.pt`` and ``last.pt`` while it runs). A finished run's best
-weights become an Optuna artifact of its trial in ``<out>/artifacts/`` (``plsearch.artifacts``); its
-row's ``checkpoint`` is that file. ``python -m plsearch.runs`` is the worker process.
+weights become an Optuna artifact of its trial in ``<out>/artifacts/``, or the folder ``run_jobs(artifacts=)``
+(``--artifacts``) names, recorded in the runs study (``plsearch.artifacts``); its row's ``checkpoint`` is
+that file. ``python -m plsearch.runs`` is the worker process.
 """
 
 from __future__ import annotations
@@ -108,6 +109,17 @@ def _job_of(t: Any) -> str | None:
     return (t.system_attrs.get("fixed_params") or {}).get("job") or t.user_attrs.get("job")
 
 
+def _same_config(stored: Mapping[str, Any], config: RunConfig) -> bool:
+    """A stored job's config equals ``config``, fields added to the config since it was stored taking their
+    defaults (a resumed benchmark is not refused because plsearch gained a setting)."""
+    if stored == config.to_dict():
+        return True
+    try:
+        return RunConfig.from_dict(stored).to_dict() == config.to_dict()
+    except ValueError:  # a field that no longer exists: a different config
+        return False
+
+
 def submit(runs: Runs, jobs: Sequence[Job]) -> list[str]:
     """Enqueue the jobs that are neither finished nor waiting nor running; returns their keys.
 
@@ -126,7 +138,7 @@ def submit(runs: Runs, jobs: Sequence[Job]) -> list[str]:
         live = {_job_of(t) for t in runs.study.get_trials(deepcopy=False) if counted(t) or not t.state.is_finished()}
         for job in jobs:
             stored = attrs.get(JOB_ATTR + job.key)
-            if stored is not None and stored["config"] != job.config.to_dict():
+            if stored is not None and not _same_config(stored["config"], job.config):
                 raise RunsError(
                     f"job {job.key!r} is stored in {runs.spec.shown} with another config; use another "
                     "--out (or study) for a changed fidelity"
@@ -360,18 +372,16 @@ def _keep_checkpoint(trial: Any, out: Path, run_dir: Path) -> dict[str, Any]:
     from its trial; drop ``last.pt`` (only a resume needs it). Returns ``checkpoint`` and ``artifact_id``."""
     (run_dir / "last.pt").unlink(missing_ok=True)
     best = run_dir / "best.pt"
+    from plsearch.artifacts import keep_checkpoint, open_store, stored_file
+
     try:
-        from plsearch.artifacts import artifact_store, keep_checkpoint
-    except ImportError:  # pragma: no cover - an install without the artifact module
-        return {"checkpoint": str(best)}
-    store = artifact_store(out)
-    try:
+        store = open_store(trial.study, out)  # the store the runs study records (--artifacts), else <out>/artifacts
         artifact_id = keep_checkpoint(trial, best, store)
     except Exception as e:  # noqa: BLE001 - the run's own best.pt stays where it is
         log.warning("could not keep %s as an artifact (%s); it stays in the run folder", best, e)
         return {"checkpoint": str(best)}
-    kept = Path(getattr(store, "_base_path", out / "artifacts")) / artifact_id
-    if kept.is_file():
+    kept = stored_file(store, artifact_id)
+    if kept is not None:
         best.unlink()
         return {"checkpoint": str(kept.resolve()), "artifact_id": artifact_id}
     return {"checkpoint": str(best), "artifact_id": artifact_id}
@@ -418,9 +428,18 @@ def run_jobs(
     storage: str | None = None,
     on_done: Callable[[dict], None] | None = None,
     on_line: Callable[[int, str, bool], None] | None = None,
+    artifacts: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Submit ``jobs`` (skipping finished ones), run them here or in ``workers`` processes; return all rows."""
+    """Submit ``jobs`` (skipping finished ones), run them here or in ``workers`` processes; return all rows.
+
+    ``artifacts``: the folder that keeps each run's best weights (default ``<out_dir>/artifacts``); it is
+    recorded in the runs study, so the worker processes and later lookups find it.
+    """
     runs = open_runs(out_dir, name, storage=storage)
+    if artifacts is not None:
+        from plsearch.artifacts import open_store
+
+        open_store(runs.study, runs.out, artifacts)
     submit(runs, jobs)
     if workers > 1:
         launch_workers(runs, workers, devices, on_line=on_line)

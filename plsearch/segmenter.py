@@ -50,7 +50,8 @@ class Preprocessing:
         spatial_dims: 2 (images) or 3 (volumes).
         in_channels, num_classes: of the network (num_classes 1 = binary, sigmoid).
         image_size: the training side (square / cube).
-        fit: ``resize`` or ``pad`` (volumes with spacing kept); chooses ``Segmenter``'s default mode.
+        fit: ``resize`` or ``pad_crop`` (``data.volume_fit``: volumes with spacing kept); chooses ``Segmenter``'s
+            default mode.
         grey_world: 2D colour normalisation applied to uint8 images.
         class_names: ``{value: name}`` when known (volumes: dataset.json).
     """
@@ -181,7 +182,7 @@ class Segmenter:
                 raise ValueError("a model without .config needs preprocessing=Preprocessing(...)")
             pre = Preprocessing(cfg.spatial_dims, cfg.in_channels, cfg.num_classes)
         self.model, self.pre = model.eval(), pre
-        self.mode = ("sliding" if pre.fit == "pad" else "resize") if mode == "auto" else mode
+        self.mode = ("sliding" if pre.fit in ("pad_crop", "pad") else "resize") if mode == "auto" else mode
         self.overlap, self.batch_size, self.memory_bytes = overlap, batch_size, memory_bytes
         p = next(model.parameters(), None)
         here = p.device if p is not None else torch.device("cpu")

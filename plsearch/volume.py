@@ -9,9 +9,10 @@ Every case is checked up front and a problem raises a one-line :class:`~plsearch
 naming the file and the fix: image without label, shape or affine mismatch, non-integer or unknown
 label values, unreadable files. Images are z-scored per volume (intensities differ by four orders
 of magnitude between scans), then resized (trilinear; labels nearest) or centre padded/cropped to a
-cube of ``image_size``; the voxel spacing of the stored grid is kept per volume, so distances in mm
-stay right. The in-memory split is a :class:`~plsearch.volume_data.VolumeData`, the 3D twin of
-``SegmentationData``; :func:`plsearch.data.load_splits` hands volume folders here.
+cube of ``image_size`` (``data.volume_fit``: ``resize`` or ``pad_crop``); the voxel spacing of the
+stored grid is kept per volume, so distances in mm stay right. The in-memory split is a
+:class:`~plsearch.volume_data.VolumeData`, the 3D twin of ``SegmentationData``;
+:func:`plsearch.data.load_splits` hands volume folders here.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FITS = ("resize", "pad")
+FITS = ("resize", "pad_crop")  # data.volume_fit
 SUFFIXES = (".nii.gz", ".nii")
 CACHE_VERSION = 1
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
@@ -70,9 +71,10 @@ def _stem(p: Path) -> str | None:
 
 
 def is_volume_folder(root: str | Path) -> bool:
-    """True for a folder in the MSD / nnU-Net raw layout (``imagesTr/`` and ``labelsTr/``)."""
+    """True for a folder in the MSD / nnU-Net raw layout: ``imagesTr/`` or ``labelsTr/`` (a folder with
+    only one of them is still one, so :func:`list_cases` can name the missing half, not ``images/``)."""
     root = Path(root).expanduser()
-    return (root / "imagesTr").is_dir() and (root / "labelsTr").is_dir()
+    return (root / "imagesTr").is_dir() or (root / "labelsTr").is_dir()
 
 
 def label_names(root: str | Path) -> dict[int, str]:
@@ -105,11 +107,16 @@ def label_names(root: str | Path) -> dict[int, str]:
 def list_cases(root: str | Path) -> list[Case]:
     """Pair ``imagesTr/`` with ``labelsTr/`` by case id (sorted); one-line DataError on any mismatch."""
     root = Path(root).expanduser()
-    if not is_volume_folder(root):
+    has_images, has_labels = (root / "imagesTr").is_dir(), (root / "labelsTr").is_dir()
+    if not has_images and not has_labels:
         raise DataError(
             f"{root} has no imagesTr/ and labelsTr/ folders; put volumes in {root}/imagesTr/<case>.nii.gz "
             f"and labels in {root}/labelsTr/<case>.nii.gz"
         )
+    if not has_labels:
+        raise DataError(f"{root} has imagesTr/ but no labelsTr/ folder; put labels in {root}/labelsTr/<case>.nii.gz")
+    if not has_images:
+        raise DataError(f"{root} has labelsTr/ but no imagesTr/ folder; put volumes in {root}/imagesTr/<case>.nii.gz")
     images: dict[str, dict[int, Path]] = {}
     for p in sorted((root / "imagesTr").iterdir()):
         stem = _stem(p)
@@ -232,7 +239,7 @@ def fit_volume(
     """Bring ``image (c, *s)`` (and ``label (*s)``) to ``size``; returns them and the scale per axis.
 
     ``resize``: trilinear image, nearest labels; the scale is ``old / new`` (spacing grows by it).
-    ``pad``: centre pad (0, the z-scored mean; background label) or crop; the scale is 1.
+    ``pad_crop``: centre pad (0, the z-scored mean; background label) or crop; the scale is 1.
     """
     import torch
     import torch.nn.functional as F

@@ -140,11 +140,10 @@ def load_volume_splits(cfg, num_classes: int | None = None) -> dict[str, VolumeD
 
     The split comes from ``cfg.split_csv`` or the folder's one ``split*.csv`` (val carved out of
     train when the file has none), else a seeded random split. The training size is the cube
-    ``cfg.image_size``; ``cfg.volume_fit`` (``resize``, the default, or ``pad``) says how to get there.
+    ``cfg.image_size``; ``cfg.volume_fit`` (``resize``, the default, or ``pad_crop``) says how to get there.
     """
-    fit = getattr(cfg, "volume_fit", "resize")
-    data = load_volume_folder(cfg.root, cfg.image_size, fit=fit, num_classes=num_classes, cache=cfg.cache)
-    split = _split(cfg, len(data), Path(cfg.root).expanduser(), data.ids)
+    data = load_volume_folder(cfg.root, cfg.image_size, fit=cfg.volume_fit, num_classes=num_classes, cache=cfg.cache)
+    split = _split(cfg, len(data), Path(cfg.root).expanduser(), data.ids, images="imagesTr")
     out = {s: data.subset(split[s]) for s in SPLITS}
     log.info("volume splits: %s", ", ".join(f"{s} {len(out[s])}" for s in SPLITS))
     return out

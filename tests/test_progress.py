@@ -91,3 +91,37 @@ def test_inner_loops_print_only_periodic_lines(monkeypatch):
         pass
     lines = slow.getvalue().splitlines()
     assert lines[0].startswith("epoch 2: 1/3 step") and lines[-1].startswith("epoch 2: 3/3 step (100%)")
+
+
+def test_heartbeat_prints_while_nothing_finishes_and_stops_on_close(monkeypatch):
+    import time
+
+    monkeypatch.delenv("PLSEARCH_PROGRESS", raising=False)
+    out = io.StringIO()
+    bar = progress(total=4, desc="references", unit="ref", file=out, interval_s=0.05, heartbeat=True, initial=1)
+    time.sleep(0.3)  # one long item: no update, yet lines keep coming
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("references: 1/4 ref (25%)") for line in lines)
+    bar.close()
+    closed = out.getvalue()
+    time.sleep(0.15)
+    assert out.getvalue() == closed and closed.splitlines()[-1].endswith("done")  # the thread has stopped
+    assert not bar._ticker.is_alive()
+
+
+def test_write_to_another_file_prints_even_when_off(monkeypatch):
+    monkeypatch.setenv("PLSEARCH_PROGRESS", "off")
+    err, out = io.StringIO(), io.StringIO()
+    bar = progress(total=2, desc="trials", file=err, heartbeat=True)
+    bar.write("trial 0 ...", file=out)
+    bar.write("note")
+    bar.close()
+    assert out.getvalue() == "trial 0 ...\n" and err.getvalue() == ""
+
+
+def test_a_failed_loop_closes_without_its_final_line(monkeypatch):
+    monkeypatch.delenv("PLSEARCH_PROGRESS", raising=False)
+    out = io.StringIO()
+    bar = progress(total=3, desc="references", file=out, interval_s=3600)
+    bar.close(quiet=True)
+    assert out.getvalue().splitlines() == ["references: 0/3 it (0%) 0.0s elapsed"]

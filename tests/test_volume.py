@@ -94,7 +94,7 @@ def test_float_labels_are_cast_to_integers(hippo_few):
 def test_fit_volume_pad_crop_and_resize():
     img = np.arange(2 * 5 * 9 * 4, dtype=np.float32).reshape(2, 5, 9, 4)
     lab = (img[0] % 3).astype(np.uint8)
-    x, y, scale = fit_volume(img, lab, 6, "pad")
+    x, y, scale = fit_volume(img, lab, 6, "pad_crop")
     assert x.shape == (2, 6, 6, 6) and y.shape == (6, 6, 6) and scale == (1.0, 1.0, 1.0)
     np.testing.assert_array_equal(x[:, :5, :, 1:5], img[:, :, 1:7, :])  # pad 0/1, crop 1/2, pad 1/1
     assert (x[:, 5] == 0).all() and (y[:, :, 0] == 0).all()
@@ -223,3 +223,71 @@ def test_a_2d_network_on_volumes_is_one_line(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1] == "error: the data are 3D but model.spatial_dims=2; set model.spatial_dims=3"
+
+
+def test_volume_fit_pad_crop_keeps_the_spacing(tmp_path):
+    root = _synthetic(tmp_path / "vols")  # (10, 12, 8) at 1 mm
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    for i in range(3):  # anisotropic voxels: 0.5 x 0.5 x 2 mm
+        for sub in ("imagesTr", "labelsTr"):
+            f = root / sub / f"case_{i}.nii.gz"
+            _write(f, np.asarray(nib.load(str(f)).dataobj), affine)
+    kept = load_splits(DataConfig(root=str(root), image_size=8, volume_fit="pad_crop", cache=False), num_classes=3)
+    resized = load_splits(DataConfig(root=str(root), image_size=8, cache=False), num_classes=3)
+    for split in ("train", "test"):
+        assert kept[split].images.shape[2:] == (8, 8, 8)
+        np.testing.assert_allclose(kept[split].spacing, [[0.5, 0.5, 2.0]] * len(kept[split]))
+        np.testing.assert_allclose(resized[split].spacing, [[0.5 * 10 / 8, 0.5 * 12 / 8, 2.0]] * len(resized[split]))
+    # pad/crop keeps voxel values: the centre crop of the stored labels, not an interpolation
+    lab = np.asarray(nib.load(str(root / "labelsTr" / "case_0.nii.gz")).dataobj).astype(np.uint8)
+    data = next(d for d in kept.values() if "case_0" in d.ids)
+    got = data.masks[data.ids.index("case_0")].numpy()
+    np.testing.assert_array_equal(got, lab[1:9, 2:10, :])
+
+
+def test_volume_fit_is_checked_at_the_gate(tmp_path, capsys):
+    from plsearch.cli.train import main
+    from plsearch.config import ConfigError
+    from plsearch.gate import resolve
+
+    with pytest.raises(ConfigError) as e:
+        resolve(None, {"data.volume_fit": "crop"})
+    assert str(e.value) == "data.volume_fit='crop' is not allowed; choose one of ['resize', 'pad_crop']"
+    assert resolve(None, ["volume_fit=pad_crop"]).data.volume_fit == "pad_crop"
+    from plsearch.data import load_splits as load2d
+
+    with pytest.raises(ConfigError, match="applies to 3D volume folders"):  # 2D images are always resized
+        resolve(
+            None,
+            {"data.volume_fit": "pad_crop", "data.synthetic_count": 8},
+            data=load2d(DataConfig(image_size=32, synthetic_count=8)),
+        )
+    root = _synthetic(tmp_path / "vols")
+    args = ["--data", str(root), "--model", "unet", "--set", "model.spatial_dims=3", "--out", str(tmp_path / "run")]
+    assert main([*args, "--set", "data.volume_fit=crop"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: data.volume_fit='crop' is not allowed") and len(err) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("unknown_id", "id 'case_9' has no image in {root}/imagesTr; remove the line"),
+        ("file_name", "id 'case_1.nii.gz' has no image in {root}/imagesTr; write the id 'case_1'"),
+        ("no_labels", "{root} has imagesTr/ but no labelsTr/ folder; put labels in {root}/labelsTr/<case>.nii.gz"),
+        ("no_images", "{root} has labelsTr/ but no imagesTr/ folder; put volumes in {root}/imagesTr/<case>.nii.gz"),
+    ],
+)
+def test_msd_split_and_layout_errors_name_the_msd_folders(tmp_path, broken, message):
+    root = _synthetic(tmp_path / "vols")
+    if broken in ("unknown_id", "file_name"):
+        bad = "case_9" if broken == "unknown_id" else "case_1.nii.gz"
+        (root / "split.csv").write_text(f"id,split\ncase_0,train\n{bad},test\n")
+    else:
+        shutil.rmtree(root / ("labelsTr" if broken == "no_labels" else "imagesTr"))
+    with pytest.raises(DataError) as e:
+        load_splits(DataConfig(root=str(root), image_size=8, cache=False), num_classes=3)
+    text = str(e.value)
+    assert message.format(root=root) in text and "\n" not in text
+    assert "images/" not in text.replace("imagesTr/", "")  # never the 2D layout's folder

@@ -72,3 +72,10 @@ def test_references_train_in_parallel_as_they_do_one_by_one(tmp_path):
     for name in one:
         assert one[name]["key"] == two[name]["key"]
         assert one[name]["metrics"]["val_dice"] == pytest.approx(two[name]["metrics"]["val_dice"], abs=1e-4)
+        # the weights come back from the worker process: written there, loadable here, the same network
+        import plsearch
+
+        assert Path(two[name]["checkpoint"]) == (tmp_path / "b" / "references" / f"{name}.pt").resolve()
+        a, b = plsearch.load(one[name]["checkpoint"]), plsearch.load(two[name]["checkpoint"])
+        assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+        assert not b.training and b.config.to_dict() == two[name]["config"]["model"]

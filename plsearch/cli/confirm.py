@@ -7,6 +7,9 @@
 
 Writes ``confirm/confirmed.csv``, ``.md`` and ``.png`` in the study's folder; rerun to resume (no
 finished run is repeated). The final fidelity is the space's ``confirm:`` section, then ``--set``.
+Every run's best weights are kept (``confirm/artifacts/`` or ``--artifacts PATH``, linked from the
+run's trial in the runs study; its result row's ``checkpoint`` loads with ``plsearch.load``). Confirm
+has no ``--keep-top``: its runs are the confirmed points (configs x seeds), each one cited.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ def build_parser() -> Parser:
     p.add_argument("--plan", action="store_true", help="print the runs and their predicted time, run nothing")
     p.add_argument("--tflops", type=float, help="assumed sustained TFLOP/s for --plan [0.03 CPU, 100 CUDA]")
     p.add_argument("--force", action="store_true", help="write into a results folder of another study")
+    p.add_argument(
+        "--artifacts",
+        metavar="PATH",
+        help="folder that keeps every run's best weights (e.g. a shared disk; created if missing), recorded "
+        "in the runs study [OUT/confirm/artifacts]",
+    )
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -101,6 +110,10 @@ def _body(argv: Sequence[str] | None) -> int:
         raise CLIError(f"--folds must be at least 2, got {args.folds}; pass e.g. --folds 5")
     if args.device and args.devices:
         raise CLIError("--device and --devices both given; use --devices for one worker per device, else --device")
+    if args.artifacts is not None:  # before anything is written
+        from plsearch.artifacts import check_store_path
+
+        check_store_path(args.artifacts)
     trials = _trial_numbers(args.trials)
     ref = study_ref(args)
     out = ref.folder
@@ -163,6 +176,7 @@ def _body(argv: Sequence[str] | None) -> int:
         devices=devices,
         storage=spec.target if spec is not None and spec.kind == "rdb" else None,
         on_done=lambda r: print(run_line(r), flush=True),
+        artifacts=args.artifacts,
     )
     items = aggregate(rows, cands)
     sizes = size_objectives(study)

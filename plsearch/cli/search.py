@@ -10,6 +10,9 @@ Prints one line per finished trial and the Pareto table; writes study.db (one wo
 study.journal (several), trials.jsonl, pareto.csv/.md, pareto/trial_<n>.yaml and PNG plots into
 --out (default results/<study-name>). ``--workers N`` starts N worker processes that share the
 study and finish exactly --n-trials trials between them; their lines are prefixed ``[wI]``.
+Progress (references, then trials, with the time left) goes to stderr: a bar on a terminal, plain
+lines in logs (``plsearch.progress``). Each trained trial's and reference's best weights are kept in
+OUT/artifacts (or ``--artifacts PATH``), bounded to the Pareto set + ``--keep-top`` trials.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from plsearch.artifacts import DEFAULT_KEEP_TOP
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, check_seed, run_cli, setup_logging
 from plsearch.naming import study_name_arg
 
@@ -71,6 +75,19 @@ def build_parser() -> Parser:
         help="fix a config value for every trial and reference, e.g. --set train.epochs=50",
     )
     p.add_argument("--no-references", action="store_true", help="do not train the preset reference points")
+    p.add_argument(
+        "--artifacts",
+        metavar="PATH",
+        help="folder that keeps trained weights (e.g. a shared disk; created if missing), recorded in the "
+        "study so plsearch.load('results/NAME:N') and --trial find it [the study's, else OUT/artifacts]",
+    )
+    p.add_argument(
+        "--keep-top",
+        type=int,
+        metavar="K",
+        help=f"keep the weights of the Pareto set and the top K trials by the first objective, remove the "
+        f"others' [{DEFAULT_KEEP_TOP}]",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (tables and records still written)")
     p.add_argument(
         "--force",
@@ -159,18 +176,49 @@ def _devices(args: Any) -> list[str]:
     return names
 
 
-def _on_reference(ref: str, rec: dict, cached: bool) -> None:
+def reference_line(ref: str, rec: dict, cached: bool) -> str:
+    """One line per reference: dice, params, MACs, time (or cached), chosen rate, failure."""
     from plsearch.search.pareto import fmt_count
 
     m = rec.get("metrics") or {}
     took = "cached" if cached else f"{rec['seconds']:.1f}s"
-    print(
+    return (
         f"reference {ref:<12} dice {_fmt(m.get('val_dice'))}  params {fmt_count(rec['profile']['params']):>6}"
         f"  MACs {fmt_count(rec['profile']['macs']):>6}  {took}"
         + (f"  lr {rec['lr']:g} (best of {len(rec['lr_tried'])} on val)" if len(rec.get("lr_tried") or {}) > 1 else "")
-        + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else ""),
-        flush=True,
+        + (f"  [{rec['fail_reason']}]" if rec.get("fail_reason") else "")
     )
+
+
+def _on_reference(shown: Any) -> Any:
+    """``on_reference`` for the search: the result line on stdout, one step of the progress display."""
+
+    def on_reference(ref: str, rec: dict, cached: bool) -> None:
+        shown.say(reference_line(ref, rec, cached))
+        shown.reference(ref, cached)
+
+    return on_reference
+
+
+def _on_trial(shown: Any) -> Any:
+    def on_trial(rec: dict) -> None:
+        shown.say(trial_line(rec))
+        shown.trial(rec)
+
+    return on_trial
+
+
+def _check_artifacts(args: Any) -> None:
+    """--keep-top and --artifacts, before anything is written."""
+    from plsearch.artifacts import ArtifactError, check_store_path
+
+    if args.keep_top is not None and args.keep_top < 0:
+        raise CLIError(f"--keep-top must be 0 or more, got {args.keep_top}; 0 keeps only the Pareto set's weights")
+    if args.artifacts is not None:
+        try:
+            check_store_path(args.artifacts)
+        except ArtifactError as e:
+            raise CLIError(str(e)) from None
 
 
 def _say(message: str) -> None:
@@ -206,6 +254,10 @@ def _worker_command(
         "--no-references",
         "--no-plots",
     ]
+    if args.artifacts is not None:
+        cmd += ["--artifacts", str(Path(args.artifacts).expanduser().resolve())]
+    if args.keep_top is not None:
+        cmd += ["--keep-top", str(args.keep_top)]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
     if args.data is not None:
@@ -246,7 +298,16 @@ def _release_cuda_cache() -> None:
 
 
 def _run_workers(
-    args: Any, space: Any, extra: dict, spec: Any, out: Path, name: str, total: int, workers: int, devices: list[str]
+    args: Any,
+    space: Any,
+    extra: dict,
+    spec: Any,
+    out: Path,
+    name: str,
+    total: int,
+    workers: int,
+    devices: list[str],
+    shown: Any,
 ) -> Any:
     """Open the study, train the references here, run ``workers`` processes, then write the outputs.
 
@@ -257,7 +318,7 @@ def _run_workers(
     from plsearch.search.records import write_outputs
     from plsearch.search.references import train_references
     from plsearch.search.runner import finish, prepare
-    from plsearch.search.workers import MEMORY_FRACTION_ENV, assign_devices, launch
+    from plsearch.search.workers import MEMORY_FRACTION_ENV, assign_devices, launch, tally
 
     s = prepare(
         space,
@@ -271,16 +332,20 @@ def _run_workers(
         workers=workers,
         heartbeat=args.heartbeat,
         on_event=_say,
+        artifacts=args.artifacts,
+        keep_top=args.keep_top,
     )
     ref_extra = {**s.extra, "train.device": devices[0]} if devices else s.extra
     refs = {}
     if not args.no_references and space.references:
+        shown.stage("references", 0, len(space.references))
         refs = train_references(
             s.space,
             out,
             ref_extra,
-            _on_reference,
+            _on_reference(shown),
             workers=workers if not devices and not s.space.raw.get("imports") else 1,
+            keep=(s.study, s.store),
         )
         _release_cuda_cache()
     remaining = None if s.limit is None else s.limit - (time.monotonic() - s.t_start)
@@ -309,8 +374,13 @@ def _run_workers(
         if is_err and line.startswith("error: "):
             errors.append(line[len("error: ") :])
             return
-        ran[0] += line.startswith("trial ")
-        print(f"[w{i}] {line}", file=sys.stderr if is_err else sys.stdout, flush=True)
+        if is_err:
+            print(f"[w{i}] {line}", file=sys.stderr, flush=True)
+            return
+        shown.say(f"[w{i}] {line}")
+        if line.startswith("trial "):
+            ran[0] += 1
+            shown.trial({})  # the count (a worker's record stays in its process)
 
     def tick() -> None:
         write_outputs(s.study, out)
@@ -319,6 +389,7 @@ def _run_workers(
         where = f" on {', '.join(str(device(i)) for i in range(workers))}" if devices else ""
         capped = f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a shared GPU" if any(caps) else ""
         print(f"starting {workers} workers{where}{capped}", flush=True)
+        shown.stage("trials", tally(s.study)[0], total)
         try:
             codes = launch(commands, envs, on_line, on_tick=tick)
         except KeyboardInterrupt:  # the workers re-queued their trials and stopped: keep the records current
@@ -369,12 +440,50 @@ def _default_workers(args: Any, space: Any, extra: dict, n_trials: int) -> int:
     return default_workers(values, cpu=device == "cpu", n_trials=n_trials)
 
 
+def _run(
+    args: Any,
+    space: Any,
+    extra: dict,
+    spec: Any,
+    out: Path,
+    name: str,
+    n_trials: int,
+    workers: int,
+    devices: list[str],
+    shown: Any,
+) -> Any:
+    """The search itself: here (one worker) or in ``workers`` processes; progress through ``shown``."""
+    from plsearch.search.runner import run_search
+
+    if workers > 1:
+        return _run_workers(args, space, extra, spec, out, name, n_trials, workers, devices, shown)
+    return run_search(
+        space,
+        out_dir=out,
+        storage=spec,
+        study_name=name,
+        n_trials=n_trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        extra=extra,
+        references=not args.no_references,
+        draw=_draw(args),
+        heartbeat=args.heartbeat,
+        on_trial=_on_trial(shown),
+        on_reference=_on_reference(shown),
+        on_event=_say,
+        artifacts=args.artifacts,
+        keep_top=args.keep_top,
+        on_stage=shown.stage,
+    )
+
+
 def _search(argv: Sequence[str] | None) -> int:
     import time
 
     from plsearch.naming import study_ref
     from plsearch.search.pareto import degenerate_line, pareto_markdown
-    from plsearch.search.runner import prepare, run_search, run_trials
+    from plsearch.search.runner import prepare, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
     from plsearch.search.workers import tally
@@ -383,6 +492,7 @@ def _search(argv: Sequence[str] | None) -> int:
     setup_logging(args.verbose)
     check_positive(args, "n_trials", "timeout", "workers", "heartbeat")
     check_seed(args)
+    _check_artifacts(args)
     space = load_space(args.space)
     devices = _devices(args)
     workers = args.workers or max(1, len(devices))
@@ -414,6 +524,8 @@ def _search(argv: Sequence[str] | None) -> int:
             heartbeat=args.heartbeat,
             worker_index=args.worker_index,
             on_event=_say,
+            artifacts=args.artifacts,
+            keep_top=args.keep_top,
         )
         run_trials(s, on_trial=lambda r: print(trial_line(r), flush=True), write=False)
         return 0
@@ -424,25 +536,15 @@ def _search(argv: Sequence[str] | None) -> int:
         flush=True,
     )
     t0 = time.perf_counter()
-    if workers > 1:
-        result = _run_workers(args, space, extra, spec, out, name, n_trials, workers, devices)
-    else:
-        result = run_search(
-            space,
-            out_dir=out,
-            storage=spec,
-            study_name=name,
-            n_trials=n_trials,
-            timeout=args.timeout,
-            seed=args.seed,
-            extra=extra,
-            references=not args.no_references,
-            draw=_draw(args),
-            heartbeat=args.heartbeat,
-            on_trial=lambda r: print(trial_line(r), flush=True),
-            on_reference=_on_reference,
-            on_event=_say,
-        )
+    from plsearch.cli.search_progress import SearchProgress
+
+    shown = SearchProgress()
+    try:
+        result = _run(args, space, extra, spec, out, name, n_trials, workers, devices, shown)
+    except BaseException:
+        shown.close(failed=True)
+        raise
+    shown.close()
     from plsearch.outputs import claim_results
 
     claim_results(out, name, storage=spec.target, force=args.force)  # record the folder's study

@@ -76,6 +76,8 @@ class Search:
     run_id: str
     heartbeat: tuple[int, int] | None  # (interval, grace) seconds when the storage records heartbeats
     note: Callable[[str], None]
+    store: Any = None  # the artifact store of kept weights (plsearch.artifacts.open_store)
+    keep_top: int | None = None  # weights kept: Pareto set + top k (None: artifacts.DEFAULT_KEEP_TOP)
 
     @property
     def worker(self) -> str:
@@ -96,6 +98,8 @@ def prepare(
     heartbeat: int | None = 60,
     worker_index: int | None = None,
     on_event: Callable[[str], None] | None = None,
+    artifacts: str | Path | None = None,
+    keep_top: int | None = None,
 ) -> Search:
     """Check the inputs, open (or create) the study and recover its stale trials.
 
@@ -103,6 +107,8 @@ def prepare(
         workers: how many processes will share the study (> 1: a shared storage, TPE's constant liar).
         heartbeat: seconds between heartbeats on database storages (grace: twice that); None: off.
         worker_index: set in the processes ``--workers`` starts: their samplers get distinct seeds.
+        artifacts: the folder that keeps trained weights (``--artifacts``; default: the one the study
+            records, else ``<out>/artifacts``); ``keep_top``: weights kept beyond the Pareto set.
     """
     t_start = time.monotonic()
     note = on_event or (lambda msg: log.info("%s", msg))
@@ -133,6 +139,12 @@ def prepare(
     parallel = spec.shared and (workers > 1 or worker_index is not None or spec.kind == "rdb")
     offset = int(run_id, 16) % 100_000 if parallel else 0  # workers started together sample differently
     study = open_study(space, open_storage(spec, heartbeat=beat), name, space.seed + offset, parallel)
+    from plsearch.artifacts import ArtifactError, open_store
+
+    try:
+        store = open_store(study, out, artifacts)  # before any training: a conflicting --artifacts stops here
+    except ArtifactError as e:
+        raise SearchError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     s = Search(
         space,
@@ -146,6 +158,8 @@ def prepare(
         run_id,
         beat,
         note,
+        store,
+        keep_top,
     )
     with claim_lock(spec):
         stale = recover_stale(study, run_id, beat[1] if beat else None)
@@ -191,9 +205,11 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
     from plsearch.search.workers import Heartbeat, is_surplus
 
     objective, env = Objective(s.space, s.extra), environment()
-    from plsearch.artifacts import artifact_store
+    from plsearch.artifacts import open_store
 
-    objective.artifacts = artifact_store(s.out)  # each trained trial's best weights, in OUT/artifacts
+    # each trained trial's best weights, in the study's artifact store (OUT/artifacts unless --artifacts)
+    objective.artifacts = s.store if s.store is not None else open_store(s.study, s.out)
+    objective.keep_top = s.keep_top
     ran, waiting = 0, False
     poll = 1.0 if s.spec.kind == "rdb" else 0.5
     while s.limit is None or time.monotonic() - s.t_start < s.limit:  # the time limit counts references
@@ -256,6 +272,10 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             except UpdateFinishedTrialError:
                 continue
         ran += 1
+        if objective.artifacts is not None:  # the finished trial may push earlier ones off the front
+            from plsearch.artifacts import bound
+
+            bound(s.study, objective.artifacts, s.keep_top)
         frozen = s.study._storage.get_trial(trial._trial_id)
         if write:
             write_outputs(s.study, s.out)
@@ -300,6 +320,9 @@ def run_search(
     on_trial: Callable[[dict], None] | None = None,
     on_reference: Callable[[str, dict, bool], None] | None = None,
     on_event: Callable[[str], None] | None = None,
+    artifacts: str | Path | None = None,
+    keep_top: int | None = None,
+    on_stage: Callable[[str, int, int], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) the search of ``space`` in this process until ``n_trials`` trials have finished in total.
 
@@ -310,7 +333,10 @@ def run_search(
         extra: config overrides applied to every trial, e.g. ``{"data.root": DIR, "train.device": "cuda"}``.
         draw: ``draw(study, out_dir, references) -> {name: path}`` at the end, e.g.
             ``plsearch.report.draw_plots`` (the search layer does not import the report layer).
-        on_trial: called with each finished trial's record; ``on_event`` with one-line notes.
+        on_trial: called with each finished trial's record; ``on_event`` with one-line notes;
+            ``on_stage(stage, done, total)`` as the references (``"references"``, 0, how many) and the
+            trials (``"trials"``, finished so far, ``n_trials``) start, e.g. for a progress display.
+        artifacts, keep_top: where trained weights are kept and how many beyond the Pareto set (``prepare``).
 
     Returns:
         ``SearchResult`` with the study, all records, the Pareto rows, references and plot paths.
@@ -326,11 +352,17 @@ def run_search(
         extra=extra,
         heartbeat=heartbeat,
         on_event=on_event,
+        artifacts=artifacts,
+        keep_top=keep_top,
     )
     refs: dict[str, dict] = {}
     if references and s.space.references:  # first: cached after one run, and the user sees them early
         from plsearch.search.references import train_references
 
-        refs = train_references(s.space, s.out, s.extra, on_reference)
+        if on_stage is not None:
+            on_stage("references", 0, len(s.space.references))
+        refs = train_references(s.space, s.out, s.extra, on_reference, keep=(s.study, s.store))
+    if on_stage is not None:
+        on_stage("trials", tally(s.study)[0], s.total)
     ran = run_trials(s, on_trial)
     return finish(s, refs, draw, ran)
