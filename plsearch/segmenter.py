@@ -133,6 +133,18 @@ def _gaussian(tile: Sequence[int]) -> torch.Tensor:
     return (w / w.max()).clamp_min(1e-3)
 
 
+def _labels(logits: torch.Tensor, slab_voxels: int = 1 << 20) -> np.ndarray:
+    """``(k, *spatial)`` logits -> uint8 labels ``(*spatial)`` as ``plsearch.metrics.logits_to_labels`` gives them,
+    in slabs along the first axis (argmax of the whole input at once would make an int64 copy: 8 bytes a voxel)."""
+    spatial = logits.shape[1:]
+    out = torch.empty(spatial, dtype=torch.uint8)
+    step = max(1, slab_voxels // max(1, math.prod(spatial[1:])))
+    for i in range(0, spatial[0], step):
+        part = logits[:, i : i + step]
+        out[i : i + step] = (part[0] > 0) if logits.shape[0] == 1 else part.argmax(0)
+    return out.numpy()
+
+
 def _starts(length: int, tile: int, step: int) -> list[int]:
     if length <= tile:
         return [0]
@@ -284,8 +296,9 @@ class Segmenter:
             for w, out in zip(windows, lg):
                 acc[(slice(None),) + w] += out * weight  # not (slice(None), *w): mypy reads that as 3.11 syntax
                 norm[w] += weight
-        return acc / norm
+        return acc.div_(norm)  # in place: a second (k, *spatial) buffer would add k x 4 bytes per voxel
 
+    @torch.no_grad()  # without it a 512x512 image in tiles held 7 GB of autograd graph (benchmarks/segmenter_memory.py)
     def predict(self, inputs: Any) -> np.ndarray | list[np.ndarray]:
         """Class labels (uint8) at each input's own size; a list in, a list out.
 
@@ -294,8 +307,6 @@ class Segmenter:
                 2D uint8 arrays are scaled by 1/255 (float arrays are taken as already in [0, 1]);
                 3D arrays hold raw intensities (z-scored here, as in training).
         """
-        from plsearch.metrics import logits_to_labels
-
         many = isinstance(inputs, (list, tuple))
         items = list(inputs) if many else [inputs]
         prepared = [self._prepare(i)[0] for i in items]
@@ -305,16 +316,15 @@ class Segmenter:
                 logits += self._resized(prepared[start : start + self.batch_size])
         else:
             logits = [self._sliding(x) for x in prepared]
-        labels = [logits_to_labels(lg[None])[0].to(torch.uint8).numpy() for lg in logits]
+        labels = [_labels(lg) for lg in logits]
         return labels if many else labels[0]
 
+    @torch.no_grad()
     def predict_file(self, path: str | Path, out: str | Path) -> Path:
         """Segment one file and write its mask: NIfTI with the input's affine for volumes, PNG for images
         (0/255 for binary networks, class indices otherwise)."""
-        from plsearch.metrics import logits_to_labels
-
         x, meta = self._prepare(path)
-        labels = logits_to_labels(self.logits(x)[None])[0].to(torch.uint8).numpy()
+        labels = _labels(self.logits(x))
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         if "affine" in meta:
@@ -347,4 +357,4 @@ def peak_bytes_estimate(
     from plsearch.memory import activation_bytes
 
     voxels = math.prod(shape)
-    return activation_bytes(model_config, tile, batch) + (num_classes + channels + 1) * 4 * voxels
+    return activation_bytes(model_config, tile, batch) + ((num_classes + channels + 1) * 4 + 1) * voxels

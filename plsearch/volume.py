@@ -167,13 +167,26 @@ def _load(path: Path, what: str) -> Any:
     return img, data
 
 
-def zscore(volume: np.ndarray) -> np.ndarray:
-    """Per-channel z-score over the whole volume ``(c, *spatial)``; a constant channel becomes 0."""
+def zscore(volume: np.ndarray, slab_voxels: int = 1 << 20) -> np.ndarray:
+    """Per-channel z-score over the whole volume ``(c, *spatial)``; a constant channel becomes 0.
+
+    Statistics accumulate in float64 slab by slab and the result is written in float32, so a large
+    volume needs one float32 output beside its input (numpy's ``std`` would make float64 copies of it).
+    """
     v = volume.astype(np.float32, copy=False)
-    axes = tuple(range(1, v.ndim))
-    mean = v.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = v.std(axis=axes, keepdims=True, dtype=np.float64)
-    return ((v - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    out = np.empty(v.shape, dtype=np.float32)
+    for c in range(v.shape[0]):
+        flat = v[c].reshape(-1)
+        n = flat.size
+        mean = sum(float(flat[i : i + slab_voxels].sum(dtype=np.float64)) for i in range(0, n, slab_voxels)) / max(n, 1)
+        sq = 0.0
+        for i in range(0, n, slab_voxels):
+            d = flat[i : i + slab_voxels].astype(np.float64) - mean
+            sq += float(np.dot(d, d))
+        std = (sq / max(n, 1)) ** 0.5
+        np.subtract(v[c], np.float32(mean), out=out[c])
+        out[c] /= np.float32(std if std > 0 else 1.0)
+    return out
 
 
 def read_volume(paths: str | Path | tuple[Path, ...] | list[Path]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:

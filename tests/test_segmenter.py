@@ -173,3 +173,43 @@ def test_predict_cli_writes_nifti_with_each_inputs_affine(tmp_path, capsys):
         back = nib.load(str(tmp_path / "pred" / f"c{i}.nii.gz"))
         np.testing.assert_allclose(back.affine, affine)
         assert back.shape == nib.load(str(folder / f"c{i}.nii.gz")).shape
+
+
+@pytest.mark.parametrize("mode", ["resize", "sliding"])
+def test_predict_builds_no_autograd_graph(mode):
+    """Without no_grad the tiles' graphs were kept: a 512x512 image took 7 GB (benchmarks/segmenter_memory.py)."""
+    seen = []
+
+    class Spy(_Pointwise):
+        def forward(self, x):
+            seen.append(torch.is_grad_enabled())
+            return super().forward(x)
+
+    net = Spy(1, 2, 2)
+    seg = Segmenter(net, mode=mode, tile=8, preprocessing=Preprocessing(2, 1, 2, image_size=8))
+    with torch.enable_grad():
+        seg.predict(np.zeros((20, 20), np.float32))
+    assert seen and not any(seen)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_labels_in_slabs_match_logits_to_labels(k):
+    from plsearch.metrics import logits_to_labels
+    from plsearch.segmenter import _labels
+
+    lg = torch.randn(k, 7, 5, 6)
+    got = _labels(lg, slab_voxels=40)  # slabs of one 5x6 plane: 7 slabs
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, logits_to_labels(lg[None])[0].numpy())
+
+
+def test_zscore_matches_float64_and_keeps_float32():
+    from plsearch.volume import zscore
+
+    rng = np.random.default_rng(0)
+    v = np.stack([rng.normal(1.7e6, 3e4, (9, 8, 7)), np.full((9, 8, 7), 5.0)]).astype(np.float32)
+    z = zscore(v, slab_voxels=50)  # several slabs per channel
+    want = (v[0].astype(np.float64) - v[0].mean(dtype=np.float64)) / v[0].std(dtype=np.float64)
+    assert z.dtype == np.float32 and z.shape == v.shape
+    np.testing.assert_allclose(z[0], want, atol=1e-3)
+    assert (z[1] == 0).all()  # a constant channel
