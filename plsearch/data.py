@@ -43,6 +43,22 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def check_split_arrays(images: torch.Tensor, masks: torch.Tensor, ids: Sequence[str], *, spatial_dims: int) -> None:
+    """The in-memory contract of a split, 2D (``SegmentationData``) or 3D (``VolumeData``): images uint8
+    ``(n, c, h, w)`` or float ``(n, c, d, h, w)`` (volumes arrive z-scored), masks uint8 ``(n, *spatial)``,
+    one id per sample, the same spatial shape. Raises ``ValueError`` naming the shapes."""
+    axes = "h, w" if spatial_dims == 2 else "d, h, w"
+    kind = "uint8" if spatial_dims == 2 else "float"
+    right_kind = images.dtype == torch.uint8 if spatial_dims == 2 else images.is_floating_point()
+    if not right_kind or images.dim() != spatial_dims + 2:
+        raise ValueError(f"images must be {kind} (n, c, {axes}), got {images.dtype} {tuple(images.shape)}")
+    if masks.dtype != torch.uint8 or masks.dim() != spatial_dims + 1:
+        raise ValueError(f"masks must be uint8 (n, {axes}), got {masks.dtype} {tuple(masks.shape)}")
+    n = images.shape[0]
+    if masks.shape[0] != n or len(ids) != n or masks.shape[1:] != images.shape[2:]:
+        raise ValueError(f"images {tuple(images.shape)}, masks {tuple(masks.shape)} and {len(ids)} ids disagree")
+
+
 @dataclass(frozen=True)
 class SegmentationData:
     """Images and masks of one split, in memory.
@@ -58,15 +74,7 @@ class SegmentationData:
     ids: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 (n, c, h, w), got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.masks.dtype != torch.uint8 or self.masks.dim() != 3:
-            raise ValueError(f"masks must be uint8 (n, h, w), got {self.masks.dtype} {tuple(self.masks.shape)}")
-        n = self.images.shape[0]
-        if self.masks.shape[0] != n or len(self.ids) != n or self.masks.shape[1:] != self.images.shape[2:]:
-            raise ValueError(
-                f"images {tuple(self.images.shape)}, masks {tuple(self.masks.shape)} and {len(self.ids)} ids disagree"
-            )
+        check_split_arrays(self.images, self.masks, self.ids, spatial_dims=2)
         object.__setattr__(self, "ids", tuple(self.ids))
 
     def __len__(self) -> int:

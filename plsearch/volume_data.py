@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plsearch.data import SPLITS, SegmentationData, _index, _split
+from plsearch.data import SPLITS, SegmentationData, _index, _split, check_split_arrays
 from plsearch.folder import DataError
 from plsearch.volume import label_names, read_volume_folder
 
@@ -47,17 +47,7 @@ class VolumeData:
     class_names: dict[int, str]
 
     def __post_init__(self) -> None:
-        if not self.images.is_floating_point() or self.images.dim() != 5:
-            raise ValueError(
-                f"images must be float (n, c, d, h, w), got {self.images.dtype} {tuple(self.images.shape)}"
-            )
-        if self.masks.dtype != torch.uint8 or self.masks.dim() != 4:
-            raise ValueError(f"masks must be uint8 (n, d, h, w), got {self.masks.dtype} {tuple(self.masks.shape)}")
-        n = self.images.shape[0]
-        if self.masks.shape[0] != n or len(self.ids) != n or self.masks.shape[1:] != self.images.shape[2:]:
-            raise ValueError(
-                f"images {tuple(self.images.shape)}, masks {tuple(self.masks.shape)} and {len(self.ids)} ids disagree"
-            )
+        check_split_arrays(self.images, self.masks, self.ids, spatial_dims=3)
         object.__setattr__(self, "ids", tuple(self.ids))
 
     def __len__(self) -> int:

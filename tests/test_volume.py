@@ -291,3 +291,32 @@ def test_msd_split_and_layout_errors_name_the_msd_folders(tmp_path, broken, mess
     text = str(e.value)
     assert message.format(root=root) in text and "\n" not in text
     assert "images/" not in text.replace("imagesTr/", "")  # never the 2D layout's folder
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_split_arrays_share_one_shape_contract(dims):
+    from plsearch.data import SegmentationData
+
+    make = (
+        (lambda i, m, ids: SegmentationData(i, m, ids))
+        if dims == 2
+        else (
+            lambda i, m, ids: VolumeData(
+                i, m, ids, np.ones((len(ids), 3)), np.ones((len(ids), 3)), np.zeros((len(ids), 4, 4)), {}
+            )
+        )
+    )
+    sp = (6,) * dims
+    good = torch.zeros((2, 1, *sp), dtype=torch.uint8 if dims == 2 else torch.float32)
+    masks = torch.zeros((2, *sp), dtype=torch.uint8)
+    assert len(make(good, masks, ["a", "b"])) == 2
+    axes = "h, w" if dims == 2 else "d, h, w"
+    wrong = good.float() if dims == 2 else good.to(torch.uint8)
+    with pytest.raises(ValueError, match=rf"images must be {'uint8' if dims == 2 else 'float'} \(n, c, {axes}\)"):
+        make(wrong, masks, ["a", "b"])
+    with pytest.raises(ValueError, match=rf"masks must be uint8 \(n, {axes}\)"):
+        make(good, masks.long(), ["a", "b"])
+    with pytest.raises(ValueError, match="and 1 ids disagree"):
+        make(good, masks, ["a"])
+    with pytest.raises(ValueError, match="disagree"):
+        make(good, torch.zeros((2, *sp[:-1], 5), dtype=torch.uint8), ["a", "b"])
