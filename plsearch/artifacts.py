@@ -288,11 +288,18 @@ def trial_checkpoint(ref: Any, *, store: Any = None) -> Path:
     return target
 
 
+def _feasible(t: Any) -> bool:
+    """No violated constraint (Optuna 5: ``FrozenTrial.constraints``, a dict) and not marked infeasible."""
+    cons = getattr(t, "constraints", None)
+    values = list(cons.values()) if isinstance(cons, dict) else list(t.system_attrs.get("constraints") or ())
+    return all(c <= 0 for c in values) and t.user_attrs.get("feasible", True) is not False
+
+
 def _kept_numbers(study: Any, keep_top: int) -> set[int]:
     import optuna
 
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    feasible = [t for t in done if all(c <= 0 for c in t.system_attrs.get("constraints", ()) or ())]
+    feasible = [t for t in done if _feasible(t)]
     keep: set[int] = set()
     try:
         keep |= {t.number for t in study.best_trials}  # the Pareto set (Optuna skips infeasible trials)

@@ -142,3 +142,22 @@ def test_confirm_refuses_a_file_as_artifacts(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--artifacts" in err and "is a file" in err and "\n" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_top_k_counts_only_feasible_trials(tmp_path):
+    """An infeasible trial (a degenerate one, say) with the best value is not 'top': its weights go."""
+    from plsearch.artifacts import artifact_store, keep_checkpoint, prune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    store = artifact_store(tmp_path)
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"0" * 100)
+
+    def objective(trial):
+        keep_checkpoint(trial, weights, store)
+        trial.set_constraint("valid", 1.0 if trial.number == 0 else 0.0)  # trial 0 infeasible
+        return [(0.9, 0.5, 0.4)[trial.number], 10.0 * (trial.number + 1)]
+
+    study.optimize(objective, n_trials=3)
+    assert prune(study, store, keep_top=1) == {"kept": 1, "removed": 2}  # front {1}; top-1 feasible: 1

@@ -108,8 +108,12 @@ def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path,
     assert search(["--space", "search_spaces/tiny.yaml", "--out", str(out), "--no-references", "--no-plots"]) == 0
     capsys.readouterr()
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert printed.count("\nrun trial_") + printed.startswith("run trial_") == 4
+    # progress on stderr (not a terminal: plain lines), the run lines on stdout; weights kept in confirm/artifacts
+    assert "confirm runs: 0/4 run (0%)" in captured.err and "confirm runs: 4/4 run (100%)" in captured.err
+    assert len([f for f in (out / "confirm" / "artifacts").iterdir() if f.is_file()]) == 4
     with open(out / "confirm" / "confirmed.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["label"] for r in rows] == ["trial_0", "trial_1"] and all(r["n"] == "2" for r in rows)
@@ -118,8 +122,12 @@ def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path,
     assert "non-dominated" in (out / "confirm" / "confirmed.md").read_text()
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "2", "--no-references"]) == 0
     assert "run trial_" not in capsys.readouterr().out  # resumed: no finished seed repeated
+    assert main(["--out", str(out), "--trials", "0,1", "--seeds", "3", "--no-references", "--artifacts", "x"]) == 2
+    assert "keeps its weights in" in capsys.readouterr().err  # another store than the recorded one
     assert main(["--out", str(out), "--trials", "0,1", "--seeds", "3", "--no-references"]) == 0
-    assert capsys.readouterr().out.count("run trial_") == 2  # only the new seed
+    captured = capsys.readouterr()
+    assert captured.out.count("run trial_") == 2  # only the new seed
+    assert "confirm runs: 4/6 run" in captured.err
 
 
 def test_a_width_override_scales_presets_like_the_search_references():

@@ -14,6 +14,7 @@ has no ``--keep-top``: its runs are the confirmed points (configs x seeds), each
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -168,16 +169,36 @@ def _body(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
     from plsearch.runs import run_jobs
 
-    rows = run_jobs(
-        jobs,
-        confirm_dir,
-        f"{study.study_name}-confirm",
-        workers=args.workers,
-        devices=devices,
-        storage=spec.target if spec is not None and spec.kind == "rdb" else None,
-        on_done=lambda r: print(run_line(r), flush=True),
-        artifacts=args.artifacts,
-    )
+    runs_storage = spec.target if spec is not None and spec.kind == "rdb" else None
+    shown = _runs_progress(jobs, confirm_dir, f"{study.study_name}-confirm", runs_storage)
+
+    def on_done(row: dict) -> None:
+        shown.write(run_line(row), file=sys.stdout)
+        shown.update(1)
+
+    def on_line(i: int, line: str, is_err: bool) -> None:  # a worker process's lines
+        if is_err:
+            print(f"[w{i}] {line}", file=sys.stderr, flush=True)
+            return
+        shown.write(f"[w{i}] {line}", file=sys.stdout)
+        shown.update(line.startswith("run "))
+
+    try:
+        rows = run_jobs(
+            jobs,
+            confirm_dir,
+            f"{study.study_name}-confirm",
+            workers=args.workers,
+            devices=devices,
+            storage=runs_storage,
+            on_done=on_done,
+            on_line=on_line,
+            artifacts=args.artifacts,
+        )
+    except BaseException:
+        shown.close(quiet=True)
+        raise
+    shown.close()
     items = aggregate(rows, cands)
     sizes = size_objectives(study)
     mark_nondominated(items, sizes)
@@ -198,6 +219,15 @@ def _body(argv: Sequence[str] | None) -> int:
         f"plot: {confirm_dir / 'confirmed.png'}"
     )
     return 0
+
+
+def _runs_progress(jobs: Sequence[Any], folder: Any, name: str, storage: str | None) -> Any:
+    """A progress display over the confirm runs (stderr; plain lines in logs), counting those already done."""
+    from plsearch.progress import progress
+    from plsearch.runs import open_runs, results
+
+    done = len(results(open_runs(folder, name, storage=storage), [j.key for j in jobs]))
+    return progress(total=len(jobs), desc="confirm runs", unit="run", initial=done, heartbeat=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
