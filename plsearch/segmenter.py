@@ -15,9 +15,12 @@ Two ways to run (``mode``):
 - ``sliding``: the network runs at the input's own resolution in overlapping tiles (Gaussian-weighted
   blend, as nnU-Net), so any input size runs in bounded memory. The tile is the largest cube (square)
   whose activations, by :func:`plsearch.memory.activation_bytes`, fit ``memory_bytes`` (default 512 MiB)
-  with ``batch_size`` tiles at once. Peak memory is then about ``memory_bytes`` plus the weights, plus
-  ``(num_classes + channels + 1) x 4`` bytes per input voxel for the input, the blended logits and the
-  weight map (a 256^3 volume with 3 classes: about 340 MB; a 2048x2048 RGB image: about 120 MB).
+  with ``batch_size`` tiles at once. Peak memory is then at most :func:`peak_bytes_estimate`: 1.7 x
+  ``memory_bytes`` (the process's peak RSS on the CPU ran 1.53-1.55 x the live-tensor estimate), plus
+  the weights, plus ``(num_classes + channels + 1) x 4 + 1`` bytes per input voxel for the input, the
+  blended logits, the weight map and the labels. Measured (``benchmarks/segmenter_memory.py``): a
+  2048x2048 RGB image with PL-Net-dagger, 859 MiB over the baseline (bound 942 MiB); a 256^3 volume
+  with a 3-class 3D U-Net, 934 MiB (bound 992 MiB).
 """
 
 from __future__ import annotations
@@ -350,11 +353,30 @@ class Segmenter:
         )
 
 
+# Peak RSS of a forward over plsearch.memory's live-tensor estimate, fp32 on the CPU: oneDNN's reordered
+# copies and the allocator's cache. Measured 1.53 (2D PL-Net-dagger, 448^2 tiles) and 1.55 (3D U-Net, 80^3
+# tiles) by benchmarks/segmenter_memory.py; 1.7 leaves a margin. Not measured on a GPU.
+RSS_OVERHEAD = 1.7
+
+
 def peak_bytes_estimate(
-    model_config: Any, shape: Sequence[int], *, tile: int, batch: int, num_classes: int, channels: int
+    model_config: Any,
+    shape: Sequence[int],
+    *,
+    tile: int,
+    batch: int,
+    num_classes: int,
+    channels: int,
+    overhead: float = RSS_OVERHEAD,
 ) -> int:
-    """Sliding mode's memory bound for an input of ``shape`` (spatial): tile activations + buffers."""
+    """Sliding mode's memory bound for an input of ``shape`` (spatial), weights not included.
+
+    ``overhead`` x the tile batch's activations (:func:`plsearch.memory.activation_bytes`), plus per input
+    voxel: the float32 input, the blended logits, the weight map and the uint8 labels,
+    ``(num_classes + channels + 1) x 4 + 1`` bytes.
+    """
     from plsearch.memory import activation_bytes
 
     voxels = math.prod(shape)
-    return activation_bytes(model_config, tile, batch) + ((num_classes + channels + 1) * 4 + 1) * voxels
+    act = activation_bytes(model_config, tile, batch)
+    return int(overhead * act) + ((num_classes + channels + 1) * 4 + 1) * voxels
