@@ -207,9 +207,11 @@ def _default_store(study: Any, ref_folder: Path | None) -> Any:
         return artifact_store(path=recorded)
     if ref_folder is not None and (ref_folder / ARTIFACT_DIR).is_dir():
         return artifact_store(path=ref_folder / ARTIFACT_DIR)
+    here = ref_folder / ARTIFACT_DIR if ref_folder is not None else Path("RESULTS") / ARTIFACT_DIR
+    looked = ", ".join(str(p) for p in (recorded, ref_folder and here) if p)
     raise ArtifactError(
-        f"no artifact store found for this study (looked in {recorded or ref_folder}/{ARTIFACT_DIR}); "
-        "pass --artifacts PATH where the search kept its weights"
+        f"this study's kept weights are not here (looked in {looked}); make the folder the search kept "
+        f"them in{f' ({recorded})' if recorded else ''} available at that path, or copy its files into {here}"
     )
 
 

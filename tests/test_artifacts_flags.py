@@ -161,3 +161,30 @@ def test_top_k_counts_only_feasible_trials(tmp_path):
 
     study.optimize(objective, n_trials=3)
     assert prune(study, store, keep_top=1) == {"kept": 1, "removed": 2}  # front {1}; top-1 feasible: 1
+
+
+def test_a_moved_store_is_named_and_a_copy_in_the_results_folder_is_found(tmp_path, monkeypatch):
+    import shutil
+
+    from plsearch.artifacts import artifact_store, keep_model
+    from plsearch.model import PLNet
+    from plsearch.presets import preset_config
+
+    monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out, shared = tmp_path / "results" / "s", tmp_path / "shared"
+    out.mkdir(parents=True)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")
+    cfg = preset_config("plnet-small", base_width=4, depth=3, in_channels=1)
+
+    def objective(trial):
+        keep_model(trial, PLNet.from_config(cfg), artifact_store(path=shared))
+        return 0.5
+
+    study.optimize(objective, n_trials=1)
+    shutil.move(shared, tmp_path / "elsewhere")  # the shared disk is mounted elsewhere now
+    with pytest.raises(ArtifactError) as e:
+        plsearch.load(f"{out}:0")
+    assert str(shared) in str(e.value) and f"copy its files into {out / 'artifacts'}" in str(e.value)
+    shutil.copytree(tmp_path / "elsewhere", out / "artifacts")
+    assert plsearch.load(f"{out}:0").config == cfg
