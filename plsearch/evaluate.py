@@ -61,6 +61,11 @@ def load_eval_data(data_cfg: DataConfig, split: str, num_classes: int, in_channe
 
 
 @torch.no_grad()
+def _short_id(name: str, width: int = 20) -> str:
+    """An image id that fits a panel title, keeping its end (``hippocampus_330`` and ``_331`` differ there)."""
+    return name if len(name) <= width else "\u2026" + name[-(width - 1) :]
+
+
 def plot_best_worst(
     model: nn.Module,
     data,
@@ -87,7 +92,7 @@ def plot_best_worst(
     x, y = data.batch(chosen)
     labels = logits_to_labels(model(x.to(device)).float()).cpu()
     titles = [
-        f"{'best' if j < len(best) else 'worst'}: {data.ids[i][:14]}  Dice {dice[i]:.3f}"
+        f"{'best' if j < len(best) else 'worst'}: {_short_id(data.ids[i])}  Dice {dice[i]:.3f}"
         for j, i in enumerate(chosen.tolist())
     ]
     images, y = data.images[chosen].cpu(), y.cpu()
