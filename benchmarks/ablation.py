@@ -65,6 +65,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# Config fields plsearch gained after rows were committed, with the default that reproduces those rows'
+# runs: left out of the digest at that default, so a new setting does not make every row look stale.
+LATER_DEFAULTS = {("data", "volume_fit"): "resize"}
+
+
+def config_digest(cfg: RunConfig) -> str:
+    """Which config a committed row was run with (a rerun skips rows whose digest matches)."""
+    tree = cfg.to_dict()
+    for (section, key), default in LATER_DEFAULTS.items():
+        if tree.get(section, {}).get(key, default) == default:
+            tree.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def make_jobs(args: argparse.Namespace) -> list[Job]:
     from plsearch.gate import parse_sets, resolve
     from plsearch.presets import preset_config
@@ -87,7 +101,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
                 else:
                     cfg = resolve(cfg, {"train.seed": seed})
                 label = f"{name}_s{stages}"
-                digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+                digest = config_digest(cfg)
                 jobs.append(Job(f"{label}/seed_{seed}", cfg, group=label, test_curve=True,
                                 info={"variant": name, "stages": stages, "seed": seed, "digest": digest}))
     return jobs
