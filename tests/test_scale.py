@@ -23,7 +23,14 @@ import pytest
 from optuna.trial import TrialState
 
 from plsearch.cli.search import main
-from plsearch.search.storage import StorageSpec, copy_sqlite_into_journal, open_storage, parse_storage, redact
+from plsearch.search.storage import (
+    StorageError,
+    StorageSpec,
+    copy_sqlite_into_journal,
+    open_storage,
+    parse_storage,
+    redact,
+)
 from plsearch.search.workers import HOST, counted, is_surplus, pid_alive, recover_stale, requeue
 
 SLOW_METRIC = """
@@ -124,7 +131,7 @@ def _kill_a_running_worker(opener, name: str, deadline: float) -> tuple[int, dic
         time.sleep(0.2)
         try:
             study = optuna.load_study(study_name=name, storage=opener())
-        except KeyError:
+        except (KeyError, StorageError):  # the study, or on a busy machine its journal's folder, is not there yet
             continue
         for t in study.get_trials(states=(TrialState.RUNNING,)):
             host, pid = t.user_attrs.get("worker", "::").split(":")[:2]
