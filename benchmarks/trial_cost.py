@@ -194,6 +194,7 @@ def plot(rows: list[dict], path: Path) -> None:
             xs = sorted(3 * r["macs"] * r["batch"] for r in sub)
             ax.plot(xs, [unet["ms"]["after"] * x / x0 for x in xs], "k--", lw=0.8, label="time ∝ MACs (U-Net, after)")
         ax.set(xscale="log", yscale="log", xlabel="MACs per train step", ylabel="ms per train step", title=fid)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no colliding minor labels
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
