@@ -85,8 +85,8 @@ def build_parser() -> Parser:
         "--keep-top",
         type=int,
         metavar="K",
-        help=f"keep the weights of the Pareto set and the top K trials by the first objective, remove the "
-        f"others' [{DEFAULT_KEEP_TOP}]",
+        help=f"keep the weights of the Pareto set and of the top K feasible trials by the first objective; "
+        f"remove the others' (0: the Pareto set only) [{DEFAULT_KEEP_TOP}]",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (tables and records still written)")
     p.add_argument(
