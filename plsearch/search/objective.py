@@ -162,6 +162,7 @@ class Objective:
             return Outcome("complete", list(dup.values), attrs={"duplicate_of": dup.number})
         floor = self.trivial(cfg)
         trial.set_user_attr("trivial_val_dice", floor)
+        trial.set_user_attr("trivial_margin", self.space.trivial_margin)  # the rule this trial was held to
         start = start_index(self.space.start, params)
         if start is not None:
             trial.set_user_attr("start", start)  # one of the space's start configs: never pruned

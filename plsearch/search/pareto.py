@@ -32,9 +32,20 @@ def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]])
 
 
 def degenerate_line(records: Iterable[dict]) -> str:
-    """How many trials did not beat the trivial predictors by the margin (infeasible, never on the front)."""
-    reasons = [str(r.get("fail_reason") or "") for r in records]
-    deg = [x for x in reasons if x.startswith("degenerate")]
+    """The trivial predictors' val Dice, the margin a front point beats it by, and how many trained trials
+    did not (degenerate: infeasible, never on the front)."""
+    records = list(records)
+    deg = [str(r.get("fail_reason")) for r in records if str(r.get("fail_reason") or "").startswith("degenerate")]
+    floor = next((r["trivial"] for r in records if r.get("trivial")), None)
+    if floor is not None and floor.get("margin") is not None:
+        which = (
+            "all background" if floor.get("all_background", 0) >= floor.get("all_foreground", 0) else "all foreground"
+        )
+        return (
+            f"trivial predictors' val Dice {floor['best']:.4f} ({which}); a front point beats it by at least "
+            f"{floor['margin']:g}; {len(deg)} degenerate trial(s) did not (trained; infeasible, not on the front)\n"
+        )
+    # a study from before the margin was recorded: what the first degenerate trial's reason says
     m = re.search(r"(all-\w+ [0-9.]+)(?: \+ margin ([0-9.eE+-]+))?", deg[0]) if deg else None
     trivial, margin = (m.group(1), m.group(2)) if m else ("", None)
     what = (

@@ -13,7 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -65,12 +65,22 @@ def trial_record(t: Any, metric_names: Sequence[str]) -> dict[str, Any]:
         "worker": ua.get("worker"),
         "seconds": seconds,
         "fail_reason": ua.get("fail_reason"),
+        "trivial": trivial_of(ua),
         "duplicate_of": ua.get("duplicate_of"),
         "requeued": ua.get("requeued", False),
         "surplus": ua.get("surplus", False),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
     }
     return _finite(rec)
+
+
+def trivial_of(ua: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trivial predictors' val Dice on the trial's split and the margin a trial had to beat it by
+    (``margin`` None: a study from before the margin was recorded)."""
+    floor = ua.get("trivial_val_dice")
+    if not isinstance(floor, Mapping) or floor.get("best") is None:
+        return None
+    return {**floor, "margin": ua.get("trivial_margin")}
 
 
 def study_records(study: Any) -> list[dict[str, Any]]:
