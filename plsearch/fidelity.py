@@ -113,7 +113,23 @@ def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
         (label, {"params": params}, cfg) for label, params, cfg in sample_configs(space, fc.configs, fc.seed, fc.extra)
     ]
     if fc.references:
-        entries += [(name, {"preset": True}, reference_config(space, name, fc.extra)) for name in space.references]
+        # the presets get their rate by the search's rule (plsearch.lr): each candidate rate of the
+        # space's train.lr axis is a run; analyse() keeps, per side, the one best on validation
+        from plsearch.lr import lr_candidates
+
+        rates = lr_candidates(space)
+        for name in space.references:
+            cfg = reference_config(space, name, fc.extra)
+            if not rates:
+                entries.append((name, {"preset": True}, cfg))
+            for lr in rates:
+                entries.append(
+                    (
+                        f"{name}_lr{lr:.3g}",
+                        {"preset": True, "preset_of": name, "lr": lr},
+                        resolve(cfg, {"train.lr": lr}),
+                    )
+                )
     jobs = []
     for label, info, cfg in entries:
         est = estimate(cfg.model, cfg.data.image_size)
@@ -131,7 +147,7 @@ def analyse(
     Configs with a failed run on either side are listed under ``missing`` and left out.
     """
     by: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for r in rows:
+    for r in _best_preset_rates(rows):
         by.setdefault(r["group"], {})[r["side"]] = r
     pairs: list[dict[str, Any]] = []
     missing: list[str] = []
@@ -170,6 +186,25 @@ def analyse(
         "high": sum(p["high_seconds"] or 0 for p in pairs),
     }
     return stats
+
+
+def _best_preset_rates(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A preset run at several rates (``preset_of``) counts once per side: the rate best on validation,
+    as the search's learning-rate rule picks it (ties keep the lower rate)."""
+    out: list[Mapping[str, Any]] = []
+    best: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for r in rows:
+        name = r.get("preset_of")
+        if not name:
+            out.append(r)
+            continue
+        if r.get("fail_reason") or r.get("val_dice") is None:
+            continue
+        key = (name, r["side"])
+        old = best.get(key)
+        if old is None or (r["val_dice"], -r.get("lr", 0)) > (old["val_dice"], -old.get("lr", 0)):
+            best[key] = r
+    return out + [{**r, "group": name, "label": name} for (name, _), r in best.items()]
 
 
 def truncate_low(rows: Sequence[Mapping[str, Any]], epochs: int) -> list[dict[str, Any]]:

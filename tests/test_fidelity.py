@@ -149,3 +149,39 @@ def test_cheaper_lows_find_where_the_ranking_starts_to_hold():
     assert table[3]["kendall"] == pytest.approx(1.0) and table[4]["kendall"] == pytest.approx(1.0)
     assert table[1]["regret_top1"] == pytest.approx(0.25) and table[3]["regret_top1"] == pytest.approx(0.0)
     assert table[3]["low_seconds"] == pytest.approx(6 * 30.0)
+
+
+def test_presets_get_their_rate_by_the_search_rule():
+    """Each preset runs at the space's candidate rates; per side the best on validation counts (ties: lower rate)."""
+    from plsearch.fidelity import FidelityConfig, fidelity_jobs
+    from plsearch.lr import lr_candidates
+    from plsearch.search.space import load_space
+
+    space = load_space("search_spaces/ipl_epl.yaml")
+    rates = lr_candidates(space)
+    jobs = [
+        j
+        for j in fidelity_jobs(space, FidelityConfig(low={}, high={"train.epochs": 2}, configs=1))
+        if j.info.get("preset")
+    ]
+    assert len(jobs) == 2 * len(rates) * len(space.references) and len(rates) == 3
+    assert {j.config.train.lr for j in jobs} == set(rates)
+    rows = []
+    for side, dices in (("low", (0.3, 0.5, 0.5)), ("high", (0.7, 0.6, 0.2))):
+        for lr, d in zip(rates, dices):
+            rows.append(
+                {
+                    "group": f"unet_lr{lr:.3g}",
+                    "side": side,
+                    "preset": True,
+                    "preset_of": "unet",
+                    "lr": lr,
+                    "val_dice": d,
+                    "test_dice": d + 0.01,
+                }
+            )
+    rows.append(
+        {"group": "unet_lrx", "side": "low", "preset_of": "unet", "lr": 9.0, "val_dice": 0.9, "fail_reason": "x"}
+    )
+    pairs = analyse(rows)["pairs"]
+    assert [(p["label"], p["low"], p["high"]) for p in pairs] == [("unet", 0.5, pytest.approx(0.71))]
