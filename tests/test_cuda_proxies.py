@@ -229,6 +229,7 @@ TINY = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "search_s
 )
 def test_workers_get_the_devices_and_memory_caps_the_flags_say(flags, placed, tmp_path, monkeypatch, capsys):
     import plsearch.cli
+    import plsearch.cli.search as search_cli
     import plsearch.search.workers as workers
     from plsearch.cli.search import main
 
@@ -239,6 +240,7 @@ def test_workers_get_the_devices_and_memory_caps_the_flags_say(flags, placed, tm
         return [0] * len(commands)
 
     monkeypatch.setattr(plsearch.cli, "parse_device", lambda name: name)  # two fake GPUs "exist"
+    monkeypatch.setattr(search_cli, "_cuda", lambda: True)
     monkeypatch.setattr(workers, "launch", fake_launch)
     monkeypatch.delenv(workers.MEMORY_FRACTION_ENV, raising=False)
     assert (
@@ -266,6 +268,19 @@ def test_workers_get_the_devices_and_memory_caps_the_flags_say(flags, placed, tm
     assert all(e["PLSEARCH_STORAGE"] == str(tmp_path / "j.journal") for e in seen["envs"])
     if any(cap for _, cap in placed):
         assert "CUDA memory caps" in capsys.readouterr().out
+
+
+def test_no_gpu_no_memory_cap_line(tmp_path, monkeypatch, capsys):
+    """Two CPU workers on device auto get the caps (in case it is a GPU) but no line about a shared GPU."""
+    import plsearch.cli.search as search_cli
+    import plsearch.search.workers as workers
+
+    monkeypatch.setattr(search_cli, "_cuda", lambda: False)
+    monkeypatch.setattr(workers, "launch", lambda commands, env, on_line, **kw: [0] * len(commands))
+    args = ["--space", TINY, "--out", str(tmp_path / "o"), "--no-plots", "--no-references", "--n-trials", "2"]
+    assert search_cli.main([*args, "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "starting 2 workers" in out and "CUDA memory caps" not in out
 
 
 @pytest.mark.parametrize(

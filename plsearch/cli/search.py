@@ -290,6 +290,13 @@ def _cap_memory(device: str | None) -> None:
     cap_cuda_memory(parse_device(device), fraction)
 
 
+def _cuda() -> bool:
+    """Is there a GPU the workers' memory caps apply to? (On a CPU the caps are set but mean nothing.)"""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _release_cuda_cache() -> None:
     import torch
 
@@ -387,7 +394,9 @@ def _run_workers(
 
     if remaining is None or remaining > 0:
         where = f" on {', '.join(str(device(i)) for i in range(workers))}" if devices else ""
-        capped = f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a shared GPU" if any(caps) else ""
+        capped = (
+            f"; CUDA memory caps {', '.join(str(c) for c in caps)} of a shared GPU" if any(caps) and _cuda() else ""
+        )
         print(f"starting {workers} workers{where}{capped}", flush=True)
         shown.stage("trials", tally(s.study)[0], total)
         try:
