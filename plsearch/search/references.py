@@ -141,16 +141,30 @@ def train_references(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn, not fork: a forked child of a process that has run OpenMP code can hang in it
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
-        ) as pool:
+        )
+        try:
             jobs = {pool.submit(_train_one, space, name, *spec, extra, out): name for name, spec in todo.items()}
             for job in as_completed(jobs):
                 done(jobs[job], job.result())
+        except BaseException:  # Ctrl-C or SIGTERM: stop now; finished references are cached, a rerun trains the rest
+            _stop(pool)
+            raise
+        pool.shutdown()
     else:
         for name, spec in todo.items():
             done(name, _train_one(space, name, *spec, extra, out))
     return {name: result[name] for name in space.references if name in result}
+
+
+def _stop(pool: Any) -> None:
+    """End a process pool without waiting for the references it is training (``shutdown`` would wait for
+    them: minutes). The executor has no public call to stop running tasks, so its processes are terminated."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    for proc in procs:
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _one_thread() -> None:
