@@ -160,10 +160,10 @@ def train_references(
 
 def _stop(pool: Any) -> None:
     """End a process pool without waiting for the references it is training (``shutdown`` would wait for
-    them: minutes). The executor has no public call to stop running tasks, so its processes are terminated."""
+    them: minutes). The executor has no public call to stop running tasks, so its processes are killed."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     for proc in procs:
-        proc.terminate()
+        proc.kill()  # SIGKILL: a SIGTERM the parent ignores is ignored by spawned children too
     pool.shutdown(wait=False, cancel_futures=True)
 
 
