@@ -8,6 +8,7 @@ also read at shared points of training compute (forward MACs x 3 x images seen),
 Dice of the best-validation epoch within that budget.
 
     python benchmarks/ablation.py --data ../shared/data/dsb2018 --seeds 2            # CPU fidelity (~25 CPU-min)
+    python benchmarks/ablation.py --data ../shared/data/ddti --fidelity cpu-long      # 240 steps, 3 seeds (~1.5 CPU-h)
     python benchmarks/ablation.py --data ../shared/data/dsb2018 --fidelity paper --seeds 3 --device cuda --plan
     python benchmarks/ablation.py --data ../shared/data/dsb2018 --report-only        # tables and plot from the rows
 
@@ -41,6 +42,12 @@ FIDELITIES: dict[str, dict[str, Any]] = {
     "cpu": {"data.image_size": 64, "model.plan": "bionet", "train.batch_size": 8, "train.epochs": 6,
             "train.max_steps_per_epoch": 20, "train.lr": 1e-3, "train.patience": 0, "train.augment": True,
             "train.num_threads": 1, "train.eval_batch_size": 32},
+    # CPU, twice as long: 12 epochs of 20 steps (240 steps), otherwise "cpu". 3 seeds x 8 configs fit about
+    # 1.5-2 CPU-hours per data set; its first 6 epochs are the "cpu" run (constant learning rate), so one
+    # run says how the ranking moves between 120 and 240 steps.
+    "cpu-long": {"data.image_size": 64, "model.plan": "bionet", "train.batch_size": 8, "train.epochs": 12,
+                 "train.max_steps_per_epoch": 20, "train.lr": 1e-3, "train.patience": 0, "train.augment": True,
+                 "train.num_threads": 1, "train.eval_batch_size": 32},
     # The paper's protocol (224 px, Table 1's plan, Adam 1e-4, batch 16, up to 200 epochs, patience 20): a GPU.
     "paper": {"data.image_size": 224, "model.plan": "table1", "train.batch_size": 16, "train.epochs": 200,
               "train.max_steps_per_epoch": 0, "train.lr": 1e-4, "train.patience": 20, "train.augment": True},
