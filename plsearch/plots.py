@@ -55,8 +55,10 @@ def plot_pareto(
     constraints: Mapping[str, float] | None = None,
     pareto_numbers: Sequence[int] = (),
     title: str = "",
+    beaten: Mapping[int, str] | None = None,
 ) -> Path:
-    """Validation Dice against MACs and against params (log x): trials, their 2-D front, presets."""
+    """Validation Dice against MACs and against params (log x): trials, their 2-D front, presets.
+    ``beaten``: front trial number -> the presets that dominate it, written beside its label."""
     plt = _plt()
     from matplotlib.ticker import NullFormatter
 
@@ -79,7 +81,8 @@ def plot_pareto(
             ax.scatter(xs, ys, s=60, facecolors="none", edgecolors="k", zorder=4)
             for x, y, n in pts:
                 if n in pareto_numbers or any(n == f[2] for f in front):
-                    ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                    note = f" (beaten by {beaten[n]})" if beaten and n in beaten else ""
+                    ax.annotate(f"#{n}{note}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if pruned:
             ax.scatter(
                 [r["profile"][key] for r in pruned],

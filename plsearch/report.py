@@ -118,7 +118,7 @@ def _curves(study: Any, records: list[dict], out: Path, multi: bool) -> dict[str
 def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] | None = None) -> dict[str, str]:
     """Write the PNGs into ``out_dir``; returns ``{name: path or 'skipped: why'}``."""
     from plsearch import plots
-    from plsearch.search.pareto import pareto_front
+    from plsearch.search.pareto import beaten_by, pareto_front
     from plsearch.search.records import study_metric_names, study_records
     from plsearch.search.references import load_references
 
@@ -127,7 +127,11 @@ def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] |
     records = study_records(study)
     objectives = list(zip(study_metric_names(study), [d.name.lower() for d in study.directions]))
     cons = _constraints(study.user_attrs.get("plsearch:space") or {})
-    front = [r["number"] for r in pareto_front(records, objectives)]
+    front_records = pareto_front(records, objectives)
+    front = [r["number"] for r in front_records]
+    beaten = {
+        r["number"]: names for r in front_records if (names := ",".join(beaten_by(r["values"], refs, objectives)))
+    }
     result: dict[str, str] = {}
     degenerate = count_degenerate(records)
     title = f"{study.study_name}: validation Dice against size"
@@ -135,7 +139,13 @@ def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] |
         title += f" ({degenerate} degenerate trial{'s' if degenerate > 1 else ''} left out)"
     result["pareto"] = str(
         plots.plot_pareto(
-            records, out / "pareto.png", references=refs, constraints=cons, pareto_numbers=front, title=title
+            records,
+            out / "pareto.png",
+            references=refs,
+            constraints=cons,
+            pareto_numbers=front,
+            title=title,
+            beaten=beaten,
         )
     )
     result["history"] = str(

@@ -30,7 +30,9 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from plsearch.report import load_study, write_report
-        from plsearch.search.pareto import pareto_markdown
+        from plsearch.search.pareto import beaten_line, pareto_markdown
+        from plsearch.search.records import study_metric_names
+        from plsearch.search.references import load_references
 
         args = build_parser().parse_args(argv_or_sys(argv))
         setup_logging(args.verbose)
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         records, rows, plots = write_report(study, out)
         print(f"study {study.study_name}: {len(records)} finished trial(s); Pareto front:")
         print(pareto_markdown(rows), end="")
+        objectives = list(zip(study_metric_names(study), [d.name.lower() for d in study.directions]))
+        print(beaten_line(rows, load_references(out), objectives), end="")
         for name, where in plots.items():
             print(f"{name}: {where}")
         return 0

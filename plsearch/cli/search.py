@@ -491,7 +491,8 @@ def _search(argv: Sequence[str] | None) -> int:
     import time
 
     from plsearch.naming import study_ref
-    from plsearch.search.pareto import degenerate_line, pareto_markdown
+    from plsearch.search.pareto import beaten_line, degenerate_line, pareto_markdown
+    from plsearch.search.references import load_references
     from plsearch.search.runner import prepare, run_trials
     from plsearch.search.space import load_space
     from plsearch.search.storage import parse_storage
@@ -564,6 +565,7 @@ def _search(argv: Sequence[str] | None) -> int:
     )
     print(pareto_markdown(result.pareto), end="")
     print(degenerate_line(result.records), end="")
+    print(beaten_line(result.pareto, load_references(out), [(o.name, o.direction) for o in space.objectives]), end="")
     for what, where in result.plots.items():
         print(f"{what}: {where}")
     print(

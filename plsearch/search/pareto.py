@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 
 def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
@@ -56,6 +56,61 @@ def degenerate_line(records: Iterable[dict]) -> str:
     return f"{len(deg)} degenerate trial(s): trained, but {what}; infeasible, not on the front\n"
 
 
+def reference_value(ref: Mapping[str, Any], name: str) -> float | None:
+    """A preset reference's value of objective ``name`` (its metrics, else its profile); None if unknown."""
+    if ref.get("fail_reason"):
+        return None
+    for part in ("metrics", "profile"):
+        v = (ref.get(part) or {}).get(name)
+        if v is not None:
+            return float(v)
+    return None
+
+
+def beaten_by(
+    values: Mapping[str, float], references: Mapping[str, Mapping[str, Any]], objectives: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The preset references that dominate a point with these objective ``values``: at least as good on
+    every objective and better on one (the same rule as the front's). A front point a preset beats is one
+    to skip: the preset is as small and more accurate, with nothing to search."""
+    out = []
+    for name, ref in references.items():
+        theirs = [reference_value(ref, n) for n, _ in objectives]
+        if any(v is None or values.get(n) is None for v, (n, _) in zip(theirs, objectives)):
+            continue
+        mine = [float(values[n]) for n, _ in objectives]
+        sign = [1.0 if d == "maximize" else -1.0 for _, d in objectives]
+        ge = all(s * t >= s * m for s, t, m in zip(sign, theirs, mine))  # type: ignore[operator]
+        gt = any(s * t > s * m for s, t, m in zip(sign, theirs, mine))  # type: ignore[operator]
+        if ge and gt:
+            out.append(name)
+    return out
+
+
+def beaten_line(
+    rows: Sequence[Mapping[str, Any]],
+    references: Mapping[str, Mapping[str, Any]],
+    objectives: Sequence[tuple[str, str]],
+) -> str:
+    """One line per front point a preset reference dominates (empty when none is): which preset, its values."""
+    lines = []
+    for r in rows:
+        names = r.get("beaten_by")
+        if not names:
+            continue
+        ref = references[str(names).split(",")[0]]
+        vals = ", ".join(
+            f"{n} {fmt_count(v) if n in ('params', 'macs') else f'{v:.4f}'}"
+            for n, _ in objectives
+            if (v := reference_value(ref, n)) is not None
+        )
+        lines.append(
+            f"trial {r['trial']} is beaten by preset {names} ({vals}): the preset is at least as small and as "
+            "accurate; prefer it to this point\n"
+        )
+    return "".join(lines)
+
+
 def params_summary(params: dict[str, Any], width: int = 0) -> str:
     """``steps=2 stages=2 ocs=1.25 ...``: leaf names unless two paths share one."""
     leaves = [p.rsplit(".", 1)[-1] for p in params]
@@ -77,7 +132,13 @@ def fmt_count(n: float | None) -> str:
     return f"{n:.3g}"
 
 
-def pareto_rows(front: Sequence[dict], objectives: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+def pareto_rows(
+    front: Sequence[dict],
+    objectives: Sequence[tuple[str, str]],
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per front point; ``beaten_by`` names the preset ``references`` that dominate it (the column
+    is left out when none does)."""
     rows = []
     for r in front:
         prof, metrics = r.get("profile") or {}, r.get("metrics") or {}
@@ -90,6 +151,7 @@ def pareto_rows(front: Sequence[dict], objectives: Sequence[tuple[str, str]]) ->
             row.setdefault(k, prof.get(k))
         row["seconds"] = r["seconds"]
         row["config"] = params_summary(r["params"])
+        row["beaten_by"] = ",".join(beaten_by(r["values"], references or {}, objectives)) or None
         rows.append(row)
     empty = [k for k in (rows[0] if rows else {}) if all(r[k] is None for r in rows)]
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from plsearch.search.pareto import (  # noqa: F401  (re-exported: the names callers know)
+    beaten_line,
     degenerate_line,
     fmt_count,
     params_summary,
@@ -103,14 +104,21 @@ def write_outputs(study: Any, out_dir: str | Path) -> tuple[list[dict], list[dic
     tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
     tmp.replace(out / "trials.jsonl")
     front = pareto_front(records, objectives)
-    rows = pareto_rows(front, objectives)
+    from plsearch.search.references import load_references
+
+    refs = load_references(out)
+    rows = pareto_rows(front, objectives, refs)
     with open(out / "pareto.csv", "w", newline="") as f:
         if rows:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
     (out / "pareto.md").write_text(
-        f"# Pareto front of study {study.study_name}\n\n" + pareto_markdown(rows) + "\n" + degenerate_line(records)
+        f"# Pareto front of study {study.study_name}\n\n"
+        + pareto_markdown(rows)
+        + "\n"
+        + degenerate_line(records)
+        + beaten_line(rows, refs, objectives)
     )
     pdir = out / "pareto"
     pdir.mkdir(exist_ok=True)
