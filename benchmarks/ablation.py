@@ -133,6 +133,12 @@ def at_budget(row: dict[str, Any], budget: float) -> float | None:
     return out
 
 
+def at_epochs(row: dict[str, Any], epochs: int) -> float | None:
+    """Test Dice of the best-validation epoch among the first ``epochs`` (a run cut there: constant rate)."""
+    pairs = list(zip(row["val_curve"], row["test_curve"]))[:epochs]
+    return max(pairs, key=lambda p: p[0])[1] if pairs else None
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per config: test/val Dice mean and sd at equal epochs, and test Dice at shared compute budgets."""
     groups: dict[str, list[dict]] = {}
@@ -143,6 +149,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
               for g, rs in groups.items()}
     shared = min(totals.values()) if totals else 0.0
     budgets = [shared / 2, shared]
+    half = min((len(r["val_curve"]) for rs in groups.values() for r in rs), default=0) // 2
     table = []
     for g, rs in groups.items():
         test_m, test_sd = _ms([r["test_dice"] for r in rs])
@@ -153,30 +160,55 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                       "val_dice": val_m, "val_sd": val_sd, "train_pflop": totals[g] / 1e15,
                       "degenerate": sum(bool(r.get("degenerate")) for r in rs),
                       "equal_compute": [(_ms(a) if a else (float("nan"), float("nan"))) for a in at],
+                      "half": _ms([x for x in (at_epochs(r, half) for r in rs) if x is not None]) if half else
+                      (float("nan"), float("nan")),
                       "seconds": sum(r.get("train_seconds", 0) for r in rs)})
     order = {f"{v}_s{s}": i for i, (s, (v, _, _)) in enumerate((s, v) for s in (1, 2) for v in VARIANTS)}
     table.sort(key=lambda t: order.get(t["config"], 99))
-    return {"rows": table, "budgets_pflop": [b / 1e15 for b in budgets]}
+    return {"rows": table, "budgets_pflop": [b / 1e15 for b in budgets], "half_epochs": half,
+            "half_agreement": _agreement(table)}
+
+
+def _agreement(table: list[dict[str, Any]]) -> dict[str, float] | None:
+    """How the configs' ranking (mean test Dice) at half the epochs predicts it at the end: Kendall's tau,
+    Spearman's rho, and whether the best config is the same."""
+    pts = [(t["half"][0], t["test_dice"]) for t in table if not math.isnan(t["half"][0])]
+    if len(pts) < 3:
+        return None
+    from plsearch.rankstats import kendall, spearman
+
+    lo, hi = [p[0] for p in pts], [p[1] for p in pts]
+    return {"tau": kendall(lo, hi), "rho": spearman(lo, hi), "n": len(pts),
+            "same_best": float(max(range(len(pts)), key=lo.__getitem__) == max(range(len(pts)), key=hi.__getitem__))}
 
 
 def markdown(summary: dict[str, Any], fidelity: dict[str, Any], data: str) -> str:
     f = lambda m, s: "-" if math.isnan(m) else (f"{m:.3f}" + ("" if math.isnan(s) else f" ± {s:.3f}"))  # noqa: E731
     b = summary["budgets_pflop"]
+    h = summary.get("half_epochs", 0)
     lines = [f"Ablation (paper Table 2) on {data}, PL-Net† width; fidelity: "
              + ", ".join(f"{k}={v}" for k, v in fidelity.items() if k != "data.root"), "",
              (f"| config | stages | seeds | params | paper params (Ocs 1.0) | MACs/img | test Dice, equal epochs | "
-              f"val Dice | test Dice at {b[0] * 1e3:.3g} TFLOP | test Dice at {b[1] * 1e3:.3g} TFLOP | train TFLOP | "
-              "degenerate |"), "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
+              f"val Dice | test Dice at {h} epochs | test Dice at {b[0] * 1e3:.3g} TFLOP | "
+              f"test Dice at {b[1] * 1e3:.3g} TFLOP | train TFLOP | degenerate |"),
+             "|---|---:|---:|---:|---:|---:|---|---|---|---|---|---:|---:|"]
     for t in summary["rows"]:
         (m0, s0), (m1, s1) = t["equal_compute"]
         lines.append(f"| {t['variant']} | {t['stages']} | {t['seeds']} | {t['params'] / 1e6:.2f} M | "
                      f"{PAPER_PARAMS_M[t['variant']]:.2f} M | {t['macs'] / 1e9:.3f} G | "
-                     f"{f(t['test_dice'], t['test_sd'])} | {f(t['val_dice'], t['val_sd'])} | {f(m0, s0)} | "
+                     f"{f(t['test_dice'], t['test_sd'])} | {f(t['val_dice'], t['val_sd'])} | {f(*t['half'])} | "
+                     f"{f(m0, s0)} | "
                      f"{f(m1, s1)} | {t['train_pflop'] * 1e3:.3g} | "
                      f"{t['degenerate']} |")
     lines += ["", ("mean ± sd over seeds; test Dice of each run's best-validation weights; 'at X TFLOP': the test "
               "Dice of the best-validation epoch among those finished within X TFLOP of training (6 x forward MACs per "
-              "image seen), X = the cheapest config's whole run and half of it.")]
+              "image seen), X = the cheapest config's whole run and half of it; 'at E epochs': the test Dice of the "
+              "best-validation epoch among the first E (the same runs cut there; the rate is constant).")]
+    a = summary.get("half_agreement")
+    if a:
+        lines.append(f"Ranking of the {a['n']} configs by mean test Dice at {h} epochs against the end: Kendall tau "
+                     f"{a['tau']:.2f}, Spearman rho {a['rho']:.2f}; the best config is "
+                     f"{'the same' if a['same_best'] else 'not the same'}.")
     return "\n".join(lines) + "\n"
 
 
