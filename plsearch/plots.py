@@ -56,9 +56,11 @@ def plot_pareto(
     pareto_numbers: Sequence[int] = (),
     title: str = "",
     beaten: Mapping[int, str] | None = None,
+    beaten_on: Sequence[str] = ("macs", "params"),
 ) -> Path:
     """Validation Dice against MACs and against params (log x): trials, their 2-D front, presets.
-    ``beaten``: front trial number -> the presets that dominate it, written beside its label."""
+    ``beaten``: front trial number -> the presets that dominate it (on the study's objectives), written
+    under its label in the panels of ``beaten_on`` (the size objectives the dominance was judged on)."""
     plt = _plt()
     from matplotlib.ticker import NullFormatter
 
@@ -81,8 +83,17 @@ def plot_pareto(
             ax.scatter(xs, ys, s=60, facecolors="none", edgecolors="k", zorder=4)
             for x, y, n in pts:
                 if n in pareto_numbers or any(n == f[2] for f in front):
-                    note = f" (beaten by {beaten[n]})" if beaten and n in beaten else ""
-                    ax.annotate(f"#{n}{note}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                    ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                    if beaten and n in beaten and key in beaten_on:
+                        ax.annotate(
+                            f"beaten by {beaten[n]}",
+                            (x, y),
+                            textcoords="offset points",
+                            xytext=(-6, -12),
+                            ha="right",
+                            fontsize=8,
+                            color="tab:red",
+                        )
         if pruned:
             ax.scatter(
                 [r["profile"][key] for r in pruned],

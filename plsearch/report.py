@@ -146,6 +146,7 @@ def draw_plots(study: Any, out_dir: str | Path, references: Mapping[str, dict] |
             pareto_numbers=front,
             title=title,
             beaten=beaten,
+            beaten_on=[n for n, _ in objectives],
         )
     )
     result["history"] = str(
