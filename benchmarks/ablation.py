@@ -231,7 +231,7 @@ def plot(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path, title:
     a.set_xlabel("GMACs per image (forward)")
     a.set_ylabel("test Dice (mean ± sd over seeds)")
     a.set_title("equal epochs", fontsize=10)
-    a.legend(fontsize=7)
+    a.legend(fontsize=7, loc="lower left")
     for t in summary["rows"]:
         rs = [r for r in rows if r["group"] == t["config"] and r.get("test_curve")]
         n = min(len(r["steps"]) for r in rs)
