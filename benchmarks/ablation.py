@@ -281,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         def keep(row: dict) -> None:
             cfg = RunConfig.from_dict(row["config"])
             est = estimate(cfg.model, cfg.data.image_size)
-            done[row["key"]] = {**row, "params": int(est.params), "macs": int(est.macs),
-                                "batch_size": cfg.train.batch_size}
+            done[row["key"]] = {**{k: v for k, v in row.items() if k != "checkpoint"},  # a path on this machine
+                                "params": int(est.params), "macs": int(est.macs), "batch_size": cfg.train.batch_size}
 
         def on_done(row: dict) -> None:
             print(run_line(row), flush=True)
