@@ -6,6 +6,16 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 
+def minimisation_form(values: Mapping[str, float], objectives: Sequence[tuple[str, str]]) -> list[float]:
+    """The objective values with every one to be minimised (maximised ones negated), in objective order."""
+    return [-float(values[n]) if d == "maximize" else float(values[n]) for n, d in objectives]
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` dominates ``b`` (both in minimisation form): no worse on every objective, not equal."""
+    return all(x <= y for x, y in zip(a, b)) and list(a) != list(b)
+
+
 def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
     """Non-dominated feasible trained trials (duplicates dropped), sorted by the first size objective."""
     pts = [
@@ -18,13 +28,13 @@ def pareto_front(records: Iterable[dict], objectives: Sequence[tuple[str, str]])
         and all(r["values"].get(n) is not None for n, _ in objectives)
     ]
 
-    def key(r: dict) -> list[float]:  # minimisation form
-        return [-r["values"][n] if d == "maximize" else r["values"][n] for n, d in objectives]
+    def key(r: dict) -> list[float]:
+        return minimisation_form(r["values"], objectives)
 
     front: list[dict] = []
     for r in pts:
         k = key(r)
-        if not any(all(a <= b for a, b in zip(key(o), k)) and key(o) != k for o in pts):
+        if not any(dominates(key(o), k) for o in pts):
             if not any(key(f) == k for f in front):
                 front.append(r)
     size = next((n for n, d in objectives if d == "minimize"), objectives[0][0])
@@ -73,16 +83,13 @@ def beaten_by(
     """The preset references that dominate a point with these objective ``values``: at least as good on
     every objective and better on one (the same rule as the front's). A front point a preset beats is one
     to skip: the preset is as small and more accurate, with nothing to search."""
+    if any(values.get(n) is None for n, _ in objectives):
+        return []
+    mine = minimisation_form(values, objectives)
     out = []
     for name, ref in references.items():
-        theirs = [reference_value(ref, n) for n, _ in objectives]
-        if any(v is None or values.get(n) is None for v, (n, _) in zip(theirs, objectives)):
-            continue
-        mine = [float(values[n]) for n, _ in objectives]
-        sign = [1.0 if d == "maximize" else -1.0 for _, d in objectives]
-        ge = all(s * t >= s * m for s, t, m in zip(sign, theirs, mine))  # type: ignore[operator]
-        gt = any(s * t > s * m for s, t, m in zip(sign, theirs, mine))  # type: ignore[operator]
-        if ge and gt:
+        theirs = {n: v for n, _ in objectives if (v := reference_value(ref, n)) is not None}
+        if len(theirs) == len(objectives) and dominates(minimisation_form(theirs, objectives), mine):
             out.append(name)
     return out
 
