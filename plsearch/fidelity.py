@@ -191,6 +191,8 @@ def analyse(
 def _best_preset_rates(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """A preset run at several rates (``preset_of``) counts once per side: the rate best on validation,
     as the search's learning-rate rule picks it (ties keep the lower rate)."""
+    from plsearch.lr import rate_rank
+
     out: list[Mapping[str, Any]] = []
     best: dict[tuple[str, str], Mapping[str, Any]] = {}
     for r in rows:
@@ -202,7 +204,7 @@ def _best_preset_rates(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, A
             continue
         key = (name, r["side"])
         old = best.get(key)
-        if old is None or (r["val_dice"], -r.get("lr", 0)) > (old["val_dice"], -old.get("lr", 0)):
+        if old is None or rate_rank(r.get("lr", 0), r["val_dice"]) > rate_rank(old.get("lr", 0), old["val_dice"]):
             best[key] = r
     return out + [{**r, "group": name, "label": name} for (name, _), r in best.items()]
 

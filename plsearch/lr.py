@@ -56,6 +56,12 @@ class LrChoice:
     result: Any = None  # what ``train`` returned for the chosen rate
 
 
+def rate_rank(lr: float, dice: float) -> tuple[float, float]:
+    """How the rule orders trained rates: higher validation Dice first, ties to the lower rate (the
+    largest key wins). ``choose_lr`` and the fidelity check's presets both pick by it."""
+    return (dice, -lr)
+
+
 def choose_lr(cfg: RunConfig, candidates: Sequence[float], train: Callable[[RunConfig], Mapping[str, Any]]) -> LrChoice:
     """Train ``cfg`` at each rate (``train(cfg) -> metrics with 'val_dice'``), keep the best on validation.
 
@@ -75,7 +81,7 @@ def choose_lr(cfg: RunConfig, candidates: Sequence[float], train: Callable[[RunC
             continue
         dice = float(result["val_dice"])
         tried[lr] = dice
-        if best is None or dice > best[1] or (dice == best[1] and lr < best[0]):
+        if best is None or rate_rank(lr, dice) > rate_rank(best[0], best[1]):
             best = (lr, dice, result)
     if best is None:
         assert error is not None
