@@ -20,8 +20,6 @@ Writes ``<table>.md`` and ``<table>.png`` beside it.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -72,18 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# Config fields plsearch gained after rows were committed, with the default that reproduces those rows'
-# runs: left out of the digest at that default, so a new setting does not make every row look stale.
-LATER_DEFAULTS = {("data", "volume_fit"): "resize"}
-
-
 def config_digest(cfg: RunConfig) -> str:
-    """Which config a committed row was run with (a rerun skips rows whose digest matches)."""
-    tree = cfg.to_dict()
-    for (section, key), default in LATER_DEFAULTS.items():
-        if tree.get(section, {}).get(key, default) == default:
-            tree.get(section, {}).pop(key, None)
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:10]
+    """Which config a committed row was run with (a rerun skips rows whose digest matches): the search's
+    reference key (``plsearch.search.references.config_key``, which leaves out fields plsearch gained
+    later while they sit at the default that reproduces older runs), shortened."""
+    from plsearch.search.references import config_key
+
+    return config_key(cfg)[:10]
 
 
 def make_jobs(args: argparse.Namespace) -> list[Job]:
@@ -122,15 +115,14 @@ def _ms(v: list[float]) -> tuple[float, float]:
 
 def at_budget(row: dict[str, Any], budget: float) -> float | None:
     """Test Dice of the best-validation epoch among those finished within ``budget`` training FLOPs."""
-    flops_per_image = 6.0 * row["macs"]
-    batch, seen, best, out = row["batch_size"], 0.0, -1.0, None
-    for steps, val, test in zip(row["steps"], row["val_curve"], row["test_curve"]):
-        seen += steps * batch * flops_per_image
+    per_step = row["batch_size"] * 6.0 * row["macs"]
+    seen, epochs = 0.0, 0
+    for steps in row["steps"]:
+        seen += steps * per_step
         if seen > budget * (1 + 1e-9):
             break
-        if val > best:
-            best, out = val, test
-    return out
+        epochs += 1
+    return at_epochs(row, epochs)
 
 
 def at_epochs(row: dict[str, Any], epochs: int) -> float | None:
