@@ -102,6 +102,22 @@ def test_fast_conv_matches_conv_in_float32(dims):
         assert torch.allclose(g, h, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_fast_conv_transpose_matches_conv_transpose_in_float32(dims):
+    torch.manual_seed(0)
+    x = torch.randn((2, 3) + (8,) * dims, requires_grad=True)
+    w = torch.randn((3, 4) + (3,) * dims, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    conv = {2: torch.nn.functional.conv_transpose2d, 3: torch.nn.functional.conv_transpose3d}[dims]
+    assert base.native_conv_pays(x, w) == (dims == 2)
+    ys = [base.fast_conv_transpose(x, w, b, 2, 1, 1, True), conv(x, w, b, stride=2, padding=1, output_padding=1)]
+    assert ys[0].shape == ys[1].shape == (2, 4) + (16,) * dims
+    grads = [torch.autograd.grad(y.square().sum(), (x, w, b)) for y in ys]
+    assert torch.allclose(ys[0], ys[1], atol=1e-5)
+    for g, h in zip(*grads):
+        assert torch.allclose(g, h, rtol=1e-4, atol=1e-4)
+
+
 def test_a_deepcopy_runs_its_own_weights_not_the_originals():
     m = create_model("plnet", base_width=2).eval()
     x = torch.randn(1, 3, 32, 32)

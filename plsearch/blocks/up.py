@@ -6,7 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks.base import Block, batch_norm, conv_nd, conv_transpose_nd, fast_conv, fold_conv_bn, norm_nd
+from plsearch.blocks.base import (
+    Block,
+    batch_norm,
+    conv_nd,
+    conv_transpose_nd,
+    fast_conv,
+    fast_conv_transpose,
+    fold_conv_bn,
+    norm_nd,
+)
 from plsearch.costs import HEAD_COST, UP_COSTS
 
 
@@ -26,7 +35,9 @@ class UpConvT3(Block):
         return state(F.relu(self.conv(x), inplace=True))
 
     def fast_forward(self, x: torch.Tensor, state: nn.Module, training: bool) -> torch.Tensor:
-        return batch_norm(F.relu(self.conv(x), inplace=True), state)
+        c = self.conv
+        z = fast_conv_transpose(x, c.weight, c.bias, c.stride[0], c.padding[0], c.output_padding[0], training)
+        return batch_norm(F.relu(z, inplace=True), state)
 
     def fuse(self, state: nn.Module, *, self_concat: bool = False) -> nn.Module:
         return fold_conv_bn(self.conv, state, dims=self.dims, post="clamp", self_concat=self_concat, transposed=True)
