@@ -10,11 +10,16 @@ training seconds of one trial (steps per trial x step time). Paths, one change a
   Adam's per-tensor loop: the code as it was;
 - ``plan``: the compiled straight-line forward with functional BatchNorm (``plsearch.plan``);
 - ``native``: + ATen's native conv for tiny training convs (``blocks.base.native_conv_pays``);
+- ``native-up``: + the same for BiO-Net's 3x3 transposed up unit (``blocks.base.fast_conv_transpose``);
 - ``fused``: + torch's fused Adam over the per-tensor list;
-- ``after``: + ``FlatAdam`` (one flat buffer, one fused kernel; ``train.make_optimizer``): the default now.
+- ``after``: + ``FlatAdam`` (one flat buffer, one fused kernel; ``train.make_optimizer``): the default now;
+- ``compiled`` (only with ``--compile``): ``after`` through ``torch.compile`` (inductor), the
+  ``train.compile`` option; its first two steps (compiling) are reported apart as ``compile_s``.
 
     python benchmarks/trial_cost.py                       # all fidelities; resumable; ~1 h on a busy 2-core CPU
     python benchmarks/trial_cost.py --fidelities default --sample 2 --rounds 2   # a quick look
+    python benchmarks/trial_cost.py --fidelities default --presets plnet-small,unet --sample 0 --compile \
+        --out results/bench/trial_cost_compile.json --docs docs/speed/compile   # + torch.compile (minutes)
 
 Writes ``results/bench/trial_cost.json`` (every figure), ``docs/speed/trial_cost.md`` (the table) and
 ``docs/speed/trial_cost.png`` (ms per step against MACs per step; a line for "time proportional to
@@ -33,6 +38,7 @@ from pathlib import Path
 import torch
 
 import plsearch.blocks.base as blocks_base
+import plsearch.blocks.up as blocks_up
 from plsearch import train as train_mod
 from plsearch.config import TrainConfig
 from plsearch.losses import deep_supervision_loss
@@ -49,13 +55,22 @@ FIDELITIES = {
     "dsb2018": (64, 8, 4, 72),  # search_spaces/ipl_epl_dsb2018.yaml
     "96px-b16": (96, 16, 4, 80),
 }
-VARIANTS = {  # name: (executor, native conv rule on, fused Adam, flat Adam)
-    "before": ("reference", False, False, False),
-    "plan": ("compiled", False, False, False),
-    "native": ("compiled", True, False, False),
-    "fused": ("compiled", True, True, False),
-    "after": ("compiled", True, True, True),
+VARIANTS = {  # name: (executor, native conv rule on, native up unit, fused Adam, flat Adam)
+    "before": ("reference", False, False, False, False),
+    "plan": ("compiled", False, False, False, False),
+    "native": ("compiled", True, False, False, False),
+    "native-up": ("compiled", True, True, False, False),
+    "fused": ("compiled", True, True, True, False),
+    "after": ("compiled", True, True, True, True),
 }
+COMPILED = ("compiled", True, True, True, True)  # ``after`` through torch.compile (``--compile``)
+NATIVE_UP = blocks_up.fast_conv_transpose
+
+
+def _onednn_up(x, weight, bias, stride, padding, output_padding, training):
+    """The up unit's transposed conv as before ``fast_conv_transpose`` (oneDNN on the CPU)."""
+    return torch.nn.functional.conv_transpose2d(x, weight, bias, stride=stride, padding=padding,
+                                                output_padding=output_padding)
 
 
 def configs(space_path: Path, fid: tuple, sample: int, seed: int,
@@ -100,9 +115,14 @@ class Runner:
     """One model + optimizer per code path, stepped on a fixed batch."""
 
     def __init__(self, cfg: dict, size: int, batch: int, variant: str) -> None:
-        executor, self.native, fused, flat = VARIANTS[variant]
+        executor, self.native, self.native_up, fused, flat = COMPILED if variant == "compiled" else VARIANTS[variant]
         torch.manual_seed(0)
         self.model = PLNet.from_config(cfg).train().set_executor(executor)
+        self.net = self.model
+        if variant == "compiled":
+            from plsearch.speed import compile_model
+
+            self.net = compile_model(self.model)
         train_mod.FUSED_ADAM, train_mod.FLAT_ADAM = fused, flat
         self.opt = train_mod.make_optimizer(self.model, TrainConfig(lr=1e-3))
         g = torch.Generator().manual_seed(1)
@@ -111,7 +131,8 @@ class Runner:
 
     def step(self) -> None:
         blocks_base.NATIVE_CONV_MAX_MACS = NATIVE_MACS if self.native else 0
-        loss = deep_supervision_loss(self.model(self.x), self.y)
+        blocks_up.fast_conv_transpose = NATIVE_UP if self.native_up else _onednn_up
+        loss = deep_supervision_loss(self.net(self.x), self.y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -124,12 +145,18 @@ class Runner:
         return sum(e.count for e in prof.key_averages())
 
 
-def measure(cfg: dict, fid: tuple, rounds: int, steps: int, clock) -> dict:
+def measure(cfg: dict, fid: tuple, rounds: int, steps: int, clock, compiled: bool = False) -> dict:
     size, batch, _, _ = fid
-    runners = {v: Runner(cfg, size, batch, v) for v in VARIANTS}
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for r in runners.values():
-        r.step()  # warm-up: plans, oneDNN primitives, optimizer state
+    names = list(VARIANTS) + (["compiled"] if compiled else [])
+    runners = {v: Runner(cfg, size, batch, v) for v in names}
+    times: dict[str, list[float]] = {v: [] for v in names}
+    compile_s = None
+    for v, r in runners.items():
+        t0 = time.perf_counter()
+        r.step()  # warm-up: plans, oneDNN primitives, optimizer state (and compiling)
+        if v == "compiled":
+            r.step()  # the backward graph compiles on the first backward; a second step settles it
+            compile_s = time.perf_counter() - t0
     for _ in range(rounds):
         for v, r in runners.items():
             t0 = clock()
@@ -140,30 +167,40 @@ def measure(cfg: dict, fid: tuple, rounds: int, steps: int, clock) -> dict:
            "ms_min": {v: 1000 * min(t) for v, t in times.items()},
            "ops": {v: runners[v].ops() for v in ("before", "after")},
            "params_tensors": len(list(runners["after"].model.parameters()))}
+    if compile_s is not None:
+        row["compile_s"] = compile_s
     return row
 
 
 def table(rows: list[dict], peak: float) -> str:
+    compiled = any("compiled" in r["ms"] for r in rows)
     lines = [f"matmul peak (1 thread, wall clock, same run): {peak / 1e9:.1f} GFLOP/s; ms/step: CPU time, median "
              "of the rounds\n",
-             "| fidelity | config | MACs/img | ms/step before | plan | +native conv | +fused Adam | **after** (+FlatAdam) "
-             "| speed-up | ops/step before -> after | GFLOP/s before -> after | train s/trial before -> after |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| fidelity | config | MACs/img | ms/step before | plan | +native conv | +native up "
+             "| +fused Adam "
+             "| **after** (+FlatAdam) | speed-up | ops/step before -> after | GFLOP/s before -> after "
+             "| train s/trial before -> after |" + (" compiled (compile s) |" if compiled else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if compiled else "")]
     for r in rows:
         ms = r["ms"]
         flop = 2 * 3 * r["macs"] * r["batch"]
         lines.append(
             f"| {r['fidelity']} | {r['label']} | {r['macs'] / 1e6:.1f} M | {ms['before']:.0f} | {ms['plan']:.0f} | "
-            f"{ms['native']:.0f} | {_ms(ms, 'fused')} | **{ms['after']:.0f}** | {ms['before'] / ms['after']:.2f}x | "
+            f"{ms['native']:.0f} | {_ms(ms, 'native-up')} | {_ms(ms, 'fused')} | **{ms['after']:.0f}** | "
+            f"{ms['before'] / ms['after']:.2f}x | "
             f"{r['ops']['before']:,} -> {r['ops']['after']:,} | {flop / ms['before'] / 1e6:.1f} -> "
             f"{flop / ms['after'] / 1e6:.1f} | {r['steps'] * ms['before'] / 1e3:.1f} -> "
-            f"{r['steps'] * ms['after'] / 1e3:.1f} |")
+            f"{r['steps'] * ms['after'] / 1e3:.1f} |"
+            + (f" {_ms(ms, 'compiled')} ({r.get('compile_s', float('nan')):.0f} s) |" if compiled else ""))
     lines.append("")
     for fid in dict.fromkeys(r["fidelity"] for r in rows):  # the issue's target: PL-Net-dagger no slower than U-Net
         by = {r["label"]: r["ms"] for r in rows if r["fidelity"] == fid}
         if "plnet-small" in by and "unet" in by:
-            lines.append(f"- {fid}: plnet-small / unet step time, before {by['plnet-small']['before'] / by['unet']['before']:.2f}x, "
-                         f"after {by['plnet-small']['after'] / by['unet']['after']:.2f}x")
+            small, unet = by["plnet-small"], by["unet"]
+            lines.append(f"- {fid}: plnet-small / unet step time, before {small['before'] / unet['before']:.2f}x, "
+                         f"after {small['after'] / unet['after']:.2f}x"
+                         + (f", compiled {small['compiled'] / unet['compiled']:.2f}x"
+                            if "compiled" in small and "compiled" in unet else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +251,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="steps per timed round")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the default path through torch.compile (minutes of compiling per config)")
     p.add_argument("--out", type=Path, default=ROOT / "results/bench/trial_cost.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs/speed")
     args = p.parse_args()
@@ -230,7 +269,7 @@ def main() -> None:
         for label, cfg in configs(args.space, spec, n, args.seed, tuple(filter(None, args.presets.split(",")))):
             if (fid, label) in have:
                 continue
-            row = measure(cfg, spec, args.rounds, args.steps, clock)
+            row = measure(cfg, spec, args.rounds, args.steps, clock, compiled=args.compile)
             macs = estimate(PLNet.from_config(cfg).config, spec[0]).macs
             row.update(fidelity=fid, label=label, config=cfg, macs=macs,
                        batch=spec[1], steps=spec[3], threads=args.threads, clock=args.clock,

@@ -118,6 +118,31 @@ def test_fast_conv_transpose_matches_conv_transpose_in_float32(dims):
         assert torch.allclose(g, h, rtol=1e-4, atol=1e-4)
 
 
+def test_compiled_graphs_keep_conv_transpose_off_the_native_kernel():
+    """Inductor may feed the native kernel a channels-last buffer, whose output strides then break
+    its meta kernel's promise (an assertion at the first compiled step): compiled graphs keep
+    ``conv_transpose2d``, which inductor lowers itself."""
+    from plsearch.speed import compile_available
+
+    if not compile_available("cpu"):
+        pytest.skip("torch.compile unavailable here")
+    seen: list[str] = []
+
+    def capture(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 4, 3, 3)
+    assert base.native_conv_pays(x, w)  # eager training takes the native kernel here
+    torch._dynamo.reset()
+    fn = torch.compile(
+        lambda x, w: base.fast_conv_transpose(x, w, None, 2, 1, 1, True), backend=capture, fullgraph=True
+    )
+    assert torch.allclose(fn(x, w), torch.nn.functional.conv_transpose2d(x, w, None, 2, 1, 1), atol=1e-5)
+    assert any("conv_transpose2d" in t for t in seen), seen
+    assert not any("slow_conv_transpose2d" in t for t in seen), seen
+
+
 def test_a_deepcopy_runs_its_own_weights_not_the_originals():
     m = create_model("plnet", base_width=2).eval()
     x = torch.randn(1, 3, 32, 32)

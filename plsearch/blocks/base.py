@@ -79,9 +79,11 @@ def fast_conv_transpose(
     Measured like ``fast_conv`` (one thread, CPU time, forward + backward, batch 8, median of 3
     rounds), BiO-Net's 3x3 stride-2 up unit: 4 -> 4 channels from 16 px (0.3 M MACs) 0.64 ms native
     against 0.90 ms on oneDNN; 8 -> 8 from 8 px 0.53 against 0.76; 16 -> 16 from 4 px 0.49 against
-    0.55; 32 -> 32 from 2 px 0.57 against 0.66.
+    0.55; 32 -> 32 from 2 px 0.57 against 0.66. Not under ``torch.compile``: inductor may hand
+    the kernel a channels-last buffer, and its output strides then differ from what its meta
+    kernel promised (an assertion error at the first step).
     """
-    if training and x.device.type == "cpu" and native_conv_pays(x, weight):
+    if training and x.device.type == "cpu" and not torch.compiler.is_compiling() and native_conv_pays(x, weight):
         return torch._C._nn.slow_conv_transpose2d(x, weight, weight.shape[2:], bias, stride, padding, output_padding)
     conv = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[weight.dim() - 2]
     return conv(x, weight, bias, stride=stride, padding=padding, output_padding=output_padding)
