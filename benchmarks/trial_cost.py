@@ -219,10 +219,14 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, fid in zip(axes[0], fids):
         sub = [r for r in rows if r["fidelity"] == fid]
         for variant, style in (("before", dict(facecolors="none", edgecolors="tab:red")),
-                               ("after", dict(color="tab:blue"))):
-            xs = [3 * r["macs"] * r["batch"] for r in sub]
-            ax.scatter(xs, [r["ms"][variant] for r in sub], label=variant, **style)
-            for r, x in zip(sub, xs):
+                               ("after", dict(color="tab:blue")),
+                               ("compiled", dict(marker="x", color="tab:green"))):
+            have = [r for r in sub if variant in r["ms"]]  # "compiled" only with --compile
+            if not have:
+                continue
+            xs = [3 * r["macs"] * r["batch"] for r in have]
+            ax.scatter(xs, [r["ms"][variant] for r in have], label=variant, **style)
+            for r, x in zip(have, xs):
                 if variant == "after" and not r["label"].startswith("space"):
                     ax.annotate(r["label"], (x, r["ms"][variant]), fontsize=7)
         unet = next((r for r in sub if r["label"] == "unet"), None)
