@@ -14,6 +14,7 @@ import functools
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 import plsearch.metrics
 import plsearch.train
@@ -28,7 +29,11 @@ CUDA = pytest.param(
     "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 )
 DEVICES = ["cpu", CUDA]
-CONVS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# Every conv entry point a forward can take: the modules' and the blocks' functional fast paths
+# (``blocks.base.fast_conv`` / ``fast_conv_transpose`` call these directly, so module hooks miss them).
+CONV_FUNCTIONS = frozenset(
+    {"conv2d", "conv3d", "conv_transpose2d", "conv_transpose3d", "thnn_conv2d", "slow_conv_transpose2d"}
+)
 
 
 def cuda_branch(device: str):
@@ -40,6 +45,21 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
 
+class ConvLayouts(TorchFunctionMode):
+    """While active: for every conv call, whether its input is channels-last, keyed by whether
+    ``model`` was training (``seen[True]``: the train step, ``seen[False]``: evaluation)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.seen: dict[bool, list[bool]] = {True: [], False: []}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in CONV_FUNCTIONS:
+            self.seen[self.model.training].append(is_channels_last(args[0]))
+        return func(*args, **(kwargs or {}))
+
+
 class Probe:
     """Records what the training step, the loss, the model and the metrics see (dtypes, layouts)."""
 
@@ -48,7 +68,7 @@ class Probe:
         self.loss_dtypes: list[torch.dtype] = []
         self.eval_dtypes: list[torch.dtype] = []  # eval-mode model outputs
         self.metric_dtypes: list[torch.dtype] = []  # logits the metrics threshold
-        self.conv_inputs: dict[bool, list[bool]] = {True: [], False: []}  # training? -> channels-last?
+        self.convs = ConvLayouts(model)  # enter it around the run: convs' input layouts
         loss_fn, labels_fn = plsearch.train.deep_supervision_loss, plsearch.metrics.logits_to_labels
 
         def loss(outputs, target, **kw):
@@ -65,9 +85,6 @@ class Probe:
         monkeypatch.setattr(plsearch.train, "deep_supervision_loss", loss)
         monkeypatch.setattr(plsearch.metrics, "logits_to_labels", labels)
         model.register_forward_hook(lambda m, i, out: None if m.training else self.eval_dtypes.append(out.dtype))
-        for mod in model.modules():
-            if isinstance(mod, CONVS):
-                mod.register_forward_pre_hook(lambda m, i: self.conv_inputs[m.training].append(is_channels_last(i[0])))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +116,7 @@ def test_bf16_train_step_and_evaluation_keep_loss_and_metrics_in_float32(device,
     ref = fit(copy.deepcopy(pretrained), train, val, TrainConfig(**{**cfg.__dict__, "amp": False}))
     model = copy.deepcopy(pretrained)
     probe = Probe(monkeypatch, model)
-    with cuda_branch(device):
+    with cuda_branch(device), probe.convs:
         result = fit(model, train, val, cfg)
     assert set(probe.stage_dtypes) == {torch.bfloat16}  # autocast reached the train step ...
     assert set(probe.loss_dtypes) == {torch.float32}  # ... and the Dice loss reduces in float32
@@ -109,8 +126,10 @@ def test_bf16_train_step_and_evaluation_keep_loss_and_metrics_in_float32(device,
     assert ref_dice > 0.5  # a net that segments: the comparison means something
     assert abs(dice - ref_dice) < 0.02, (ref_dice, dice)
     # channels-last end to end: every conv of the training step and of the evaluation sees NHWC input
-    assert probe.conv_inputs[True] and all(probe.conv_inputs[True])
-    assert probe.conv_inputs[False] and all(probe.conv_inputs[False])
+    seen = probe.convs.seen
+    n_convs = sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    assert len(seen[True]) >= n_convs and all(seen[True]), seen[True]  # each conv at least once per step
+    assert seen[False] and all(seen[False]), seen[False]
     assert is_channels_last(next(p for p in model.parameters() if p.dim() == 4))
 
 
@@ -155,17 +174,15 @@ def test_channels_last_3d_train_step_and_inference(device, monkeypatch):
     ref_outs, ref_loss = _step3d(copy.deepcopy(base), x, y, device, plain=True)
     # fp32 (on a CPU; CPU bf16 conv3d returns NCDHW, a torch limitation) or bf16 (CUDA): NDHWC throughout
     model = copy.deepcopy(base)
-    seen: dict[bool, list[bool]] = {True: [], False: []}
-    for mod in model.modules():
-        if isinstance(mod, CONVS):
-            mod.register_forward_pre_hook(lambda m, i: seen[m.training].append(is_channels_last(i[0])))
-    with cuda_paths_on(device, amp=None if device == "cpu" else torch.bfloat16):
+    convs = ConvLayouts(model)
+    with convs, cuda_paths_on(device, amp=None if device == "cpu" else torch.bfloat16):
         outs, loss = _step3d(model, x, y, device)
         assert memory_format(device, 5) == torch.channels_last_3d
         model.eval()
         with torch.no_grad(), autocast(device):
             fused = model(x.contiguous(memory_format=torch.channels_last_3d))
-    assert seen[True] and all(seen[True]) and seen[False] and all(seen[False])
+    seen = convs.seen
+    assert seen[True] and all(seen[True]) and seen[False] and all(seen[False]), seen
     assert is_channels_last(fused) and loss.dtype == torch.float32
     tol = 1e-3 if device == "cpu" else 5e-2
     assert abs(loss.item() - ref_loss.item()) < tol * max(1.0, abs(ref_loss.item()))
