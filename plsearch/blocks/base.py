@@ -76,10 +76,10 @@ def fast_conv_transpose(
     """A transposed convolution, on ATen's native kernel where that is faster (the rule of
     ``native_conv_pays``, with MACs counted per input pixel as for ``conv_transpose``).
 
-    Measured like ``fast_conv`` (one thread, CPU time, forward + backward, batch 8, median of 3
-    rounds), BiO-Net's 3x3 stride-2 up unit: 4 -> 4 channels from 16 px (0.3 M MACs) 0.64 ms native
-    against 0.90 ms on oneDNN; 8 -> 8 from 8 px 0.53 against 0.76; 16 -> 16 from 4 px 0.49 against
-    0.55; 32 -> 32 from 2 px 0.57 against 0.66. Not under ``torch.compile``: inductor may hand
+    ``python benchmarks/tiny_kernels.py --rounds 11`` (one thread, CPU time, forward + backward, batch
+    8), BiO-Net's 3x3 stride-2 up unit at 0.3 M MACs: 4 -> 4 channels from 16 px 0.9 ms native against
+    1.3 ms on oneDNN; 8 -> 8 from 8 px 0.7 against 0.9; 16 -> 16 from 4 px 0.65 against 0.8;
+    32 -> 32 from 2 px even (0.7). Not under ``torch.compile``: inductor may hand
     the kernel a channels-last buffer, and its output strides then differ from what its meta
     kernel promised (an assertion error at the first step).
     """
@@ -99,6 +99,7 @@ def native_conv_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     against 1.2; 16 -> 16 at 4 px (0.3 M) 0.6 against 1.0; 6 -> 2 at 32 px (0.9 M) and 32 -> 32 at
     4 px (1.2 M) even; 24 -> 8 at 8 px (0.9 M) 1.4 against 1.2; 16 -> 16 at 32 px (19 M) 10 against
     5 ms. Hence: native up to ``NATIVE_CONV_MAX_MACS`` per call. 2D only (3D was not measured).
+    Rerun the comparison: ``python benchmarks/tiny_kernels.py``.
     """
     if weight.dim() != 4 or not x.is_contiguous():
         return False
