@@ -89,7 +89,6 @@ def test_native_convs_equal_the_reference_in_float64(monkeypatch, block, dims):
 
 def _conv_pair(kind: str, dims: int):
     """(fast kernel, plain torch conv, weight shape, output size) for a 3-channel 8-px input."""
-    F = torch.nn.functional
     if kind == "conv":
         return (
             lambda x, w, b: base.fast_conv(x, w, b, 1, True),
@@ -97,7 +96,7 @@ def _conv_pair(kind: str, dims: int):
             (4, 3),
             8,
         )
-    plain = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[dims]
+    plain = base.conv_transpose_fn(dims)
     return (
         lambda x, w, b: base.fast_conv_transpose(x, w, b, 2, 1, 1, True),
         lambda x, w, b: plain(x, w, b, stride=2, padding=1, output_padding=1),

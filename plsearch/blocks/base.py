@@ -43,6 +43,10 @@ def conv_fn(dims: int):
     return {2: F.conv2d, 3: F.conv3d}[dims]
 
 
+def conv_transpose_fn(dims: int):
+    return {2: F.conv_transpose2d, 3: F.conv_transpose3d}[dims]
+
+
 def batch_norm(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
     """``bn(x)`` as one functional call, for the compiled forward (``plsearch.plan``).
 
@@ -85,7 +89,7 @@ def fast_conv_transpose(
     """
     if training and x.device.type == "cpu" and not torch.compiler.is_compiling() and native_conv_pays(x, weight):
         return torch._C._nn.slow_conv_transpose2d(x, weight, weight.shape[2:], bias, stride, padding, output_padding)
-    conv = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[weight.dim() - 2]
+    conv = conv_transpose_fn(weight.dim() - 2)
     return conv(x, weight, bias, stride=stride, padding=padding, output_padding=output_padding)
 
 
@@ -147,10 +151,7 @@ class FusedConv(nn.Module):
         self.post, self.dims, self.transposed, self.conv_kwargs = post, dims, transposed, conv_kwargs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.transposed:
-            conv = {2: F.conv_transpose2d, 3: F.conv_transpose3d}[self.dims]
-        else:
-            conv = conv_fn(self.dims)
+        conv = (conv_transpose_fn if self.transposed else conv_fn)(self.dims)
         z = conv(x, self.weight, self.bias, **self.conv_kwargs)
         if self.post == "relu":
             return z.relu_()
