@@ -10,6 +10,12 @@ and the regret of choosing by the low fidelity. The low side is what a search se
 validation Dice); the high side is held-out **test** Dice of the long run's best-validation weights
 (``high_metric="val_dice"`` compares like with like instead).
 
+By default the high run trains with another seed than the low run (``high_seed``: the low run's
+``train.seed`` + 1; the data split, ``data.seed``, is the same), so the figures measure how well a short
+run predicts an independent long run. With ``same_seed=True`` both runs share the seed and differ only
+in their overrides: when only ``train.epochs`` differs, the high run's first epochs ARE the low run, and
+the figures are a same-run upper bound (a continued run), not a prediction of a fresh one.
+
 Run it from the shell with ``python -m plsearch.fidelity``.
 """
 
@@ -35,8 +41,10 @@ __all__ = [
     "analyse",
     "cheaper_lows",
     "fidelity_jobs",
+    "high_seed",
     "markdown",
     "plot",
+    "reading",
     "sample_configs",
     "truncate_low",
     "write_outputs",
@@ -45,7 +53,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FidelityConfig:
-    """``low``/``high``: dotted-path overrides applied on top of the space's values and ``extra``."""
+    """``low``/``high``: dotted-path overrides applied on top of the space's values and ``extra``.
+
+    ``same_seed``: the high run keeps the low run's ``train.seed`` (a continued run: a same-run upper
+    bound); by default it trains with ``high_seed`` of it (independent seeds).
+    """
 
     low: Mapping[str, Any]
     high: Mapping[str, Any]
@@ -54,6 +66,28 @@ class FidelityConfig:
     references: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
     high_metric: str = "test_dice"
+    same_seed: bool = False
+
+
+def high_seed(low_seed: int) -> int:
+    """The high run's ``train.seed`` with independent seeds: the low run's + 1 (wrapping at numpy's 2**32)."""
+    return (int(low_seed) + 1) % 2**32
+
+
+def reading(fc: FidelityConfig, rows: Sequence[Mapping[str, Any]] = ()) -> str:
+    """What the figures measure, for the report: "independent seeds (low seed X, high seed Y)" (the
+    ``train.seed`` of the runs in ``rows``) or "same run continued (same-run upper bound)"."""
+    if fc.same_seed:
+        return "same run continued (same-run upper bound)"
+
+    def seeds(side: str) -> str:
+        found = sorted({int(r["config"]["train"]["seed"]) for r in rows if r.get("side") == side and r.get("config")})
+        return ", ".join(map(str, found))
+
+    lo, hi = seeds("low"), seeds("high")
+    if not lo or not hi:
+        return "independent seeds (high seed = low seed + 1)"
+    return f"independent seeds (low seed {lo}, high seed {hi})"
 
 
 def sample_configs(
@@ -105,7 +139,13 @@ def _with(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
 
 
 def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
-    """Two jobs per config (``<label>/low``, ``<label>/high``), the sampled configs then the presets."""
+    """Two jobs per config, the sampled configs then the presets: ``<label>/low`` at the space's seed, and
+    ``<label>/high-s<seed>`` at another seed (``high_seed``; a ``train.seed`` in ``fc.high`` that differs
+    from the low run's is kept), or ``<label>/high`` at the low run's seed when ``fc.same_seed``.
+
+    The seed is in the high key so that a runs study holding the old same-seed ``<label>/high`` runs is
+    not refused (``plsearch.runs.submit`` refuses a key stored with another config): each reading has its
+    own keys, and ``same_seed=True`` resumes the old ones."""
     from plsearch.search.references import reference_config
     from plsearch.wiring import estimate
 
@@ -134,8 +174,16 @@ def fidelity_jobs(space: SearchSpace, fc: FidelityConfig) -> list[Job]:
     for label, info, cfg in entries:
         est = estimate(cfg.model, cfg.data.image_size)
         info = {**info, "label": label, "params_count": int(est.params), "macs": int(est.macs)}
-        for side, over in (("low", fc.low), ("high", fc.high)):
-            jobs.append(Job(f"{label}/{side}", _with(cfg, over), group=label, info={**info, "side": side}))
+        low, high = _with(cfg, fc.low), _with(cfg, fc.high)
+        high_key = f"{label}/high"
+        if not fc.same_seed:
+            if high.train.seed == low.train.seed:
+                high = resolve(high, {"train.seed": high_seed(low.train.seed)})
+            high_key += f"-s{high.train.seed}"
+        elif high.train.seed != low.train.seed:
+            high = resolve(high, {"train.seed": low.train.seed})
+        jobs.append(Job(f"{label}/low", low, group=label, info={**info, "side": "low"}))
+        jobs.append(Job(high_key, high, group=label, info={**info, "side": "high"}))
     return jobs
 
 
@@ -276,7 +324,8 @@ def markdown(stats: Mapping[str, Any], low: Mapping[str, Any], high: Mapping[str
     lines = [
         (
             f"low fidelity: {fmt(low)}  \nhigh fidelity: {fmt(high)}  \n"
-            f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
+            + (f"reading: {stats['reading']}  \n" if stats.get("reading") else "")
+            + f"{stats['n']} configs; low = best-epoch val Dice, high = {stats['high_metric']} of the high run's "
             "best-validation weights"
         ),
         "",
@@ -372,12 +421,20 @@ def write_outputs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stats = analyse(rows, fc.high_metric, seed=fc.seed)
+    stats["reading"] = reading(fc, rows)  # independent seeds, or a same-run upper bound
     stats["cheaper_lows"] = cheaper_lows(rows, fc.high_metric, seed=fc.seed)
-    doc = {"low": dict(fc.low), "high": dict(fc.high), "configs": fc.configs, "seed": fc.seed, **stats}
+    doc = {
+        "low": dict(fc.low),
+        "high": dict(fc.high),
+        "configs": fc.configs,
+        "seed": fc.seed,
+        "same_seed": fc.same_seed,
+        **stats,
+    }
     (out / "fidelity.json").write_text(json.dumps(doc, indent=1, default=str))
     (out / "fidelity.md").write_text(markdown(stats, fc.low, fc.high) + _cheaper_md(stats["cheaper_lows"]))
     if stats["pairs"]:
-        plot(stats, out / "fidelity.png", title)
+        plot(stats, out / "fidelity.png", f"{title}: {stats['reading']}" if title else stats["reading"])
     return stats
 
 

@@ -49,13 +49,16 @@ class RunsError(ValueError):
 class Job:
     """One training run. ``key``: unique, path-like (``trial_12/seed_1``); ``group``: the config it
     repeats (its seeds and folds share it); ``info``: JSON data carried to the result (source, val Dice).
-    ``test_curve``: also evaluate the test split after every epoch (for curves at equal compute)."""
+    ``test_curve``: also evaluate the test split after every epoch (for curves at equal compute).
+    ``test_epochs``: evaluate the best-so-far weights (what a run stopped there would keep) on the test
+    split after these epochs and the last (the truth table's points)."""
 
     key: str
     config: RunConfig
     group: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
     test_curve: bool = False
+    test_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not _KEY.match(self.key) or ".." in self.key:
@@ -68,6 +71,7 @@ class Job:
             "group": self.group or self.key,
             "info": dict(self.info),
             "test_curve": self.test_curve,
+            **({"test_epochs": list(self.test_epochs)} if self.test_epochs else {}),
         }
 
 
@@ -319,6 +323,11 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
         [json.loads(x) for x in curve_path.read_text().splitlines()][:done] if resume and curve_path.is_file() else []
     )
     curve_path.write_text("".join(json.dumps(r) + "\n" for r in test_curve))
+    points_path = run_dir / "test_points.jsonl"
+    points = [json.loads(x) for x in points_path.read_text().splitlines()] if resume and points_path.is_file() else []
+    points = [p for p in points if p["epoch"] <= done]
+    points_path.write_text("".join(json.dumps(p) + "\n" for p in points))
+    at = {int(e) for e in job.get("test_epochs") or ()}
     torch.manual_seed(cfg.train.seed)  # initial weights belong to the seed
     model = PLNet.from_config(cfg.model)
 
@@ -328,6 +337,10 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
             test_curve.append({"epoch": epoch, "test_dice": m["dice"], "test_iou": m["iou"]})
             with open(curve_path, "a") as f:
                 f.write(json.dumps(test_curve[-1]) + "\n")
+        if at and (epoch in at or epoch == cfg.train.epochs):
+            points.append({"epoch": epoch, **_best_so_far_test(model, run_dir / "best.pt", splits["test"], cfg)})
+            with open(points_path, "a") as f:
+                f.write(json.dumps(points[-1]) + "\n")
 
     out: dict[str, Any] = {"fail_reason": None, "checkpoint": str(run_dir / "best.pt")}
     try:
@@ -361,10 +374,30 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
         val_curve=[round(float(r["val_dice"]), 6) for r in hist],
         test_curve=[round(float(r["test_dice"]), 6) for r in test_curve],
         train_seconds=round(sum(float(r["seconds"]) for r in hist), 3),
+        cpu_curve=[round(float(r.get("cpu_seconds", math.nan)), 4) for r in hist],
+        val_cpu_curve=[round(float(r.get("val_cpu_seconds", math.nan)), 4) for r in hist],
+        test_points=points,
+        val_trivial_dice=round(trivial_dice(splits["val"].masks, ncls), 6),
         seconds=round(time.perf_counter() - t0, 3),
         n_test=len(splits["test"]),
     )
     return out
+
+
+def _best_so_far_test(model: Any, best_pt: Path, test: Any, cfg: RunConfig) -> dict[str, float]:
+    """Test Dice of the weights ``best_pt`` holds (the best validation epoch so far), measured on a copy so
+    the run's own model and RNG streams are untouched; ``cpu_seconds``: what the evaluation cost."""
+    import copy
+
+    from plsearch.checkpoint import read_checkpoint
+    from plsearch.metrics import evaluate_model
+
+    t0 = time.process_time()
+    net = copy.deepcopy(model)
+    if best_pt.is_file():  # fit writes best.pt before the epoch's callback; absent only if no epoch improved
+        net.load_state_dict(read_checkpoint(best_pt)["state_dict"])
+    m = evaluate_model(net, test, num_classes=cfg.model.num_classes, batch_size=cfg.train.eval_batch_size)
+    return {"test_dice": float(m["dice"]), "test_iou": float(m["iou"]), "cpu_seconds": time.process_time() - t0}
 
 
 def _keep_checkpoint(trial: Any, out: Path, run_dir: Path) -> dict[str, Any]:
@@ -388,9 +421,15 @@ def _keep_checkpoint(trial: Any, out: Path, run_dir: Path) -> dict[str, Any]:
 
 
 def launch_workers(
-    runs: Runs, workers: int, devices: Sequence[str] = (), *, on_line: Callable[[int, str, bool], None] | None = None
+    runs: Runs,
+    workers: int,
+    devices: Sequence[str] = (),
+    *,
+    on_line: Callable[[int, str, bool], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> list[int]:
-    """Start ``workers`` processes (``python -m plsearch.runs``) sharing ``runs``; returns their exit codes."""
+    """Start ``workers`` processes (``python -m plsearch.runs``) sharing ``runs``; returns their exit codes.
+    ``on_tick`` runs every few seconds meanwhile (the table recorder writes finished runs then)."""
     import os
     import sys
 
@@ -415,7 +454,7 @@ def launch_workers(
     relay = on_line or (
         lambda i, line, err: print(f"[w{i}] {line}", file=sys.stderr if err else sys.stdout, flush=True)
     )
-    return launch(cmds, env, relay)
+    return launch(cmds, env, relay, on_tick=on_tick)
 
 
 def run_jobs(

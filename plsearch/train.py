@@ -234,7 +234,7 @@ def _fit(
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = "early_stop"
             break
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()  # process CPU: the table's cost (one thread a run)
         stages = active_stages(epoch, cfg, n_stages) if n_stages else None
         if epoch > 0 and n_stages and stages != active_stages(epoch - 1, cfg, n_stages):
             bad_epochs = 0  # a stage joined (progressive schedule): give it a full patience window
@@ -275,6 +275,7 @@ def _fit(
                 f"training loss is {train_loss} in epoch {epoch + 1}; lower train.lr or check the data"
             )
 
+        cpu1 = time.process_time()
         metrics = evaluate_model(
             model, val, num_classes=num_classes, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp
         )
@@ -286,6 +287,8 @@ def _fit(
             "stages": stages or 0,
             "steps": steps,
             "seconds": time.perf_counter() - t0,
+            "cpu_seconds": cpu1 - cpu0,  # training steps only (process CPU time)
+            "val_cpu_seconds": time.process_time() - cpu1,  # the validation pass
         }
         history.append(row)
         improved = row["val_dice"] > best

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +93,7 @@ def test_fidelity_cli_end_to_end_and_resume(tmp_path, capsys):
     assert main(args) == 0
     doc = json.loads((tmp_path / "f" / "fidelity.json").read_text())
     assert doc["n"] == 3 and (tmp_path / "f" / "fidelity.png").is_file()
+    assert doc["reading"] == "independent seeds (low seed 0, high seed 1)" and not doc["same_seed"]
     capsys.readouterr()
     assert main(args) == 0
     assert "run c0" not in capsys.readouterr().out  # resumed: nothing retrained
@@ -185,3 +187,47 @@ def test_presets_get_their_rate_by_the_search_rule():
     )
     pairs = analyse(rows)["pairs"]
     assert [(p["label"], p["low"], p["high"]) for p in pairs] == [("unet", 0.5, pytest.approx(0.71))]
+
+
+def test_the_high_run_trains_with_another_seed_unless_same_seed():
+    """Independent seeds by default (high = low + 1, its own job key); ``same_seed`` keeps the old continued run."""
+    from plsearch.fidelity import FidelityConfig, fidelity_jobs, high_seed
+    from plsearch.search.space import load_space
+
+    space = load_space("search_spaces/tiny.yaml")
+    fc = FidelityConfig(low={}, high={"train.epochs": 3}, configs=2, references=False)
+    for same, jobs in ((False, fidelity_jobs(space, fc)), (True, fidelity_jobs(space, replace(fc, same_seed=True)))):
+        by = {(j.group, j.info["side"]): j for j in jobs}
+        assert len(by) == len(jobs) == 4
+        for label in ("c00", "c01"):
+            low, high = by[label, "low"], by[label, "high"]
+            assert low.config.train.seed == space.seed and low.key == f"{label}/low"
+            assert high.config.train.epochs == 3 and low.config.train.epochs != 3
+            if same:
+                assert high.config.train.seed == low.config.train.seed and high.key == f"{label}/high"
+                assert replace(high.config, train=low.config.train) == low.config  # differs only in train.epochs
+            else:
+                assert high.config.train.seed == high_seed(low.config.train.seed) != low.config.train.seed
+                assert high.key == f"{label}/high-s{high.config.train.seed}"  # not the old same-seed key
+    # a seed the high overrides choose themselves is kept
+    jobs = fidelity_jobs(space, replace(fc, high={"train.epochs": 3, "train.seed": 7}, configs=1))
+    assert [(j.key, j.config.train.seed) for j in jobs] == [("c00/low", space.seed), ("c00/high-s7", 7)]
+
+
+def test_the_report_says_which_reading_it_is(tmp_path):
+    from plsearch.fidelity import FidelityConfig, write_outputs
+
+    rows = [
+        {**r, "config": {"train": {"seed": 0 if r["side"] == "low" else 1}}, "params_count": 1, "macs": 1}
+        for r in _curve_rows()
+    ]
+    fc = FidelityConfig(low={"train.epochs": 4}, high={"train.epochs": 8})
+    for same, expect in (
+        (False, "independent seeds (low seed 0, high seed 1)"),
+        (True, "same run continued (same-run upper bound)"),
+    ):
+        out = tmp_path / str(same)
+        write_outputs(rows, out, replace(fc, same_seed=same))
+        assert f"reading: {expect}" in (out / "fidelity.md").read_text()
+        doc = json.loads((out / "fidelity.json").read_text())
+        assert doc["reading"] == expect and doc["same_seed"] is same

@@ -144,6 +144,29 @@ def test_pruner_reads_peers_from_storage_and_records_its_decision():
     assert RUNG_ATTR not in study._storage.get_trial(trial._trial_id).user_attrs
 
 
+def test_a_trial_that_passed_a_rung_stays_a_peer_there_after_it_ends_infeasible():
+    # Trial 0 passed rung 1 with the best Dice, then ended degenerate (feasible False) at the end of its
+    # run; trial 1 ended with a non-finite loss. Their rung-1 results were real: later decisions at rung 1
+    # must still count them, or the rung's ranking changes with the fate of trials that already passed it.
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), directions=["maximize", "minimize"])
+    study.add_trial(_finished(1000, {1: 0.9, 3: 0.2}, feasible=False, degenerate=True))
+    study.add_trial(_finished(1000, {1: 0.8}, feasible=False, fail_reason="non-finite loss"))
+    for d in (0.5, 0.4):
+        study.add_trial(_finished(1000, {1: d, 3: d}))
+    study.add_trial(_finished(1000, {1: 0.99}, state=TrialState.FAIL))  # re-queued: its parameters run again
+    study.add_trial(_finished(1000, {1: 0.99}, duplicate_of=2))  # a duplicate: not a peer
+    pruner = AshaPruner(_space())
+    trial = study.ask()
+    trial.set_user_attr("profile", {"params": 1000})
+    # 5 at the rung (0.9, 0.8, 0.7, 0.5, 0.4): the top 1 goes on, so 0.7 stops (without trials 0 and 1 it
+    # would be the best of three and go on)
+    reason = pruner.check(EpochState(trial, 1, 9, (0.7,), (1000.0,), ("params",)))
+    rec = study._storage.get_trial(trial._trial_id).user_attrs[RUNG_ATTR]["1"]
+    assert rec["peers"] == [0, 1, 2, 3]
+    assert (rec["rank"], rec["keep"], rec["promoted"]) == (2, 1, False)
+    assert reason is not None and "rank 3 of 5" in reason
+
+
 def test_pruners_are_registered_by_name():
     assert {"asha", "dominance", "median"} <= set(list_pruners())
     assert get_pruner("asha") is AshaPruner

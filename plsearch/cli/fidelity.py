@@ -2,7 +2,9 @@
 
 Trains a seeded sample of K configs of the space (plus its preset references) at a low and a high
 fidelity and reports how well the low one ranks them: Spearman rho and Kendall tau with bootstrap
-95 % intervals, top-k overlap, regret. Writes ``fidelity.json``, ``fidelity.md`` and
+95 % intervals, top-k overlap, regret. The high run trains with another seed than the low run
+(independent seeds); ``--same-seed`` keeps one seed, so the high run continues the low run and the
+figures are a same-run upper bound. Writes ``fidelity.json``, ``fidelity.md`` and
 ``fidelity.png`` into --out (default ``results/<space>-fidelity``); rerun the same command to resume.
 
     python -m plsearch.fidelity --space search_spaces/ipl_epl.yaml --configs 24 \\
@@ -55,6 +57,12 @@ def build_parser() -> Parser:
         choices=["test_dice", "val_dice"],
         default="test_dice",
         help="what the high run is judged by [test_dice: held-out]",
+    )
+    p.add_argument(
+        "--same-seed",
+        action="store_true",
+        help="train the high run with the low run's train.seed: measures a continued run (the high run's "
+        "first epochs are the low run), a same-run upper bound [default: independent seeds, high = low + 1]",
     )
     p.add_argument("--no-references", action="store_true", help="leave the space's presets out")
     p.add_argument("--seed", type=int, default=0, help="sampling seed [0]")
@@ -117,6 +125,7 @@ def _body(argv: Sequence[str] | None) -> int:
         references=not args.no_references,
         extra=extra,
         high_metric=args.high_metric,
+        same_seed=args.same_seed,
     )
     jobs = fidelity_jobs(space, fc)
     print(
@@ -147,7 +156,7 @@ def _body(argv: Sequence[str] | None) -> int:
     print(
         f"\n{stats['n']} configs paired, {time.perf_counter() - t0:.0f}s this run; Kendall tau {k['value']:.3f} "
         f"[{k['ci95'][0]:.3f}, {k['ci95'][1]:.3f}], Spearman rho {r['value']:.3f} [{r['ci95'][0]:.3f}, "
-        f"{r['ci95'][1]:.3f}] (95 % bootstrap)"
+        f"{r['ci95'][1]:.3f}] (95 % bootstrap); {stats['reading']}"
     )
     print(f"tables: {out / 'fidelity.md'}, {out / 'fidelity.json'}; plot: {out / 'fidelity.png'}")
     if stats["missing"]:

@@ -22,6 +22,7 @@ from plsearch.search.registries import get_pruner, list_pruners, register_pruner
 if TYPE_CHECKING:  # pragma: no cover
     from optuna.trial import FrozenTrial
 
+    from plsearch.search.asha import RungResult
     from plsearch.search.space import SearchSpace
 
 CURVE_ATTR = "val_dice_curve"
@@ -182,8 +183,10 @@ class AshaPruner:
     Protocol at a rung: first write this trial's rung result (user attr ``asha_rungs``), then read
     every other trial's result at the rung, decide, and record the decision. Of two trials deciding
     at the same rung at the same time, at least the one that reads last sees the other, with every
-    storage (each write lands before its writer reads). FAIL trials (killed, re-queued: their
-    parameters run again), infeasible trials and duplicates are not peers.
+    storage (each write lands before its writer reads). A trial's rung result stays a peer at that rung
+    whatever the trial's later fate (degenerate, non-finite loss: ``feasible`` False at the end), so
+    decisions at a rung never change with what happened after it; only FAIL trials (killed, re-queued:
+    their parameters run again) and duplicates (user attr ``duplicate_of``) are not peers.
     """
 
     def __init__(self, space: SearchSpace) -> None:
@@ -191,7 +194,8 @@ class AshaPruner:
         self.min_epochs, self.eta = int(getattr(p, "min_epochs", 1)), int(getattr(p, "eta", 3))
         self.size_objectives = tuple(o.name for o in space.objectives if o.name in ("params", "macs", "latency_ms"))
 
-    def peers(self, trial: Any, epoch: int, keys: Sequence[str]) -> list[Any]:
+    def peers(self, trial: Any, epoch: int, keys: Sequence[str]) -> list[RungResult]:
+        """Every other trial's result at rung ``epoch`` (FAIL trials and duplicates left out)."""
         from optuna.trial import TrialState
 
         from plsearch.search.asha import RUNG_ATTR, RungResult
@@ -201,9 +205,10 @@ class AshaPruner:
         for t in trial.study.get_trials(deepcopy=False, states=states):
             entry = (t.user_attrs.get(RUNG_ATTR) or {}).get(str(epoch))
             prof = t.user_attrs.get("profile") or {}
-            if t.number == trial.number or not entry or t.user_attrs.get("feasible") is False:
+            # no test of ``feasible``: that is the end of the run, and the rung result came before it
+            if t.number == trial.number or not entry or "duplicate_of" in t.user_attrs:
                 continue
-            if "duplicate_of" in t.user_attrs or any(prof.get(k) is None for k in keys):
+            if any(prof.get(k) is None for k in keys):
                 continue
             out.append(RungResult(t.number, float(entry["val_dice"]), tuple(float(prof[k]) for k in keys)))
         return out
