@@ -57,6 +57,7 @@ __all__ = [
     "revision",
     "summary",
     "summary_markdown",
+    "wave",
 ]
 
 FORMAT = 1
@@ -310,10 +311,6 @@ class Want:
     entry: Entry
     job: Job
 
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.seed, KIND_ORDER[self.kind])
-
 
 def run_key(config: Mapping[str, Any]) -> str:
     """The training run's key: a digest of its config without the seed, then the seed (``ab12.../s1``)."""
@@ -356,12 +353,33 @@ def rate_label(label: str, lr: float) -> str:
     return f"{label}@lr={lr:.3g}"
 
 
+def _order(kind: str, seed: int, of_kind: str) -> tuple[int, int]:
+    """Recording order: the presets' rate runs (the nested set's rate), seed 0 of the sampled and nested configs,
+    the family's rate runs, then the rest seed by seed."""
+    if kind == "rate":
+        return (0, 0 if of_kind == "preset" else 3)
+    return (seed, KIND_ORDER[kind])
+
+
 def pending(plan: TablePlan, rows: Sequence[Mapping[str, Any]]) -> tuple[list[Want], int]:
-    """The rows the table lacks whose run can start now, in recording order (seed 0 of everything first,
-    the rate rule's runs before that); and how many wait on a rate still being chosen."""
+    """The rows the table lacks whose run can start now, in recording order (``_order``); and how many wait on a
+    rate still being chosen."""
+    wants, blocked = _pending(plan, rows)
+    return wants, len(blocked)
+
+
+def wave(plan: TablePlan, rows: Sequence[Mapping[str, Any]]) -> list[Want]:
+    """The next batch to run: the pending rows that come before every row still waiting on a rate, so that a
+    row unlocked by a chosen rate is not queued behind later seeds."""
+    wants, blocked = _pending(plan, rows)
+    first = min(blocked, default=None)
+    return [w for w in wants if first is None or _order(w.kind, w.seed, w.entry.kind) < first]
+
+
+def _pending(plan: TablePlan, rows: Sequence[Mapping[str, Any]]) -> tuple[list[Want], list[tuple[int, int]]]:
     have = {(r["kind"], r["label"], int(r["seed"])): r for r in rows}
     wants: list[Want] = []
-    blocked = 0
+    blocked: list[tuple[int, int]] = []
     for entry in plan.entries:
         if entry.rate == "rule":
             for lr in plan.rates:
@@ -373,18 +391,11 @@ def pending(plan: TablePlan, rows: Sequence[Mapping[str, Any]]) -> tuple[list[Wa
             if (entry.kind, entry.label, seed) in have:
                 continue
             if rate is None:
-                blocked += 1
+                blocked.append(_order(entry.kind, seed, entry.kind))
                 continue
             wants.append(Want(entry.kind, entry.label, seed, rate, entry, _job(plan, entry, seed, rate)))
-
-    # preset probes first (the nested set's rate), then seed by seed; family probes after seed 0's sampled/nested
-    def order(w: Want) -> tuple[int, int, int]:
-        if w.kind == "rate":
-            return (0, 0 if w.entry.kind == "preset" else 3, 0)
-        return (w.seed, KIND_ORDER[w.kind], 0)
-
     index = {id(w): i for i, w in enumerate(wants)}
-    wants.sort(key=lambda w: (*order(w)[:2], index[id(w)]))
+    wants.sort(key=lambda w: (*_order(w.kind, w.seed, w.entry.kind), index[id(w)]))
     return wants, blocked
 
 

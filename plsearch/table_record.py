@@ -29,6 +29,7 @@ from plsearch.table import (
     read_rows,
     revision,
     share_row,
+    wave,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -254,7 +255,7 @@ def record(
         added, spent, ran = fill(plan, table, runs, rev), 0.0, 0
         while True:
             rows = read_rows(table)
-            jobs = _unique_jobs(pending(plan, rows)[0])
+            jobs = _unique_jobs(wave(plan, rows))
             if not jobs:
                 break
             costs, source = predict(jobs, rows, plan)

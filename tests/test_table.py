@@ -161,3 +161,16 @@ def test_cli_help_and_bad_table_name(tmp_path: Path, capsys) -> None:
     space.write_text(yaml.safe_dump(SPACE))
     assert main(["--space", str(space), "--table", str(tmp_path / "t.json"), "--plan"]) == 2
     assert "must end in .jsonl.gz" in capsys.readouterr().err
+
+
+def test_a_wave_stops_before_rows_that_wait_on_a_rate(space) -> None:
+    from plsearch.table import wave
+
+    plan = make_plan(space, sampled=2, seeds=2, epochs=2, family=False, nested=True)
+    first = wave(plan, [])
+    # the presets' rate runs and seed 0 of the sampled configs; the nested set waits on PL-Net-dagger's rate
+    assert {w.kind for w in first} == {"rate", "sampled"} and all(w.seed == 0 for w in first)
+    rows = [{"kind": "rate", "label": w.label, "seed": 0, "val_dice": 0.5} for w in first if w.kind == "rate"]
+    rows += [{"kind": "sampled", "label": w.label, "seed": 0} for w in first if w.kind == "sampled"]
+    second = wave(plan, rows)
+    assert second[0].kind == "nested" and second[0].seed == 0  # unlocked rows come before later seeds
