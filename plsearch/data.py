@@ -22,12 +22,15 @@ from plsearch.folder import DataError, cache_dir, grey_world, list_pairs, read_f
 
 __all__ = [
     "DataError",
+    "DataHeader",
     "SegmentationData",
     "cache_dir",
+    "check_foreground",
     "grey_world",
     "list_pairs",
     "load_folder",
     "load_splits",
+    "peek",
     "read_image",
     "split_indices",
     "to_input",
@@ -185,6 +188,38 @@ def load_folder(
     return _from_numpy(arr.images, arr.masks, arr.ids, grey_world)
 
 
+def check_foreground(masks: np.ndarray | torch.Tensor, where: Path, pixels: str = "pixel") -> None:
+    """Refuse a data set whose masks hold no foreground at all: it would train to Dice 0 without a word.
+
+    ``where``: the masks' folder (``masks/``, ``labelsTr/``), named in the one-line DataError.
+    """
+    if not bool(masks.any()):
+        raise DataError(
+            f"no mask in {where} holds any foreground (every {pixels} of every mask is 0), so a model would learn "
+            "only background (Dice 0); mark the objects in the masks (255 or class indices 1..k-1, one channel)"
+        )
+
+
+@dataclass(frozen=True)
+class DataHeader:
+    """What a data folder's file headers tell before anything is decoded (``plsearch.gate.resolve(data=...)``)."""
+
+    channels: int
+    spatial_dims: int
+
+
+def peek(cfg: DataConfig) -> DataHeader | None:
+    """The channels and dims of a volume folder from its file headers, nothing decoded (so that checks that
+    need them, the memory check included, run before the data is loaded); None for 2D folders and the
+    synthetic set, whose channel count comes from decoding."""
+    from plsearch.volume import is_volume_folder, volume_channels
+
+    root = Path(cfg.root).expanduser()
+    if not cfg.root or not is_volume_folder(root):
+        return None
+    return DataHeader(channels=volume_channels(root), spatial_dims=3)
+
+
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Seeded random train/val/test indices of ``n`` samples (disjoint, each sorted).
 
@@ -311,6 +346,7 @@ def load_splits(cfg: DataConfig, num_classes: int = 1) -> dict[str, Segmentation
             grey_world=cfg.grey_world,
             cache=cfg.cache,
         )
+        check_foreground(data.masks, root / "masks")
     split = _split(cfg, len(data), root, data.ids)
     out = {s: data.subset(split[s]) for s in SPLITS}
     log.info("splits: %s", ", ".join(f"{s} {len(out[s])}" for s in SPLITS))

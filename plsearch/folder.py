@@ -17,14 +17,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-CACHE_VERSION = 1  # bump when the decoding below changes what lands in the cache
+CACHE_VERSION = 2  # bump when the decoding below changes what lands in the cache (2: EXIF orientation)
 _LUMA = np.array([299, 587, 114], dtype=np.uint32)  # Pillow's RGB -> L weights (per mille)
 
 
@@ -94,6 +95,9 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         im = Image.open(path)
         im.load()  # decode now so that a truncated file fails here, not later
+        # a camera JPEG stores its pixels unrotated plus an EXIF orientation: show them as viewers do,
+        # so that an image and a mask drawn over it line up (no tag: unchanged)
+        ImageOps.exif_transpose(im, in_place=True)
         return im
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad files
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -176,6 +180,12 @@ def _decode_pair(image: Path, mask: Path, size: int) -> tuple[np.ndarray, np.nda
         )
     img = _image_array(im, size)
     m = np.asarray(mk)
+    alpha = m[..., -1] if m.ndim == 3 and mk.mode in ("LA", "PA", "RGBA") else None
+    if alpha is not None and not m[..., :-1].any() and alpha.min() < alpha.max():  # never drop it silently
+        raise DataError(
+            f"mask {mask} holds its drawing only in the alpha channel (its {mk.mode[:-1]} channels are all 0); "
+            "save masks as single-channel class indices (0/255 or 0..k-1), e.g. the alpha channel as a grey PNG"
+        )
     if m.ndim == 3:  # RGB(A) mask: fine only if it is grey (alpha ignored)
         if m.shape[2] >= 3 and not ((m[..., 0] == m[..., 1]).all() and (m[..., 1] == m[..., 2]).all()):
             raise DataError(
@@ -214,6 +224,30 @@ def check_mask_values(present: np.ndarray, num_classes: int) -> str | None:
             "raise model.num_classes or fix the mask"
         )
     return None
+
+
+def check_decode_memory(root: Path, what: str, need: Callable[[int], int], size: int, shown: str = "{} px") -> int:
+    """Refuse, before anything is decoded or cached, a size whose decoded arrays cannot fit in RAM.
+
+    ``need(side)``: bytes that loading the data at ``side`` holds at its peak (from file counts and
+    headers). Raises a one-line :class:`DataError` with the figure and the largest side that fits;
+    unknown free memory refuses nothing; ``shown`` formats the size. Returns ``need(size)``.
+    """
+    from plsearch.memory import available_bytes, fmt_bytes
+
+    total = need(size)
+    have = available_bytes("cpu")
+    if have is None or total <= have:
+        return total
+    lo, hi = 0, size - 1  # the largest side that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if need(mid) <= have else (lo, mid - 1)
+    fix = f"use --image-size {lo} or less (data.image_size)" if lo else "use fewer or smaller files"
+    raise DataError(
+        f"{root}: loading {what} at {shown.format(size)} needs about {fmt_bytes(total)} of RAM, "
+        f"{fmt_bytes(have)} available; {fix}"
+    )
 
 
 def _cache_key(root: Path, pairs: list[tuple[str, Path, Path]], size: int) -> str:
@@ -287,6 +321,8 @@ def read_folder(
     root = Path(root).expanduser()
     pairs = list_pairs(root)
     ids = [i for i, _, _ in pairs]
+    # up to 3 image channels and a mask per pair, twice (the decoded list and the stacked array)
+    check_decode_memory(root, f"{len(pairs)} images", lambda s: 2 * len(pairs) * 4 * s * s, image_size)
     t0 = time.perf_counter()
     arrays = None
     if cache:

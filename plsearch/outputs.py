@@ -10,13 +10,27 @@ The rule (README, "What plsearch writes"):
 - A **run folder** belongs to its training run; evaluate writes its own ``eval_<split>`` subfolder in it.
 - **predict and export own their --out**: they write only names they wrote before (listed in the marker)
   or names that do not exist yet.
-- Every command: never writes into the input data it reads (an ``--out`` equal to or inside
-  ``--input``/``--data`` is refused), never over a file it did not write, never two outputs onto one name.
+- Every command: never writes into the input data it reads, never over a file it did not write, never
+  two outputs onto one name. Before anything is written, every destination (``--out``, ``--artifacts``, a
+  storage file, a table's folder) is checked against every input by ``check_out``:
+
+  - a data folder (``--data``, ``--input``, or ``data.root`` of a space, a config, a run or ``--set``):
+    a destination equal to it or inside it is refused; one that holds it is refused for writers that
+    make folders of their own in their destination (search, confirm, fidelity, table, artifact stores:
+    ``contains_inputs=False``);
+  - an input file (``--input x.jpg``): a destination equal to it, or equal to its folder (outputs beside
+    the inputs, ``x.png`` beside ``x.jpg``), is refused;
+  - a checkpoint (``owned``) in a folder another command owns (a plsearch marker, or a run's
+    ``config.yaml``/``log.jsonl``): a destination equal to the checkpoint or to that folder, or a file
+    written straight into it, is refused; a subfolder of its own (``eval_test/``) is fine.
+
+  Paths are compared both resolved (a symlink to the data or into it is the data) and as written.
 
 Functions (all raise ``OutputError``, a ``ValueError`` whose message is one line with the fix):
 
-- ``check_out(out, inputs=...)``: refuse an --out that is an existing file, or equal to / inside an input
-  (or an input inside it, when ``contains_inputs=False``). Touches nothing.
+- ``check_out(out, inputs=..., owned=...)``: the rule above, plus: an --out that is an existing file is
+  refused (``need_dir``). Touches nothing. ``check_outs`` checks several destinations of one command.
+- ``named_data(...)``: the data folders that flags, ``--set`` values, configs and spaces name.
 - ``claim_results(out, study_name, storage=..., force=...)``: create or adopt a results folder for one study.
 - ``claim_folder(out, kind, targets=..., force=...)``: create or adopt a folder of ``kind`` ("predict",
   "export", "run", "eval", "confirm", ...) and refuse ``targets`` that exist but were not written by plsearch.
@@ -59,8 +73,10 @@ __all__ = [
     "RUN_FILES",
     "OutputError",
     "check_out",
+    "check_outs",
     "claim_folder",
     "claim_results",
+    "named_data",
     "plan_outputs",
     "read_marker",
     "record_written",
@@ -81,17 +97,40 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def _forms(p: str | Path) -> set[Path]:
+    """``p`` as the file system sees it (symlinks resolved) and as written (absolute, ``..`` folded)."""
+    import os
+
+    q = Path(p).expanduser()
+    return {q.resolve(), Path(os.path.abspath(q))}
+
+
+def _owner(folder: Path) -> str | None:
+    """The command that owns ``folder`` (its marker's kind; ``run`` for a run folder of an earlier version)."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return str(marker.get("kind") or "plsearch")
+    if (folder / "config.yaml").is_file() or (folder / "log.jsonl").is_file():
+        return "run"
+    return None
+
+
 def check_out(
     out: str | Path,
     *,
     inputs: Iterable[str | Path | None] = (),
+    owned: Iterable[str | Path | None] = (),
     flag: str = "--out",
     need_dir: bool = True,
     contains_inputs: bool = True,
 ) -> Path:
-    """The resolved ``out``; refuses an existing non-folder (``need_dir``) and an ``out`` equal to or inside
-    an input. ``contains_inputs=False`` also refuses an ``out`` that holds an input (a writer that may
-    replace anything in its folder). Creates nothing.
+    """The resolved ``out``, or ``OutputError`` if writing there could damage an input (the module's rule).
+
+    ``inputs``: what the command reads: data folders (``out`` equal to or inside one is refused; one that
+    holds it too, with ``contains_inputs=False``) and input files (``out`` equal to one or to its folder is
+    refused). ``owned``: checkpoints; ``out`` equal to one, to its folder when another command owns that
+    folder, or (``need_dir=False``: ``out`` is a file) a file straight in that folder is refused.
+    ``need_dir``: ``out`` is a folder, so an existing file there is refused. Creates nothing.
     """
     path = _resolve(out)
     if need_dir and path.exists() and not path.is_dir():
@@ -99,21 +138,94 @@ def check_out(
             f"{flag} {out} is an existing file, not a folder; pass a folder path (a new one, or "
             "one plsearch wrote before)"
         )
+    outs = _forms(out)
+    fix = f"choose an {flag} outside it"
     for inp in inputs:
         if inp is None or str(inp) == "":
             continue
         src = _resolve(inp)
-        folder = src if src.is_dir() or not src.exists() else src.parent
-        if _inside(path, folder) and (src.is_dir() or path == src):
+        if src in outs:
+            raise OutputError(f"{flag} {out} is the input {inp}; plsearch never writes into data it reads: {fix}")
+        if src.is_file():  # outputs beside an input file would mix with it (x.png beside x.jpg)
+            if any(o == f.parent for o in outs for f in _forms(inp)):
+                raise OutputError(
+                    f"{flag} {out} holds the input {inp} (it is that file's folder); plsearch never writes "
+                    f"beside the files it reads: {fix}"
+                )
+            continue
+        folders = _forms(inp)
+        if any(_inside(o, f) for o in outs for f in folders):
             raise OutputError(
-                f"{flag} {out} is {'the' if path == src else 'inside the'} input {inp}; plsearch never "
-                "writes into data it reads: choose an --out outside it"
+                f"{flag} {out} is inside the input {inp}; plsearch never writes into data it reads: {fix}"
             )
-        if src.is_file() and path == src.parent and not contains_inputs:
-            raise OutputError(f"{flag} {out} holds the input {inp}; choose another --out")
-        if not contains_inputs and _inside(src, path):
-            raise OutputError(f"{flag} {out} holds the input {inp}; choose an --out that does not contain it")
+        if not contains_inputs and any(_inside(f, o) for o in outs for f in folders):
+            raise OutputError(
+                f"{flag} {out} holds the input {inp}; it writes folders of its own there: choose an "
+                f"{flag} that does not contain the data"
+            )
+    for ck in owned:
+        if ck is None or str(ck) == "":
+            continue
+        src = _resolve(ck)
+        if src in outs and not src.is_dir():
+            raise OutputError(f"{flag} {out} is the checkpoint {ck} itself; choose another {flag}")
+        home, shown = (src, Path(ck)) if src.is_dir() else (src.parent, Path(ck).parent)  # a run folder, or a file's
+        owner = _owner(home)
+        if owner is None:
+            continue
+        written = outs if need_dir else {o.parent for o in outs}
+        if home in written:
+            what = f"a subfolder of its own (e.g. {shown / 'out'})" if need_dir else "a file outside it"
+            raise OutputError(
+                f"{flag} {out} writes into {shown}, the {owner} folder of the checkpoint {ck}, which another "
+                f"command owns; choose {what}"
+            )
     return path
+
+
+def check_outs(
+    inputs: Iterable[str | Path | None],
+    folders: dict[str, str | Path | None] | None = None,
+    files: dict[str, str | Path | None] | None = None,
+    *,
+    contains_inputs: bool = False,
+) -> None:
+    """``check_out`` of each destination of one command: ``{flag: folder}`` and ``{flag: file}`` (None: not
+    given) against the same ``inputs``, before anything is written."""
+    inputs = list(inputs)
+    for flag, where in (folders or {}).items():
+        if where is not None and str(where) != "":
+            check_out(where, inputs=inputs, flag=flag, contains_inputs=contains_inputs)
+    for flag, where in (files or {}).items():
+        if where is not None and str(where) != "":
+            check_out(where, inputs=inputs, flag=flag, need_dir=False)
+
+
+def named_data(*sources: Any) -> list[str]:
+    """The data folders ``sources`` name, for ``check_out(inputs=...)``: a path (``--data``); a mapping's
+    ``data.root`` (or bare ``root``: ``--set`` values, a space's fixed values); ``data.root`` of a
+    ``RunConfig`` or ``root`` of a ``DataConfig``; a loaded search space's fixed ``data.root`` (this layer
+    loads no space: the caller does). The synthetic set (no root) names none."""
+    found: list[str] = []
+    for src in sources:
+        if src is None:
+            continue
+        if hasattr(src, "fixed"):  # a search space
+            src = dict(src.fixed)
+        if hasattr(src, "data") and hasattr(src.data, "root"):  # a RunConfig
+            src = src.data
+        if isinstance(src, dict) and isinstance(src.get("data"), dict):  # a RunConfig's to_dict()
+            src = src["data"]
+        root: Any
+        if isinstance(src, (str, Path)):  # a folder
+            root = src
+        elif isinstance(src, dict):
+            root = src.get("data.root", src.get("root"))
+        else:  # a DataConfig
+            root = getattr(src, "root", None)
+        if root is not None and str(root) != "":
+            found.append(str(root))
+    return found
 
 
 def read_marker(out: str | Path) -> dict[str, Any] | None:

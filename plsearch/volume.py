@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -30,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from plsearch.folder import DataError, cache_dir
+from plsearch.folder import DataError, cache_dir, check_decode_memory
 
 __all__ = [
     "FITS",
     "Case",
+    "case_sizes",
+    "check_volume_memory",
     "fit_volume",
     "is_volume_folder",
     "label_names",
@@ -42,6 +45,7 @@ __all__ = [
     "read_case",
     "read_volume",
     "read_volume_folder",
+    "volume_channels",
     "write_nifti",
     "zscore",
 ]
@@ -118,6 +122,7 @@ def list_cases(root: str | Path) -> list[Case]:
     if not has_images:
         raise DataError(f"{root} has labelsTr/ but no imagesTr/ folder; put volumes in {root}/imagesTr/<case>.nii.gz")
     images: dict[str, dict[int, Path]] = {}
+    files: dict[str, list[Path]] = {}  # every file of a case: c.nii.gz beside c_0000.nii.gz is ambiguous
     for p in sorted((root / "imagesTr").iterdir()):
         stem = _stem(p)
         if stem is None:
@@ -125,7 +130,21 @@ def list_cases(root: str | Path) -> list[Case]:
         m = _CHANNEL.match(stem)
         case, ch = (m["case"], int(m["ch"])) if m else (stem, 0)
         images.setdefault(case, {})[ch] = p
-    labels = {s: p for p in sorted((root / "labelsTr").iterdir()) if (s := _stem(p)) is not None}
+        files.setdefault(case, []).append(p)
+    label_files: dict[str, list[Path]] = {}
+    for p in sorted((root / "labelsTr").iterdir()):
+        if (stem := _stem(p)) is not None:
+            label_files.setdefault(stem, []).append(p)
+    for kind, found in (("imagesTr", files), ("labelsTr", label_files)):
+        for case, paths in sorted(found.items()):
+            stems = [_stem(p) for p in paths]  # several channel files c_0000, c_0001, ... are one case
+            if len(paths) > 1 and (case in stems or len(set(stems)) < len(stems)):
+                names = ", ".join(p.name for p in paths)
+                raise DataError(
+                    f"case {case!r} has several files in {root}/{kind} ({names}); keep one per case "
+                    f"({case}.nii.gz, or one per channel: {case}_0000.nii.gz, {case}_0001.nii.gz, ...)"
+                )
+    labels = {case: paths[0] for case, paths in label_files.items()}
     if not images:
         raise DataError(f"{root}/imagesTr holds no .nii.gz files; put volumes in {root}/imagesTr/<case>.nii.gz")
     cases = []
@@ -165,6 +184,56 @@ def _load(path: Path, what: str) -> Any:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise DataError(f"cannot read {what} {path} ({reason}); replace or remove the file") from None
     return img, data
+
+
+def _header_shape(path: Path, what: str) -> tuple[int, ...]:
+    """A file's array shape from its header alone: no voxel is decoded."""
+    import nibabel as nib
+
+    try:
+        return tuple(int(n) for n in nib.load(str(path)).shape)
+    except Exception as e:  # noqa: BLE001 - as in _load
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"cannot read {what} {path} ({reason}); replace or remove the file") from None
+
+
+def case_sizes(cases: list[Case]) -> list[tuple[int, int]]:
+    """``(channels, voxels)`` of each case, from the file headers (nothing decoded)."""
+    out = []
+    for case in cases:
+        channels, voxels = 0, 0
+        for f in case.images:
+            shape = _header_shape(f, "image")
+            channels += shape[3] if len(shape) == 4 else 1
+            voxels = max(voxels, math.prod(shape[:3]))
+        out.append((channels, voxels))
+    return out
+
+
+def volume_channels(root: str | Path) -> int:
+    """Image channels of a volume folder, from the headers of its first case (nothing decoded)."""
+    return case_sizes(list_cases(root)[:1])[0][0]
+
+
+def _workers() -> int:
+    return min(8, max(2, (os.cpu_count() or 2) * 2))  # zlib releases the GIL
+
+
+def check_volume_memory(root: Path, cases: list[Case], size: int) -> int:
+    """Refuse (one-line DataError), from the file headers and before anything is decoded or cached, a
+    ``size`` whose decoded volumes cannot fit in RAM; returns the estimate in bytes.
+
+    Loading holds every fitted volume (float32 channels + uint8 label) twice (the per-case list and the
+    stacked array; later the full set and its splits), every z-scored file at its own size until all are
+    fitted, and, per decoding thread, a case's raw, float32 and z-scored copies.
+    """
+    sizes = case_sizes(cases)
+    per_voxel = sum(4 * c + 1 for c, _ in sizes)
+    originals = sum((4 * c + 1) * v for c, v in sizes)
+    reading = min(_workers(), len(sizes)) * max(3 * 4 * c * v for c, v in sizes)
+    return check_decode_memory(
+        root, f"{len(cases)} volumes", lambda s: 2 * per_voxel * s**3 + originals + reading, size, "{}^3"
+    )
 
 
 def zscore(volume: np.ndarray, slab_voxels: int = 1 << 20) -> np.ndarray:
@@ -305,7 +374,7 @@ def _decode(root: Path, cases: list[Case], size: int, fit: str) -> dict[str, np.
         r = read_case(case, allowed)
         return r, fit_volume(r["image"], r["label"], size, fit)
 
-    with ThreadPoolExecutor(min(8, max(2, (os.cpu_count() or 2) * 2))) as pool:  # zlib releases the GIL
+    with ThreadPoolExecutor(_workers()) as pool:
         futures = [pool.submit(one, case) for case in cases]
     for f in futures:
         try:
@@ -344,6 +413,7 @@ def read_volume_folder(
         raise ValueError(f"fit={fit!r} is not one of {list(FITS)}")
     root = Path(root).expanduser()
     cases = list_cases(root)
+    check_volume_memory(root, cases, image_size)  # from the headers: before any volume is decoded or cached
     t0, arrays = time.perf_counter(), None
     cfile = cache_dir() / "volumes" / f"{_cache_key(root, cases, image_size, fit)}.npz"
     if cache and cfile.is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plsearch.data import SPLITS, SegmentationData, _index, _split, check_split_arrays
+from plsearch.data import SPLITS, SegmentationData, _index, _split, check_foreground, check_split_arrays
 from plsearch.folder import DataError
 from plsearch.volume import label_names, read_volume_folder
 
@@ -133,6 +133,7 @@ def load_volume_splits(cfg, num_classes: int | None = None) -> dict[str, VolumeD
     ``cfg.image_size``; ``cfg.volume_fit`` (``resize``, the default, or ``pad_crop``) says how to get there.
     """
     data = load_volume_folder(cfg.root, cfg.image_size, fit=cfg.volume_fit, num_classes=num_classes, cache=cfg.cache)
+    check_foreground(data.masks, Path(cfg.root).expanduser() / "labelsTr", "voxel")
     split = _split(cfg, len(data), Path(cfg.root).expanduser(), data.ids, images="imagesTr")
     out = {s: data.subset(split[s]) for s in SPLITS}
     log.info("volume splits: %s", ", ".join(f"{s} {len(out[s])}" for s in SPLITS))

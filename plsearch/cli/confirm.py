@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from plsearch.cli import (
@@ -84,6 +85,11 @@ def _search_extra(cfg: Any, space: Any) -> dict[str, Any]:
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    with ExitStack() as held:  # the confirm folder's lock, once _confirm takes it, until the run ends
+        return _confirm(argv, held)
+
+
+def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     from plsearch.cli.runs import run_line
     from plsearch.confirm import (
         aggregate,
@@ -139,6 +145,15 @@ def _body(argv: Sequence[str] | None) -> int:
     folds_k = args.folds or (section.folds if args.seeds is None else None)
     seeds = args.seeds or section.seeds
     confirm_dir = out / "confirm"
+    from plsearch.outputs import check_outs, named_data
+
+    data = named_data(*(c.config for c in cands), overrides)  # every config's data.root, and --set data.root
+    check_outs(data, {"--out": confirm_dir, "--artifacts": args.artifacts})  # before the lock and any write
+    from plsearch.locks import hold_folder
+
+    held.enter_context(  # one writer of the confirm folder (its --workers take none)
+        hold_folder(confirm_dir, command="confirm", flag="", fix="wait for it to end: one confirm of a study at a time")
+    )
     folds = []
     if folds_k:
         from plsearch.config import apply_overrides

@@ -32,6 +32,21 @@ def build_parser() -> Parser:
     return p
 
 
+def _run_data(checkpoint: str) -> str | None:
+    """The data folder a checkpoint's run trained on (None: the synthetic set, or a checkpoint that cannot
+    be read here: evaluating it says why)."""
+    from plsearch.checkpoint import read_checkpoint
+    from plsearch.outputs import named_data
+    from plsearch.segmenter import resolve_checkpoint
+
+    try:
+        run = read_checkpoint(resolve_checkpoint(checkpoint)).get("run_config") or {}
+    except Exception:  # noqa: BLE001 - evaluate_checkpoint reads it again and reports the problem
+        return None
+    roots = named_data(run)
+    return roots[0] if roots else None
+
+
 def _evaluate(argv: Sequence[str] | None) -> int:
     from plsearch.cli.formatting import format_metrics
     from plsearch.evaluate import evaluate_checkpoint
@@ -52,9 +67,11 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     else:
         default_out = Path(args.checkpoint).parent / f"eval_{args.split}"
     out = Path(args.out) if args.out else default_out
-    from plsearch.outputs import check_out, claim_folder, record_written
+    from plsearch.outputs import check_out, claim_folder, named_data, record_written
 
-    check_out(out, inputs=[args.data])  # not a file, not inside the data it reads
+    data = args.data if args.data is not None else _run_data(args.checkpoint)  # the run's own data by default
+    owned = None if args.trial else args.checkpoint
+    check_out(out, inputs=named_data(data), owned=[owned])  # not a file, not in the data, not the run folder itself
     names = ("metrics.json", "best_worst.png")
     claim_folder(out, "eval", targets=names, adopt=names, create=False)  # its own, or an earlier version's
     result = evaluate_checkpoint(

@@ -44,7 +44,7 @@ def _export(argv: Sequence[str] | None) -> int:
     if out.is_dir():
         name = "model.onnx" if args.format == "onnx" else "model.pt"
         raise CLIError(f"--out {out} is a folder; pass a file name such as {out / name}")
-    check_out(out, inputs=[args.checkpoint], need_dir=False)
+    check_out(out, owned=[args.checkpoint], need_dir=False)  # not the checkpoint, not into its run folder
     if args.checkpoint and out.resolve() == Path(args.checkpoint).resolve():
         raise CLIError(f"--out {out} is the checkpoint itself; choose another file name")
     model = load(ref)

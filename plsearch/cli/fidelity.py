@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ def _sets(items: Sequence[str], flag: str, space: Any) -> dict[str, Any]:
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    with ExitStack() as held:  # the --out folder's lock, once _fidelity takes it, until the run ends
+        return _fidelity(argv, held)
+
+
+def _fidelity(argv: Sequence[str] | None, held: ExitStack) -> int:
     from plsearch.cli.runs import run_line
     from plsearch.fidelity import FidelityConfig, fidelity_jobs, write_outputs
     from plsearch.runs import run_jobs
@@ -114,9 +120,11 @@ def _body(argv: Sequence[str] | None) -> int:
     if low == high:
         raise CLIError("--low and --high are the same fidelity; give --high a larger train.epochs or image size")
     out = Path(args.out or Path("results") / f"{space.name}-fidelity")
-    from plsearch.outputs import check_out
+    from plsearch.outputs import check_outs, named_data
+    from plsearch.search.storage import parse_storage
 
-    check_out(out, inputs=[args.data, args.space])
+    store = parse_storage(args.storage, out).path if args.storage else None  # a journal or SQLite file
+    check_outs(named_data(extra, low, high, space), {"--out": out}, {"--storage": store})  # before any write
     fc = FidelityConfig(
         low=low,
         high=high,
@@ -141,6 +149,9 @@ def _body(argv: Sequence[str] | None) -> int:
         for line in plan_lines(jobs, (args.tflops or (100.0 if cuda else 0.03)) * 1e12, "cuda" if cuda else "cpu"):
             print(line)
         return 0
+    from plsearch.locks import hold_folder
+
+    held.enter_context(hold_folder(out, command="fidelity"))  # one writer; its --workers take none
     t0 = time.perf_counter()
     rows = run_jobs(
         jobs,

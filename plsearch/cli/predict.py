@@ -48,7 +48,7 @@ def _predict(argv: Sequence[str] | None) -> int:
     check_positive(args, "batch_size", "image_size")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out} is a file; pass a folder for the masks")
-    check_out(args.out, inputs=[args.input, args.checkpoint])
+    check_out(args.out, inputs=[args.input], owned=[args.checkpoint])  # not in/beside the inputs, not a run folder
     device = resolve_device(args.device)
     result = predict_checkpoint(
         args.checkpoint or args.trial,

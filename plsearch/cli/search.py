@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -488,6 +489,11 @@ def _run(
 
 
 def _search(argv: Sequence[str] | None) -> int:
+    with ExitStack() as held:  # the results folder's lock, once _search_held takes it, until the run ends
+        return _search_held(argv, held)
+
+
+def _search_held(argv: Sequence[str] | None, held: ExitStack) -> int:
     import time
 
     from plsearch.naming import study_ref
@@ -515,10 +521,17 @@ def _search(argv: Sequence[str] | None) -> int:
     if args.workers is None and not devices and args.worker_index is None:
         workers = _default_workers(args, space, extra, n_trials)
     spec = parse_storage(args.storage, out, workers)
+    from plsearch.outputs import check_outs, named_data
+
+    data = named_data(extra, space)  # --data or --set data.root, and the space's own data.root
+    check_outs(data, {"--out": out, "--artifacts": args.artifacts}, {"--storage": spec.path})  # before any write
     if args.worker_index is None:  # the folder is this study's (or adopted, or --force): before anything is written
         from plsearch.outputs import claim_results
 
         claim_results(out, name, storage=spec.target, force=args.force, create=False)
+        from plsearch.locks import hold_folder
+
+        held.enter_context(hold_folder(out, command="search"))  # one writer: this process, not its --workers
     if args.worker_index is not None or workers == 1:
         _cap_memory(extra.get("train.device", args.device))  # set by --workers for workers that share a GPU
     if args.worker_index is not None:  # one of the processes --workers started: trial lines only

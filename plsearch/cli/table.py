@@ -111,10 +111,12 @@ def _body(argv: Sequence[str] | None) -> int:
     stem = _stem(table)
     plan_path, md_path = table.with_name(stem + ".configs.json"), table.with_name(stem + ".md")
     out = Path(args.out or Path("results") / f"table-{stem}")
-    from plsearch.outputs import check_out
+    from plsearch.outputs import check_out, named_data
+    from plsearch.search.space import load_space
 
-    check_out(out, inputs=[args.data, args.space])
-    check_out(table.parent, inputs=[args.data])
+    data = named_data(args.data, load_space(args.space))  # --data, and the space's own data.root
+    check_out(out, inputs=data, contains_inputs=False)  # run folders of its own: never holding the data either
+    check_out(table.parent, inputs=data, flag="--table")
     keep = ("--space", "--table", "--data", "--sampled", "--seeds", "--epochs", "--sample-seed")
     flags = [f"{k} {shlex.quote(str(getattr(args, k[2:].replace('-', '_'))))}" for k in keep if k in raw]
     flags += [f for f in ("--no-family", "--no-nested") if f in raw]

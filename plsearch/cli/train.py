@@ -58,7 +58,7 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
     flags), else preset + --data + --set + flags. The second ``resolve`` in ``_train`` adds the data."""
     from plsearch.checkpoint import check_resumable, read_checkpoint
     from plsearch.gate import resolve
-    from plsearch.outputs import RUN_FILES, check_out, claim_folder
+    from plsearch.outputs import RUN_FILES, check_out, claim_folder, named_data
     from plsearch.presets import preset_config
 
     out = Path(args.out)
@@ -77,7 +77,7 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
                 f"--resume continues on the run's own data ({own}), not {args.data}; drop --data, or "
                 "train a new run with another --out"
             )
-        check_out(out, inputs=[cfg.data.root or None])
+        check_out(out, inputs=named_data(cfg, overrides))
         resumed = resolve(cfg, overrides)
         changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
         if changed:  # the checkpoint's weights would not fit: refuse before anything is written
@@ -104,39 +104,45 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
         cfg = trial_config(parse_trial_ref(args.trial))
         if args.data:
             cfg = replace(cfg, data=replace(cfg.data, root=str(args.data)))
-        check_out(out, inputs=[cfg.data.root or None])
+        check_out(out, inputs=named_data(cfg, overrides))  # the trial's data, or --data / --set data.root
         return resolve(cfg, overrides), overrides
     cfg = RunConfig(model=preset_config(args.model), data=DataConfig(root=str(args.data)))
+    check_out(out, inputs=named_data(overrides))  # --set data.root=...
     return resolve(cfg, overrides), overrides
 
 
 def _train(argv: Sequence[str] | None) -> int:
+    from plsearch.locks import hold_folder
+    from plsearch.outputs import check_out, named_data
+
+    args = build_parser().parse_args(argv_or_sys(argv))
+    setup_logging(args.verbose)
+    check_positive(args, "epochs", "image_size")
+    check_out(args.out, inputs=named_data(args.data, parse_sets(args.set)))  # before the lock: never in the data
+    with hold_folder(args.out, command="train"):  # one writer per run folder, for the whole run
+        return _train_held(args)
+
+
+def _train_held(args: argparse.Namespace) -> int:
+    """The training run, while this process holds the run folder's lock (``plsearch.locks``)."""
     import torch
 
     from plsearch.config import to_yaml
-    from plsearch.data import load_splits
+    from plsearch.data import load_splits, peek
     from plsearch.gate import check_device, resolve
     from plsearch.metrics import evaluate_model
     from plsearch.model import PLNet
     from plsearch.train import fit
 
-    args = build_parser().parse_args(argv_or_sys(argv))
-    setup_logging(args.verbose)
-    check_positive(args, "epochs", "image_size")
     cfg, overrides = resolve_config(args)  # image size against stride, before the data is read
     device = check_device(cfg.train.device)
-    splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
-    cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=splits)
-    if not len(splits["train"]) or not len(splits["val"]):
-        raise CLIError(
-            f"{cfg.data.root or 'the synthetic set'} gives {len(splits['train'])} training and "
-            f"{len(splits['val'])} validation images; training needs both: add images (at least 2 pairs) "
-            "or change data.val_fraction"
-        )
+    head = peek(cfg.data)  # a volume folder's channels and dims, from the file headers: nothing decoded yet
+    if head is not None:
+        cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=head)
     from plsearch.memory import check_fits
     from plsearch.outputs import RUN_FILES, claim_folder, record_written
 
-    check_fits(
+    check_fits(  # before the data is decoded and cached (2D: in_channels may still follow the images)
         cfg.model,
         cfg.data.image_size,
         batch=cfg.train.batch_size,
@@ -145,6 +151,14 @@ def _train(argv: Sequence[str] | None) -> int:
         dtype_bytes=2 if device.type == "cuda" and cfg.train.amp else 4,
         flag="--image-size",
     )
+    splits = load_splits(cfg.data, num_classes=cfg.model.num_classes)
+    cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=splits)
+    if not len(splits["train"]) or not len(splits["val"]):
+        raise CLIError(
+            f"{cfg.data.root or 'the synthetic set'} gives {len(splits['train'])} training and "
+            f"{len(splits['val'])} validation images; training needs both: add images (at least 2 pairs) "
+            "or change data.val_fraction"
+        )
     out = Path(args.out)
     claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl", "last.pt"))
     record_written(out, RUN_FILES)
