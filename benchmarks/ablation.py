@@ -2,7 +2,7 @@
 
 Eight configs at PL-Net-dagger width (``plnet-small``, Ocs 0.5): n=1; n=2 stacked ("without IPL":
 one pass of 2 convs); n=2 IPL; n=3 IPL; each with one stage and with two (EPL). Every run is a
-``plsearch.runs`` job (resumable, ``--workers``), evaluated on the data set's **test** split, with
+``plsearch.studies.runs`` job (resumable, ``--workers``), evaluated on the data set's **test** split, with
 validation and test Dice after every epoch, so "equal compute" needs no extra runs: each run is
 also read at shared points of training compute (forward MACs x 3 x images seen), taking the test
 Dice of the best-validation epoch within that budget.
@@ -28,8 +28,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from plsearch.config import RunConfig  # noqa: E402
-from plsearch.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
+from plsearch.config.schema import RunConfig  # noqa: E402
+from plsearch.studies.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
 
 VARIANTS = [("n1", 1, "progressive"), ("n2_stacked", 2, "stacked"), ("n2_ipl", 2, "progressive"),
             ("n3_ipl", 3, "progressive")]
@@ -80,8 +80,8 @@ def config_digest(cfg: RunConfig) -> str:
 
 
 def make_jobs(args: argparse.Namespace) -> list[Job]:
-    from plsearch.gate import parse_sets, resolve
-    from plsearch.presets import preset_config
+    from plsearch.config.gate import parse_sets, resolve
+    from plsearch.config.presets import preset_config
     from plsearch.search.objective import load_data
 
     over = {**FIDELITIES[args.fidelity], **parse_sets(args.set), "data.root": str(Path(args.data).resolve())}
@@ -167,7 +167,7 @@ def _agreement(table: list[dict[str, Any]]) -> dict[str, float] | None:
     pts = [(t["half"][0], t["test_dice"]) for t in table if not math.isnan(t["half"][0])]
     if len(pts) < 3:
         return None
-    from plsearch.rankstats import kendall, spearman
+    from plsearch.studies.rankstats import kendall, spearman
 
     lo, hi = [p[0] for p in pts], [p[1] for p in pts]
     return {"tau": kendall(lo, hi), "rho": spearman(lo, hi), "n": len(pts),
@@ -210,7 +210,7 @@ def plot(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path, title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from plsearch.plots import save_figure
+    from plsearch.plots.study import save_figure
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6))
     colors = {v: c for (v, _, _), c in zip(VARIANTS, ["tab:gray", "tab:orange", "tab:blue", "tab:purple"])}
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         import torch
 
-        from plsearch.runplan import plan_lines
+        from plsearch.studies.runplan import plan_lines
 
         cuda = (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available())
         tflops = args.tflops or (100.0 if cuda else 0.03)
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["key"]: r for r in read_jsonl(table)}
     if not args.report_only:
         from plsearch.cli.runs import run_line
-        from plsearch.wiring import estimate
+        from plsearch.graph.wiring import estimate
 
         jobs = make_jobs(args)
         todo = [j for j in jobs if done.get(j.key, {}).get("digest") != j.info["digest"]]

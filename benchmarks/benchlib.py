@@ -1,7 +1,7 @@
 """Shared pieces of the speed benchmarks (not part of the library): models, steps, timing, records.
 
 Conventions (also written into every result file):
-- MACs: fvcore's count (``plsearch.profile.count_macs``) of one eval-mode forward at batch 1,
+- MACs: fvcore's count (``plsearch.nn.profile.count_macs``) of one eval-mode forward at batch 1,
   times the batch: the nominal MACs of the graph, also for train steps and fused models, which
   execute a few % fewer (self-concatenation shortcut), so their FLOP/s are "effective".
 - Forward (eval): FLOP = 2 x MACs. Train step (forward, Dice loss over every stage's logits,
@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 import plsearch
-from plsearch.config import parse_scalar
-from plsearch.losses import deep_supervision_loss
-from plsearch.profile import count_macs
-from plsearch.speed import autocast, compile_model, fuse_for_inference, to_channels_last
+from plsearch.config.schema import parse_scalar
+from plsearch.nn.profile import count_macs
+from plsearch.nn.speed import autocast, compile_model, fuse_for_inference, to_channels_last
+from plsearch.train.losses import deep_supervision_loss
 
 PRESETS = ("plnet", "plnet-small", "bionet", "unet")
 PEERS = ("basicunet",)
@@ -72,7 +72,7 @@ def params_of(model: nn.Module) -> int:
 
 def macs_per_image(model: nn.Module, size: int) -> int:
     """fvcore MACs of one eval-mode forward of one image: the nominal count of the model's graph
-    (``plsearch.profile``'s). The train-mode forward of the presets runs the same ops, except that
+    (``plsearch.nn.profile``'s). The train-mode forward of the presets runs the same ops, except that
     PL-Net's first-pass self-concatenations then execute as half-width convs (2.9 % fewer MACs)."""
     probe = copy.deepcopy(model).eval()
     x = torch.randn(1, _in_channels(model), size, size)
@@ -133,7 +133,7 @@ def make_case(spec: str, variant: str, mode: str, batch: int, size: int, device:
     x = torch.rand(batch, cin, size, size, device=device)
     y = (torch.rand(batch, size, size, device=device) > 0.7).long()
     if "cat" in flags:
-        from plsearch.blocks import Block
+        from plsearch.nn.blocks import Block
 
         if not hasattr(model, "wiring"):
             raise NotApplicable(f"cat: {spec} is not a PLNet")
@@ -230,7 +230,7 @@ def time_interleaved(cases: list[Case], device: torch.device, repeats: int, warm
 
 def train_peak_memory_mb(case: Case, device: torch.device) -> float:
     """Peak bytes allocated during one train step, as MiB (CUDA allocator stats; on CPU the live
-    tensor storages tracked by ``plsearch.profile``'s dispatch mode, autograd's saved tensors included)."""
+    tensor storages tracked by ``plsearch.nn.profile``'s dispatch mode, autograd's saved tensors included)."""
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -238,7 +238,7 @@ def train_peak_memory_mb(case: Case, device: torch.device) -> float:
         case.step()
         sync(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    from plsearch.profile import _PeakMemory
+    from plsearch.nn.profile import _PeakMemory
 
     tracker = _PeakMemory()
     with tracker:

@@ -30,9 +30,9 @@ def _cpu_ms(fn, x, repeats: int) -> float:
 def main() -> None:
     import onnxruntime as ort
 
-    from plsearch.export import export_model
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
+    from plsearch.infer.export import export_model
+    from plsearch.nn.model import PLNet
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=5)

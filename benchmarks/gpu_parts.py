@@ -158,7 +158,7 @@ def speed_worker(res: Path, p: dict) -> None:
     import benchlib
     import torch
 
-    from plsearch.speed import configure_backends, cuda_paths_on
+    from plsearch.nn.speed import configure_backends, cuda_paths_on
 
     device, size, batch = torch.device(p["device"]), p["size"], p["batch"]
     configure_backends(device)

@@ -2,7 +2,7 @@
 
 The protocol: 224x224, Table 1's resolution plan, Dice loss per stage, Adam 1e-4, batch 16, up to
 200 epochs with early stopping after 20 without a better validation Dice, augmentation on; the
-data set's 80/20 split with validation carved from train. Each seed is a ``plsearch.runs`` job
+data set's 80/20 split with validation carved from train. Each seed is a ``plsearch.studies.runs`` job
 (resumable, ``--workers``/``--devices``); the best-validation weights are evaluated on the test split.
 A GPU job: ``--plan`` prints the predicted time first.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from plsearch.config import RunConfig, apply_overrides  # noqa: E402
-from plsearch.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
+from plsearch.config.schema import RunConfig, apply_overrides  # noqa: E402
+from plsearch.studies.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
 
 PAPER = {("dsb2018", "plnet"): {"iou": 86.14, "dice": 92.13}}  # Table 4, Nuclei (%)
 PROTOCOL = {"data.image_size": 224, "train.batch_size": 16, "train.epochs": 200, "train.patience": 20,
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tflops", type=float, default=100.0, help="assumed sustained TFLOP/s for --plan [100]")
     p.add_argument("--out", help="runs folder [results/paper_protocol_<data>_<model>]")
     args = p.parse_args(argv)
-    from plsearch.gate import parse_sets
-    from plsearch.presets import preset_config
+    from plsearch.config.gate import parse_sets
+    from plsearch.config.presets import preset_config
 
     name = Path(args.data).name
     over = {**PROTOCOL, "data.root": str(Path(args.data).resolve()), **parse_sets(args.set)}
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [Job(f"{args.model}/seed_{s}", apply_overrides(base, {"train.seed": s}), group=args.model,
                 info={"seed": s}) for s in range(args.seeds)]
     if args.plan:
-        from plsearch.runplan import plan_lines
+        from plsearch.studies.runplan import plan_lines
 
         for line in plan_lines(jobs, args.tflops * 1e12, args.device or "the device"):
             print(line)

@@ -97,7 +97,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int) -> dict:
 
 
 def _study_records(out: Path) -> tuple[list[dict], Any]:
-    from plsearch.report import load_study
+    from plsearch.report.study import load_study
     from plsearch.search.records import study_records
 
     study = load_study(out_dir=out)
@@ -105,15 +105,15 @@ def _study_records(out: Path) -> tuple[list[dict], Any]:
 
 
 def summarize_run(out: Path, method: str, seed: int, args: argparse.Namespace) -> dict:
-    from plsearch.metrics import trivial_dice
     from plsearch.search.objective import load_data
+    from plsearch.train.metrics import trivial_dice
 
     records, study = _study_records(out)
     space = study.user_attrs.get("plsearch:space") or {}
     cpu = _cpu_rows(out / "cpu.jsonl")
     bound = float(args.macs_bound) if args.macs_bound else _macs_bound(space)
     cfg = next(r["config"] for r in records if r.get("config"))
-    from plsearch.config import DataConfig, from_dict
+    from plsearch.config.schema import DataConfig, from_dict
 
     floor = trivial_dice(load_data(from_dict(DataConfig, cfg["data"]), 1)["val"].masks)["best"]
     curve, cum, pts, front_recs = [], 0.0, [], {}
@@ -151,8 +151,8 @@ def _macs_bound(space: dict) -> float:
 
 def score_high(row: dict, args: argparse.Namespace, cache_path: Path) -> None:
     """Retrain each front point at the high fidelity (cached by config) and add ``high_hv`` to ``row``."""
-    from plsearch.config import RunConfig
-    from plsearch.gate import parse_sets
+    from plsearch.config.gate import parse_sets
+    from plsearch.config.schema import RunConfig
     from plsearch.search.objective import train_and_score
     from plsearch.search.references import config_key
 
@@ -224,7 +224,7 @@ def table(rows: list[dict]) -> str:
 def plot(rows: list[dict], path: Path) -> Path:
     import numpy as np
 
-    from plsearch.plots import _plt, save_figure
+    from plsearch.plots.study import _plt, save_figure
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)

@@ -56,7 +56,7 @@ def sha_tree(paths: list[Path]) -> dict[str, str]:
 
 
 def data(root: Path, n: int = 8, size: int = 32) -> Path:
-    from plsearch.synthetic import write_synthetic
+    from plsearch.data.synthetic import write_synthetic
 
     return write_synthetic(root, n, size, seed=1)
 
@@ -355,7 +355,7 @@ def resume_other_preset(tmp):
     r = trained_run(tmp)
     import torch
 
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
 
     ck = torch.load(r / "last.pt", weights_only=True)
     ck["model_config"] = preset_config("plnet-small", base_width=4, depth=3).to_dict()
@@ -370,7 +370,7 @@ def resume_other_best(tmp):
     r = trained_run(tmp)
     import torch
 
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
 
     ck = torch.load(r / "best.pt", weights_only=True)
     ck["model_config"] = preset_config("plnet-small", base_width=4, depth=3).to_dict()

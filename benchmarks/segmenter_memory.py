@@ -6,8 +6,8 @@
 Each case runs in a fresh process (one thread) that builds the network, makes the input, then resets
 the kernel's peak-RSS mark (``/proc/self/clear_refs``) and predicts; the figure is the process's
 ``VmHWM`` after the prediction minus its ``VmRSS`` before it (tracemalloc does not see torch's
-allocations). The bound is ``plsearch.segmenter.peak_bytes_estimate`` (tile activations by
-``plsearch.memory`` + per-voxel buffers) plus the weights. Cases:
+allocations). The bound is ``plsearch.infer.segmenter.peak_bytes_estimate`` (tile activations by
+``plsearch.graph.memory`` + per-voxel buffers) plus the weights. Cases:
 
 - ``2d``: PL-Net-dagger (``plnet-small``, default width: base 32, Ocs 0.5, 3.75 M parameters), RGB uint8,
   in ``sliding`` mode (tiles from the default 512 MiB budget) and in ``resize`` mode (the default for 2D
@@ -45,9 +45,9 @@ def _one(case: str, size: int, mode: str, overlap: float) -> dict:
     import numpy as np
     import torch
 
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
-    from plsearch.segmenter import Preprocessing, Segmenter, peak_bytes_estimate
+    from plsearch.config.presets import preset_config
+    from plsearch.infer.segmenter import Preprocessing, Segmenter, peak_bytes_estimate
+    from plsearch.nn.model import PLNet
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from plsearch.speed import matmul_peak_flops  # noqa: E402
+
+from plsearch.nn.speed import matmul_peak_flops  # noqa: E402
 
 SWEEP_STEPS = (1, 2, 3, 4)
 SWEEP_OCS = (0.5, 1.0)

@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from plsearch.speed import matmul_peak_flops  # noqa: E402
+
+from plsearch.nn.speed import matmul_peak_flops  # noqa: E402
 
 SIZE = int(os.environ.get("PLSEARCH_BENCH_SIZE", "96"))
 BATCH = int(os.environ.get("PLSEARCH_BENCH_BATCH", "1"))
@@ -77,7 +78,7 @@ def test_train_switches(benchmark, peak, variant):
 
 def test_augment_batch(benchmark):
     """Batched augmentation on the device: compare with a train step to see it is off the critical path."""
-    from plsearch.augment import augment_batch
+    from plsearch.data.augment import augment_batch
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(max(BATCH, 4), 3, SIZE, SIZE, device=DEVICE)

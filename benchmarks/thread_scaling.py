@@ -32,11 +32,11 @@ def _steps(size: int, batch: int, width: int, steps: int, threads: int, start: o
     import torch
 
     torch.set_num_threads(threads)
-    from plsearch.config import TrainConfig
-    from plsearch.losses import deep_supervision_loss
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
-    from plsearch.train import make_optimizer
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import TrainConfig
+    from plsearch.nn.model import PLNet
+    from plsearch.train.fit import make_optimizer
+    from plsearch.train.losses import deep_supervision_loss
 
     torch.manual_seed(0)
     model = PLNet.from_config(preset_config("plnet", base_width=width)).train()
@@ -68,9 +68,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="target wall seconds per measurement")
     p.add_argument("--docs", type=Path, default=ROOT / "docs/speed")
     args = p.parse_args()
-    from plsearch.config import ModelConfig  # noqa: F401  (fail early outside the repo)
-    from plsearch.presets import preset_config
-    from plsearch.wiring import estimate
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import ModelConfig  # noqa: F401  (fail early outside the repo)
+    from plsearch.graph.wiring import estimate
 
     ctx = mp.get_context("spawn")
     rows = []

@@ -29,13 +29,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from plsearch.config import DataConfig, RunConfig, TrainConfig, apply_overrides  # noqa: E402
-from plsearch.data import load_splits  # noqa: E402
-from plsearch.metrics import evaluate_model  # noqa: E402
-from plsearch.model import PLNet  # noqa: E402
-from plsearch.presets import preset_config  # noqa: E402
-from plsearch.train import fit  # noqa: E402
-from plsearch.wiring import estimate  # noqa: E402
+from plsearch.config.presets import preset_config  # noqa: E402
+from plsearch.config.schema import DataConfig, RunConfig, TrainConfig, apply_overrides  # noqa: E402
+from plsearch.data.dataset import load_splits  # noqa: E402
+from plsearch.graph.wiring import estimate  # noqa: E402
+from plsearch.nn.model import PLNet  # noqa: E402
+from plsearch.train.fit import fit  # noqa: E402
+from plsearch.train.metrics import evaluate_model  # noqa: E402
 
 LABELS = {"plnet-small": "PL-Net\u2020", "plnet": "PL-Net", "unet": "U-Net", "bionet": "BiO-Net"}
 
@@ -152,7 +152,7 @@ def write_report(out: Path, args: argparse.Namespace, rows: list[dict], splits: 
             f"{t['dice']:.4f} | {t['acc']:.4f} | {t['sens']:.4f} | {t['spec']:.4f} | {t['global_dice']:.4f} |"
         )
     lines += ["", "Curves: `val_dice.png` (both models), `<preset>/curves.png` (loss and val Dice per epoch).",
-              "GMACs: one forward pass of one image (`plsearch.wiring.estimate`); ~GFLOP/s: "
+              "GMACs: one forward pass of one image (`plsearch.graph.wiring.estimate`); ~GFLOP/s: "
               "6 x MACs x train images / (s/epoch), validation time included."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

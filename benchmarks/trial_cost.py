@@ -8,7 +8,7 @@ training seconds of one trial (steps per trial x step time). Paths, one change a
 
 - ``before``: the reference executor (op records interpreted each forward), oneDNN for every conv,
   Adam's per-tensor loop: the code as it was;
-- ``plan``: the compiled straight-line forward with functional BatchNorm (``plsearch.plan``);
+- ``plan``: the compiled straight-line forward with functional BatchNorm (``plsearch.nn.plan``);
 - ``native``: + ATen's native conv for tiny training convs (``blocks.base.native_conv_pays``);
 - ``native-up``: + the same for BiO-Net's 3x3 transposed up unit (``blocks.base.fast_conv_transpose``);
 - ``fused``: + torch's fused Adam over the per-tensor list;
@@ -37,14 +37,14 @@ from pathlib import Path
 
 import torch
 
-import plsearch.blocks.base as blocks_base
-import plsearch.blocks.up as blocks_up
-from plsearch import train as train_mod
-from plsearch.config import TrainConfig
-from plsearch.losses import deep_supervision_loss
-from plsearch.model import PLNet
-from plsearch.presets import preset_config
-from plsearch.wiring import estimate
+import plsearch.nn.blocks.base as blocks_base
+import plsearch.nn.blocks.up as blocks_up
+from plsearch.config.presets import preset_config
+from plsearch.config.schema import TrainConfig
+from plsearch.graph.wiring import estimate
+from plsearch.nn.model import PLNet
+from plsearch.train import fit as train_mod
+from plsearch.train.losses import deep_supervision_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE_MACS = blocks_base.NATIVE_CONV_MAX_MACS
@@ -79,7 +79,7 @@ def configs(space_path: Path, fid: tuple, sample: int, seed: int,
     configs of the space (seeded; only those valid and within its MACs/params budget)."""
     import optuna
 
-    from plsearch.config import ConfigError
+    from plsearch.config.schema import ConfigError
     from plsearch.search.space import load_space
 
     size, _, width, _ = fid
@@ -120,7 +120,7 @@ class Runner:
         self.model = PLNet.from_config(cfg).train().set_executor(executor)
         self.net = self.model
         if variant == "compiled":
-            from plsearch.speed import compile_model
+            from plsearch.nn.speed import compile_model
 
             self.net = compile_model(self.model)
         train_mod.FUSED_ADAM, train_mod.FLAT_ADAM = fused, flat
@@ -261,7 +261,7 @@ def main() -> None:
     p.add_argument("--docs", type=Path, default=ROOT / "docs/speed")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from plsearch.speed import matmul_peak_flops
+    from plsearch.nn.speed import matmul_peak_flops
 
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
     have = {(r["fidelity"], r["label"]) for r in done["rows"]}

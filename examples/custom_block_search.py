@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch.blocks import Block, conv_nd, norm_nd
-from plsearch.registry import register_block
+from plsearch.config.registry import register_block
+from plsearch.nn.blocks import Block, conv_nd, norm_nd
 from plsearch.search import MetricContext, register_metric
 
 
@@ -57,7 +57,7 @@ class DepthwiseSeparable(Block):
 @register_metric("val_sens", "maximize")
 def val_sensitivity(ctx: MetricContext) -> float:
     """Per-image mean sensitivity on the validation split, with the trained (best-epoch) model."""
-    from plsearch.metrics import evaluate_model
+    from plsearch.train.metrics import evaluate_model
 
     return evaluate_model(
         ctx.model,
@@ -68,7 +68,7 @@ def val_sensitivity(ctx: MetricContext) -> float:
 
 
 def main() -> None:
-    from plsearch.report import draw_plots
+    from plsearch.report.study import draw_plots
     from plsearch.search import load_space, run_search
     from plsearch.search.pareto import pareto_markdown
 

@@ -24,31 +24,29 @@ __all__ = [
 ]
 
 _LAZY = {
-    "PLNet": ("plsearch.model", "PLNet"),
-    "ModelConfig": ("plsearch.config", "ModelConfig"),
-    "RunConfig": ("plsearch.config", "RunConfig"),
-    "create_model": ("plsearch.model", "create_model"),
-    "list_models": ("plsearch.presets", "list_models"),
-    "preset_config": ("plsearch.presets", "preset_config"),
-    "estimate": ("plsearch.wiring", "estimate"),
-    "build_wiring": ("plsearch.wiring", "build_wiring"),
-    "load": ("plsearch.segmenter", "load"),
-    "Segmenter": ("plsearch.segmenter", "Segmenter"),
+    "PLNet": ("plsearch.nn.model", "PLNet"),
+    "ModelConfig": ("plsearch.config.schema", "ModelConfig"),
+    "RunConfig": ("plsearch.config.schema", "RunConfig"),
+    "create_model": ("plsearch.nn.model", "create_model"),
+    "list_models": ("plsearch.config.presets", "list_models"),
+    "preset_config": ("plsearch.config.presets", "preset_config"),
+    "estimate": ("plsearch.graph.wiring", "estimate"),
+    "profile": ("plsearch.nn.profile", "profile"),
+    "build_wiring": ("plsearch.graph.wiring", "build_wiring"),
+    "load": ("plsearch.infer.segmenter", "load"),
+    "Segmenter": ("plsearch.infer.segmenter", "Segmenter"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plsearch.config import ModelConfig, RunConfig
-    from plsearch.model import PLNet, create_model
-    from plsearch.presets import list_models, preset_config
-    from plsearch.segmenter import Segmenter, load
-    from plsearch.wiring import build_wiring, estimate
+    from plsearch.config.presets import list_models, preset_config
+    from plsearch.config.schema import ModelConfig, RunConfig
+    from plsearch.graph.wiring import build_wiring, estimate
+    from plsearch.infer.segmenter import Segmenter, load
+    from plsearch.nn.model import PLNet, create_model
+    from plsearch.nn.profile import profile
 
 
 def __getattr__(name: str) -> Any:
-    if name == "profile":
-        import importlib
-
-        return importlib.import_module("plsearch.profile")  # a callable module: profile(model, size)
     if name in _LAZY:
         import importlib
 

@@ -11,7 +11,7 @@ names the holder and the fix: wait for it to end, or pick another ``--out``.
   the old holder. Another host's holder is never judged dead: only a free flock frees its folder.
 - The folder is created if needed (and removed again at release if the lock made it and it is still
   empty), so call ``outputs.check_out`` first: the lock file must never land inside the input data.
-- Several processes of one run (``search --workers N``, the ``plsearch.runs`` workers of confirm and
+- Several processes of one run (``search --workers N``, the ``plsearch.studies.runs`` workers of confirm and
   fidelity) share the folder: the launching process holds the lock, the workers take none. The lock's
   descriptor is not inherited by the processes started with ``subprocess``.
 - The lock file is not an output: ``outputs.claim_folder``/``claim_results`` judge only the names a
@@ -37,6 +37,35 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".plsearch.lock"
 
 __all__ = ["LOCK_NAME", "FolderBusyError", "FolderLock", "hold_folder", "read_holder"]
+
+
+def pid_alive(pid: int) -> bool:
+    """Does process ``pid`` exist on this host (zombies, killed but not yet reaped, count as dead)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, ValueError):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def pid_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, from /proc), or None where that is unknown."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 class FolderBusyError(ValueError):
@@ -75,8 +104,6 @@ def _who(h: dict[str, Any] | None) -> str:
 
 def _dead_here(h: dict[str, Any] | None) -> bool:
     """Is the recorded holder a process of this host that no longer runs (or whose pid was reused)?"""
-    from plsearch.search.workers import pid_alive, pid_started_at
-
     if not h or h.get("host") != socket.gethostname():
         return False
     pid = h.get("pid")

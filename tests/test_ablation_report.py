@@ -15,9 +15,21 @@ SPEC.loader.exec_module(ablation)
 
 
 def row(group: str, variant: str, macs: float, val: list[float], test: list[float], seed: int = 0) -> dict:
-    return {"key": f"{group}/seed_{seed}", "group": group, "variant": variant, "stages": 1, "seed": seed,
-            "macs": macs, "params": 1000, "batch_size": 2, "steps": [10] * len(val), "val_curve": val,
-            "test_curve": test, "val_dice": max(val), "test_dice": test[max(range(len(val)), key=val.__getitem__)]}
+    return {
+        "key": f"{group}/seed_{seed}",
+        "group": group,
+        "variant": variant,
+        "stages": 1,
+        "seed": seed,
+        "macs": macs,
+        "params": 1000,
+        "batch_size": 2,
+        "steps": [10] * len(val),
+        "val_curve": val,
+        "test_curve": test,
+        "val_dice": max(val),
+        "test_dice": test[max(range(len(val)), key=val.__getitem__)],
+    }
 
 
 def test_at_epochs_takes_the_best_validation_epoch_within_the_cut():

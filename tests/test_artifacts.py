@@ -7,7 +7,10 @@ import pytest
 import torch
 
 import plsearch
-from plsearch.artifacts import (
+from plsearch.config.naming import parse_trial_ref
+from plsearch.config.presets import preset_config
+from plsearch.config.schema import DataConfig, RunConfig
+from plsearch.infer.artifacts import (
     ArtifactError,
     artifact_store,
     keep_model,
@@ -15,10 +18,7 @@ from plsearch.artifacts import (
     store_bytes,
     trial_checkpoint,
 )
-from plsearch.config import DataConfig, RunConfig
-from plsearch.model import PLNet
-from plsearch.naming import parse_trial_ref
-from plsearch.presets import preset_config
+from plsearch.nn.model import PLNet
 
 
 @pytest.fixture()

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import plsearch
-from plsearch.artifacts import ArtifactError, open_store, recorded_store
 from plsearch.cli.search import main as search_main
+from plsearch.infer.artifacts import ArtifactError, open_store, recorded_store
 
 TINY = str(Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml")
 
@@ -23,7 +23,7 @@ TINY = str(Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml")
 def _fake_train(cfg, prof, metrics=(), on_epoch_end=None, keep=None):
     """The real network, untrained, kept as if trained; its val Dice falls with its size, so the smallest
     trial dominates the others and only it is on the front (tiny.yaml's first two trials differ in size)."""
-    from plsearch.model import PLNet
+    from plsearch.nn.model import PLNet
 
     torch.manual_seed(cfg.train.seed)
     model = PLNet.from_config(cfg.model)
@@ -141,7 +141,7 @@ def test_confirm_refuses_a_file_as_artifacts(tmp_path, capsys):
 
 def test_top_k_counts_only_feasible_trials(tmp_path):
     """An infeasible trial (a degenerate one, say) with the best value is not 'top': its weights go."""
-    from plsearch.artifacts import artifact_store, keep_checkpoint, prune
+    from plsearch.infer.artifacts import artifact_store, keep_checkpoint, prune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -161,9 +161,9 @@ def test_top_k_counts_only_feasible_trials(tmp_path):
 def test_a_moved_store_is_named_and_a_copy_in_the_results_folder_is_found(tmp_path, monkeypatch):
     import shutil
 
-    from plsearch.artifacts import artifact_store, keep_model
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
+    from plsearch.infer.artifacts import artifact_store, keep_model
+    from plsearch.nn.model import PLNet
 
     monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)

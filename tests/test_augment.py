@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plsearch.augment import augment_batch, random_affine
+from plsearch.data.augment import augment_batch, random_affine
 
 
 def _smooth(b: int, c: int, *spatial: int, seed: int = 0) -> torch.Tensor:

@@ -23,7 +23,7 @@ from plsearch.cli.profile import main as profile_main
 from plsearch.cli.report import main as report_main
 from plsearch.cli.search import main as search_main
 from plsearch.cli.train import main as train_main
-from plsearch.synthetic import write_synthetic
+from plsearch.data.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
@@ -69,7 +69,7 @@ def _data_variants(root: Path) -> None:
 
 def _checkpoints(root: Path, run: Path) -> None:
     ckpt = torch.load(run / "best.pt", weights_only=True)
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
 
     torch.save({**ckpt, "model_config": preset_config("plnet", base_width=4).to_dict()}, root / "other.pt")
     torch.save(torch.nn.Conv2d(1, 1, 3).state_dict(), root / "plain.pt")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from plsearch.registry import get_block, list_blocks, register_block
+from plsearch.config.registry import get_block, list_blocks, register_block
 
 # The block contract over every registered block is plsearch.testing.check_block (tests/test_conformance.py).
 
 
 def test_builtin_costs_are_the_blocks_own():
-    from plsearch.costs import BLOCK_COSTS
+    from plsearch.graph.costs import BLOCK_COSTS
 
-    for name, cost in BLOCK_COSTS.items():  # plsearch.costs answers estimate without torch; the classes agree
+    for name, cost in BLOCK_COSTS.items():  # plsearch.graph.costs answers estimate without torch; the classes agree
         cls = get_block(name)
         assert cls.params(6, 3, 2) == cost.params(6, 3, 2) and cls.macs(6, 3, 3, 343) == cost.macs(6, 3, 3, 343)
 

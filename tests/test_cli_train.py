@@ -13,8 +13,8 @@ from plsearch.cli.evaluate import main as evaluate_main
 from plsearch.cli.predict import main as predict_main
 from plsearch.cli.train import main as train_main
 from plsearch.cli.train import qualify_key
-from plsearch.config import ConfigError
-from plsearch.synthetic import write_synthetic
+from plsearch.config.schema import ConfigError
+from plsearch.data.synthetic import write_synthetic
 
 TINY = [
     "--model",

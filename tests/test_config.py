@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import yaml
 
-from plsearch.config import ConfigError, ModelConfig, RunConfig, apply_overrides, from_dict, to_yaml
+from plsearch.config.schema import ConfigError, ModelConfig, RunConfig, apply_overrides, from_dict, to_yaml
 
 
 def test_model_config_round_trips_through_yaml():

@@ -1,4 +1,4 @@
-"""plsearch.confirm: the non-domination rule, bad input, and the tiny space end to end (slow)."""
+"""plsearch.studies.confirm: the non-domination rule, bad input, and the tiny space end to end (slow)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from plsearch.confirm import dominates, mark_nondominated
+from plsearch.studies.confirm import dominates, mark_nondominated
 
 
 def item(label, mean, sd, n=3, params=100, macs=100, degenerate=0):
@@ -45,7 +45,7 @@ def fake_study(folder, n_trials=3):
     import optuna
     import yaml
 
-    from plsearch.config import RunConfig
+    from plsearch.config.schema import RunConfig
     from plsearch.search.study import SPACE_ATTR
 
     with open("search_spaces/tiny.yaml") as f:
@@ -136,9 +136,9 @@ def test_confirm_tiny_space_two_trials_two_seeds_end_to_end_and_resume(tmp_path,
 
 
 def test_a_width_override_scales_presets_like_the_search_references():
-    from plsearch.config import RunConfig
-    from plsearch.confirm import Candidate, confirm_jobs
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import RunConfig
+    from plsearch.studies.confirm import Candidate, confirm_jobs
 
     cands = [
         Candidate("trial_1", "trial", RunConfig()),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plsearch.presets import list_presets
-from plsearch.registry import list_blocks
+from plsearch.config.presets import list_presets
+from plsearch.config.registry import list_blocks
 from plsearch.search.registries import list_metrics
 from plsearch.testing import ContractError, check_block, check_metric, check_preset, check_space
 
@@ -40,7 +40,7 @@ def test_the_kit_catches_a_broken_block():
     import torch
     from torch import nn
 
-    from plsearch.blocks import Block
+    from plsearch.nn.blocks import Block
 
     class WrongParams(Block):  # says it has no weights; it has a conv
         def __init__(self, cin: int, cout: int, dims: int) -> None:

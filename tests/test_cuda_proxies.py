@@ -1,7 +1,7 @@
 """CPU proxies of the CUDA paths: bf16 autocast, channels-last, compile, several workers per GPU.
 
 No GPU has run this code yet, so each CUDA-only branch is exercised here on the CPU through the
-same functions (``plsearch.speed.cuda_paths_on("cpu")`` makes ``fit()`` and evaluation take the
+same functions (``plsearch.nn.speed.cuda_paths_on("cpu")`` makes ``fit()`` and evaluation take the
 CUDA branch: bf16 autocast and channels-last). Each check has a ``gpu``-marked twin that runs it
 on CUDA (``benchmarks/gpu_check.sh`` runs those first).
 """
@@ -16,14 +16,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-import plsearch.metrics
-import plsearch.train
+import plsearch.train.fit
+import plsearch.train.metrics
 from plsearch import create_model
-from plsearch.config import TrainConfig
-from plsearch.losses import deep_supervision_loss
-from plsearch.speed import autocast, cuda_paths_on, memory_format
-from plsearch.synthetic import make_synthetic
-from plsearch.train import fit
+from plsearch.config.schema import TrainConfig
+from plsearch.data.synthetic import make_synthetic
+from plsearch.nn.speed import autocast, cuda_paths_on, memory_format
+from plsearch.train.fit import fit
+from plsearch.train.losses import deep_supervision_loss
 
 CUDA = pytest.param(
     "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -69,7 +69,7 @@ class Probe:
         self.eval_dtypes: list[torch.dtype] = []  # eval-mode model outputs
         self.metric_dtypes: list[torch.dtype] = []  # logits the metrics threshold
         self.convs = ConvLayouts(model)  # enter it around the run: convs' input layouts
-        loss_fn, labels_fn = plsearch.train.deep_supervision_loss, plsearch.metrics.logits_to_labels
+        loss_fn, labels_fn = plsearch.train.fit.deep_supervision_loss, plsearch.train.metrics.logits_to_labels
 
         def loss(outputs, target, **kw):
             outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
@@ -82,8 +82,8 @@ class Probe:
             self.metric_dtypes.append(logits.dtype)
             return labels_fn(logits)
 
-        monkeypatch.setattr(plsearch.train, "deep_supervision_loss", loss)
-        monkeypatch.setattr(plsearch.metrics, "logits_to_labels", labels)
+        monkeypatch.setattr(plsearch.train.fit, "deep_supervision_loss", loss)
+        monkeypatch.setattr(plsearch.train.metrics, "logits_to_labels", labels)
         model.register_forward_hook(lambda m, i, out: None if m.training else self.eval_dtypes.append(out.dtype))
 
 
@@ -205,7 +205,7 @@ def test_compiled_train_step_matches_eager(device, monkeypatch):
     split as inductor without its C++ code generation (minutes on a 2-core CPU); on CUDA, inductor."""
     from torch._dynamo.utils import counters
 
-    from plsearch.speed import compile_available
+    from plsearch.nn.speed import compile_available
 
     if not compile_available(device):
         pytest.skip("torch.compile unavailable here")

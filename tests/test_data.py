@@ -10,9 +10,9 @@ import torch
 from conftest import shared_data
 from PIL import Image
 
-import plsearch.folder
-from plsearch.config import DataConfig
-from plsearch.data import (
+import plsearch.data.folder
+from plsearch.config.schema import DataConfig
+from plsearch.data.dataset import (
     DataError,
     SegmentationData,
     grey_world,
@@ -21,7 +21,7 @@ from plsearch.data import (
     read_image,
     split_indices,
 )
-from plsearch.synthetic import write_synthetic
+from plsearch.data.synthetic import write_synthetic
 
 
 @pytest.fixture(autouse=True)
@@ -233,7 +233,7 @@ def test_cache_hit_avoids_decoding(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(plsearch.folder, "_decode_pair", boom)
+    monkeypatch.setattr(plsearch.data.folder, "_decode_pair", boom)
     second = load_folder(root, 12)
     assert torch.equal(first.images, second.images) and torch.equal(first.masks, second.masks)
     assert load_folder(root, 12, channels="grey").channels == 1  # channel modes share the cache

@@ -7,7 +7,7 @@ from PIL import Image
 
 from plsearch import list_models, preset_config
 from plsearch.cli.profile import main
-from plsearch.draw import draw_wiring
+from plsearch.graph.draw import draw_wiring
 
 
 @pytest.mark.parametrize("name", list_models() + ["plnet-3stages"])

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from plsearch.checkpoint import save_checkpoint
-from plsearch.config import DataConfig, RunConfig, to_dict
-from plsearch.export import export_model, inference_graph, run_exported, verify
-from plsearch.model import PLNet
-from plsearch.presets import preset_config
+from plsearch.config.presets import preset_config
+from plsearch.config.schema import DataConfig, RunConfig, to_dict
+from plsearch.infer.export import export_model, inference_graph, run_exported, verify
+from plsearch.nn.checkpoint import save_checkpoint
+from plsearch.nn.model import PLNet
 
 pytest.importorskip("onnxruntime")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from plsearch.fidelity import analyse, cheaper_lows, truncate_low
-from plsearch.rankstats import (
+from plsearch.studies.fidelity import analyse, cheaper_lows, truncate_low
+from plsearch.studies.rankstats import (
     bootstrap_ci,
     kendall,
     ranks,
@@ -155,9 +155,9 @@ def test_cheaper_lows_find_where_the_ranking_starts_to_hold():
 
 def test_presets_get_their_rate_by_the_search_rule():
     """Each preset runs at the space's candidate rates; per side the best on validation counts (ties: lower rate)."""
-    from plsearch.fidelity import FidelityConfig, fidelity_jobs
-    from plsearch.lr import lr_candidates
     from plsearch.search.space import load_space
+    from plsearch.studies.fidelity import FidelityConfig, fidelity_jobs
+    from plsearch.train.lr import lr_candidates
 
     space = load_space("search_spaces/ipl_epl.yaml")
     rates = lr_candidates(space)
@@ -191,8 +191,8 @@ def test_presets_get_their_rate_by_the_search_rule():
 
 def test_the_high_run_trains_with_another_seed_unless_same_seed():
     """Independent seeds by default (high = low + 1, its own job key); ``same_seed`` keeps the old continued run."""
-    from plsearch.fidelity import FidelityConfig, fidelity_jobs, high_seed
     from plsearch.search.space import load_space
+    from plsearch.studies.fidelity import FidelityConfig, fidelity_jobs, high_seed
 
     space = load_space("search_spaces/tiny.yaml")
     fc = FidelityConfig(low={}, high={"train.epochs": 3}, configs=2, references=False)
@@ -215,7 +215,7 @@ def test_the_high_run_trains_with_another_seed_unless_same_seed():
 
 
 def test_the_report_says_which_reading_it_is(tmp_path):
-    from plsearch.fidelity import FidelityConfig, write_outputs
+    from plsearch.studies.fidelity import FidelityConfig, write_outputs
 
     rows = [
         {**r, "config": {"train": {"seed": 0 if r["side"] == "low" else 1}}, "params_count": 1, "macs": 1}

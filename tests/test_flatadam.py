@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plsearch.config import TrainConfig
-from plsearch.flatadam import FlatAdam
-from plsearch.train import make_optimizer
+from plsearch.config.schema import TrainConfig
+from plsearch.train.fit import make_optimizer
+from plsearch.train.flatadam import FlatAdam
 
 SHAPES = [(4, 3, 3, 3), (4,), (7,), (2, 4, 3, 3), (1,), (5, 5)]
 

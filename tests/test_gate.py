@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from plsearch.config import ConfigError, RunConfig
-from plsearch.gate import DeviceError, StrideError, check_device, check_value, parse_sets, resolve
+from plsearch.config.gate import DeviceError, StrideError, check_device, check_value, parse_sets, resolve
+from plsearch.config.schema import ConfigError, RunConfig
 
 
 def test_parse_sets_dialect():
@@ -93,13 +93,13 @@ def test_check_value_field_rules_only():
 
 TORCH_FREE = [
     "plsearch",
-    "plsearch.config",
-    "plsearch.registry",
-    "plsearch.presets",
-    "plsearch.gate",
-    "plsearch.naming",
-    "plsearch.wiring",
-    "plsearch.costs",
+    "plsearch.config.schema",
+    "plsearch.config.registry",
+    "plsearch.config.presets",
+    "plsearch.config.gate",
+    "plsearch.config.naming",
+    "plsearch.graph.wiring",
+    "plsearch.graph.costs",
     "plsearch.search.space",
 ]
 
@@ -108,8 +108,8 @@ def test_config_wiring_and_space_parser_import_no_torch():
     code = (
         "import sys\n"
         f"for m in {TORCH_FREE!r}: __import__(m)\n"
-        "from plsearch.gate import resolve\n"
-        "from plsearch.wiring import build_wiring, estimate\n"
+        "from plsearch.config.gate import resolve\n"
+        "from plsearch.graph.wiring import build_wiring, estimate\n"
         "cfg = resolve(None, ['model.block=residual', 'data.image_size=64'])\n"
         "build_wiring(cfg.model)\n"
         "estimate(cfg.model, 64)\n"

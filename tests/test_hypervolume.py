@@ -1,11 +1,11 @@
-"""plsearch.plots.hypervolume: exact, on hand-computed fronts (no private Optuna API)."""
+"""plsearch.plots.study.hypervolume: exact, on hand-computed fronts (no private Optuna API)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from plsearch.plots import hypervolume
+from plsearch.plots.study import hypervolume
 
 
 @pytest.mark.parametrize(

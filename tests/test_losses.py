@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plsearch.config import TrainConfig
-from plsearch.losses import active_stages, deep_supervision_loss, fuse_logits, soft_dice_loss
+from plsearch.config.schema import TrainConfig
+from plsearch.train.losses import active_stages, deep_supervision_loss, fuse_logits, soft_dice_loss
 
 
 def test_binary_dice_loss_hand_value():

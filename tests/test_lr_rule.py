@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from plsearch.config import RunConfig
-from plsearch.lr import choose_lr, lr_candidates, lr_grid
+from plsearch.config.schema import RunConfig
 from plsearch.search.space import parse_space
+from plsearch.train.lr import choose_lr, lr_candidates, lr_grid
 
 
 def test_grid_is_log_spaced_inside_the_range():

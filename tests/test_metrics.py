@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from plsearch.data import SegmentationData
-from plsearch.metrics import (
+from plsearch.data.dataset import SegmentationData
+from plsearch.train.metrics import (
     confusion_counts,
     evaluate_model,
     logits_to_labels,

@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from plsearch.metrics import hausdorff95, volume_metrics
+from plsearch.train.metrics import hausdorff95, volume_metrics
 
 
 def _blobs(seed: int, shape=(18, 20, 16)) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from plsearch import PLNet, create_model, list_models
-from plsearch.registry import BLOCKS
+from plsearch.config.registry import BLOCKS
 
 SMALL = {"base_width": 4}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plsearch.naming import (
+from plsearch.config.naming import (
     NamingError,
     StudyRef,
     TrialRef,

@@ -1,4 +1,4 @@
-"""The compiled forward (``plsearch.plan``) and the fast kernels equal the reference executor.
+"""The compiled forward (``plsearch.nn.plan``) and the fast kernels equal the reference executor.
 
 Every registered block, 2D and 3D, train and eval, ``forward_stages``, fused inference copies:
 outputs, gradients of every parameter and the BatchNorm buffers after a step must match the
@@ -15,10 +15,10 @@ import io
 import pytest
 import torch
 
-import plsearch.blocks.base as base
+import plsearch.nn.blocks.base as base
 from plsearch import create_model
-from plsearch.losses import deep_supervision_loss
-from plsearch.registry import list_blocks
+from plsearch.config.registry import list_blocks
+from plsearch.train.losses import deep_supervision_loss
 
 CASES = [  # (preset, overrides): every plan, up mode, IPL mode and both fusions, kept tiny
     ("plnet", {}),
@@ -126,7 +126,7 @@ def test_compiled_graphs_keep_conv_transpose_off_the_native_kernel():
     """Inductor may feed the native kernel a channels-last buffer, whose output strides then break
     its meta kernel's promise (an assertion at the first compiled step): compiled graphs keep
     ``conv_transpose2d``, which inductor lowers itself."""
-    from plsearch.speed import compile_available
+    from plsearch.nn.speed import compile_available
 
     if not compile_available("cpu"):
         pytest.skip("torch.compile unavailable here")

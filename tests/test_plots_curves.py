@@ -9,7 +9,7 @@ import wsgiref.util
 import optuna
 import pytest
 
-from plsearch.plots_curves import (
+from plsearch.plots.curves import (
     DASHBOARD_ID,
     curves,
     curves_note,

@@ -1,4 +1,4 @@
-"""plsearch.runs: fixed configs x seeds, resumable, evaluated on the test split."""
+"""plsearch.studies.runs: fixed configs x seeds, resumable, evaluated on the test split."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from plsearch.config import RunConfig, apply_overrides
-from plsearch.presets import preset_config
-from plsearch.runs import (
+from plsearch.config.presets import preset_config
+from plsearch.config.schema import RunConfig, apply_overrides
+from plsearch.studies.runs import (
     Job,
     RunsError,
     open_runs,
@@ -53,7 +53,7 @@ def completes_per_key(runs):
 
 
 def test_runs_evaluate_the_test_split_and_keep_the_best_checkpoint(tmp_path):
-    from plsearch.evaluate import evaluate_checkpoint
+    from plsearch.infer.evaluate import evaluate_checkpoint
 
     rows = run_jobs(tiny_jobs(seeds=(0,), test_curve=True), tmp_path, "t")
     (row,) = rows

@@ -18,7 +18,7 @@ from plsearch.cli.profile import main as profile_main
 from plsearch.cli.report import main as report_main
 from plsearch.cli.search import main as search_main
 from plsearch.cli.train import main as train_main
-from plsearch.synthetic import write_synthetic
+from plsearch.data.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
@@ -66,10 +66,10 @@ def _refused(capsys, main, argv, *guarded: Path, match: str = "") -> str:
 def run(tmp_path_factory) -> Path:
     """A run folder as ``train`` leaves it (config.yaml, last.pt with a training state, best.pt) and its data;
     made without training (the refusals under test all happen before a step would run)."""
-    from plsearch.checkpoint import TRAIN_STATE_KEYS, save_checkpoint
-    from plsearch.config import DataConfig, RunConfig, TrainConfig, to_yaml
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import DataConfig, RunConfig, TrainConfig, to_yaml
+    from plsearch.nn.checkpoint import TRAIN_STATE_KEYS, save_checkpoint
+    from plsearch.nn.model import PLNet
 
     root = tmp_path_factory.mktemp("safety_cli")
     data = write_synthetic(root / "D", 8, 32, seed=1)
@@ -277,7 +277,7 @@ def test_resume_with_a_bad_value_changes_nothing(work, run, capsys):
 
 @pytest.mark.parametrize("which", ["best.pt", "last.pt"])
 def test_resume_with_a_checkpoint_of_another_model_changes_nothing(work, run, capsys, which):
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
 
     r = work / "run"
     shutil.copytree(run, r)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plsearch.config import DataConfig
-from plsearch.data import load_folder, load_splits, peek, read_image
-from plsearch.folder import DataError
-from plsearch.volume import check_volume_memory, list_cases
+from plsearch.config.schema import DataConfig
+from plsearch.data.dataset import load_folder, load_splits, peek, read_image
+from plsearch.data.folder import DataError
+from plsearch.data.volume import check_volume_memory, list_cases
 
 ORIENT = 0x0112  # EXIF Orientation; 6: the stored pixels are shown turned 90 degrees clockwise
 
@@ -150,11 +150,11 @@ def test_one_case_with_several_files_is_exit_2(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("size", [400, 2048])
 def test_volume_size_beyond_memory_is_refused_before_decoding(tmp_path, monkeypatch, size):
-    import plsearch.memory
+    import plsearch.graph.memory
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(cache))
-    monkeypatch.setattr(plsearch.memory, "available_bytes", lambda device="cpu": 1 << 30)  # 1 GiB free
+    monkeypatch.setattr(plsearch.graph.memory, "available_bytes", lambda device="cpu": 1 << 30)  # 1 GiB free
     root = _volumes(tmp_path / "vols", n=2)
     t0 = time.perf_counter()
     with pytest.raises(DataError) as e:
@@ -168,11 +168,11 @@ def test_volume_size_beyond_memory_is_refused_before_decoding(tmp_path, monkeypa
 
 
 def test_image_size_beyond_memory_is_refused_before_decoding_2d(tmp_path, monkeypatch):
-    import plsearch.memory
+    import plsearch.graph.memory
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("PLSEARCH_CACHE_DIR", str(cache))
-    monkeypatch.setattr(plsearch.memory, "available_bytes", lambda device="cpu": 100_000)
+    monkeypatch.setattr(plsearch.graph.memory, "available_bytes", lambda device="cpu": 100_000)
     root = _pairs(tmp_path / "d")
     with pytest.raises(DataError, match=r"loading 3 images at 4096 px needs about .*use --image-size \d+ or less"):
         load_splits(DataConfig(root=str(root), image_size=4096))

@@ -1,4 +1,4 @@
-"""plsearch.memory: the activation estimate from the wiring against the measured peak of real forwards,
+"""plsearch.graph.memory: the activation estimate from the wiring against the measured peak of real forwards,
 and the refusal of sizes that cannot fit (with the figure and a size that fits)."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plsearch.memory import MemoryLimitError, activation_bytes, check_fits, largest_side
-from plsearch.model import PLNet
-from plsearch.presets import preset_config
-from plsearch.profile import _PeakMemory
+from plsearch.config.presets import preset_config
+from plsearch.graph.memory import MemoryLimitError, activation_bytes, check_fits, largest_side
+from plsearch.nn.model import PLNet
+from plsearch.nn.profile import _PeakMemory
 
 # (preset, overrides, size): every plan, block kind, fusion, ipl mode and 3D, at sizes that run in milliseconds
 CASES = [

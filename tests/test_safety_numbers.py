@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from plsearch.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
+from plsearch.config.schema import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")

@@ -60,10 +60,10 @@ class World:
     def _run(self, run: Path) -> Path:
         import torch
 
-        from plsearch.checkpoint import save_checkpoint
-        from plsearch.config import DataConfig, RunConfig, to_yaml
-        from plsearch.model import PLNet
-        from plsearch.presets import preset_config
+        from plsearch.config.presets import preset_config
+        from plsearch.config.schema import DataConfig, RunConfig, to_yaml
+        from plsearch.nn.checkpoint import save_checkpoint
+        from plsearch.nn.model import PLNet
 
         cfg = RunConfig(
             model=preset_config("unet", base_width=4, depth=3, in_channels=3),
@@ -81,7 +81,7 @@ class World:
         import optuna
         import yaml
 
-        from plsearch.config import DataConfig, RunConfig
+        from plsearch.config.schema import DataConfig, RunConfig
         from plsearch.search.study import SPACE_ATTR
 
         folder.mkdir()
@@ -346,7 +346,7 @@ def test_a_run_folder_is_its_runs_a_subfolder_of_it_is_fine(world):
 
 
 def test_named_data_finds_every_source(world):
-    from plsearch.config import DataConfig, RunConfig
+    from plsearch.config.schema import DataConfig, RunConfig
     from plsearch.search.space import load_space
 
     d = str(world.data)

@@ -139,8 +139,8 @@ def _call(main, argv) -> tuple[int | None, str, str]:
 @SETTINGS
 @given(SET_ITEMS)
 def test_set_strings_resolve_or_raise_one_value_error(items):
-    from plsearch.config import RunConfig
-    from plsearch.gate import parse_sets, resolve
+    from plsearch.config.gate import parse_sets, resolve
+    from plsearch.config.schema import RunConfig
 
     try:
         cfg = resolve(RunConfig(), parse_sets(items))
@@ -179,9 +179,9 @@ MODEL_DICTS = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(MODEL_DICTS, st.integers(1, 300))
 def test_generated_model_configs_build_and_cost_or_raise_config_error(data, size):
-    from plsearch.config import ConfigError, ModelConfig
-    from plsearch.memory import activation_bytes
-    from plsearch.wiring import build_wiring, estimate
+    from plsearch.config.schema import ConfigError, ModelConfig
+    from plsearch.graph.memory import activation_bytes
+    from plsearch.graph.wiring import build_wiring, estimate
 
     try:
         cfg = ModelConfig.from_dict(data)
@@ -197,20 +197,20 @@ def test_generated_model_configs_build_and_cost_or_raise_config_error(data, size
 # ----------------------------------------------------------------------------- the train CLI, in-process
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from plsearch.synthetic import write_synthetic
+    from plsearch.data.synthetic import write_synthetic
 
     return write_synthetic(tmp_path_factory.mktemp("props") / "D", 8, 32, seed=3)
 
 
 @pytest.fixture(scope="module")
 def no_training():
-    import plsearch.train
+    import plsearch.train.fit
 
     def fit(*a, **k):
         raise _ReachedTraining
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plsearch.train, "fit", fit)
+        mp.setattr(plsearch.train.fit, "fit", fit)
         yield
 
 
@@ -336,10 +336,10 @@ def spaces_tmp(tmp_path_factory) -> Path:
 def checkpoint(tmp_path_factory) -> Path:
     import torch
 
-    from plsearch.checkpoint import save_checkpoint
-    from plsearch.config import DataConfig, RunConfig
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import DataConfig, RunConfig
+    from plsearch.nn.checkpoint import save_checkpoint
+    from plsearch.nn.model import PLNet
 
     torch.manual_seed(0)
     cfg = preset_config("unet", base_width=2, depth=3)

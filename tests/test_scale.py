@@ -280,9 +280,9 @@ def test_one_worker_study_db_is_copied_into_a_journal_for_several(tmp_path):
     copied = optuna.load_study(study_name="s", storage=open_storage(spec))
     assert [t.value for t in copied.trials] == [1.0, 2.0]
     assert parse_storage(None, tmp_path, workers=1).kind == "journal"  # from now on the journal is the study
-    from plsearch.report import load_study
+    from plsearch.report.study import load_study
 
-    assert len(load_study(out_dir=tmp_path).trials) == 2  # and what plsearch.report reads
+    assert len(load_study(out_dir=tmp_path).trials) == 2  # and what plsearch.report.study reads
 
 
 def test_devices_round_robin_and_storage_stays_off_the_command_line(tmp_path, monkeypatch, capsys):

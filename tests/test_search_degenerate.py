@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from plsearch.metrics import evaluate_model, trivial_dice
+from plsearch.train.metrics import evaluate_model, trivial_dice
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
@@ -58,7 +58,7 @@ def test_an_all_background_network_is_recorded_infeasible_and_never_on_the_front
         assert r["fail_reason"].startswith("degenerate: val Dice") and "trivial predictor" in r["fail_reason"]
     assert result.pareto == []
     # the table, the plot and the learning curves say how many there were
-    from plsearch.report import draw_plots
+    from plsearch.report.study import draw_plots
 
     out = tmp_path / "tiny"
     assert f"{len(recs)} degenerate trial(s)" in (out / "pareto.md").read_text()

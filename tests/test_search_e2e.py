@@ -67,7 +67,7 @@ def test_full_search_writes_every_output(tmp_path, capsys):
     assert set(r["versions"]) == {"torch", "optuna", "plsearch", "python"}
     yamls = sorted((out / "pareto").glob("trial_*.yaml"))
     assert yamls
-    from plsearch.model import PLNet
+    from plsearch.nn.model import PLNet
 
     for y in yamls:
         model = PLNet.from_config(yaml.safe_load(y.read_text()))

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from plsearch.config import ConfigError, RunConfig
+from plsearch.config.schema import ConfigError, RunConfig
 from plsearch.search.objective import Objective
 from plsearch.search.space import SearchSpaceError, load_space, parse_space
 
@@ -23,7 +23,7 @@ def test_spaces_are_shipped():
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_shipped_space_parses_and_corners_build(path):
-    from plsearch.wiring import estimate
+    from plsearch.graph.wiring import estimate
 
     space = load_space(path)
     assert space.name == path.stem and space.axes and space.objectives
@@ -215,7 +215,7 @@ def test_every_sampler_samples_the_space_with_constraints(sampler):
 )
 def test_nan_and_oom_end_the_trial_with_a_reason(monkeypatch, error, state, feasible, reason):
     import plsearch.search.objective as objective
-    from plsearch.train import NonFiniteLossError
+    from plsearch.train.fit import NonFiniteLossError
 
     def boom(*args, **kwargs):
         if error == "nan":

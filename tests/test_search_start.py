@@ -67,8 +67,8 @@ def _fake_train(gains):
     """Training replaced by a val Dice of the split's trivial predictors + ``gains[ocs]``, after 2 epochs."""
 
     def train(cfg, prof, metrics=(), on_epoch_end=None, **kwargs):
-        from plsearch.metrics import trivial_dice
         from plsearch.search.datacache import load_data
+        from plsearch.train.metrics import trivial_dice
 
         floor = trivial_dice(load_data(cfg.data, cfg.model.num_classes)["val"].masks)["best"]
         dice = floor + gains[cfg.model.ocs]

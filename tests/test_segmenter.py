@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import plsearch
-from plsearch.checkpoint import save_checkpoint
-from plsearch.config import DataConfig, RunConfig, to_dict
-from plsearch.model import PLNet
-from plsearch.presets import preset_config
-from plsearch.segmenter import Preprocessing, Segmenter, _starts
+from plsearch.config.presets import preset_config
+from plsearch.config.schema import DataConfig, RunConfig, to_dict
+from plsearch.infer.segmenter import Preprocessing, Segmenter, _starts
+from plsearch.nn.checkpoint import save_checkpoint
+from plsearch.nn.model import PLNet
 
 
 def _tiny(dims: int, **kw) -> PLNet:
@@ -106,7 +106,7 @@ def test_sliding_window_blends_tiles_exactly(dims, shape):
 
 
 def test_tile_comes_from_the_memory_estimate():
-    from plsearch.memory import activation_bytes, largest_side
+    from plsearch.graph.memory import activation_bytes, largest_side
 
     model = _tiny(3)
     budget = activation_bytes(model.config, 16, batch=2) + 1
@@ -194,8 +194,8 @@ def test_predict_builds_no_autograd_graph(mode):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_labels_in_slabs_match_logits_to_labels(k):
-    from plsearch.metrics import logits_to_labels
-    from plsearch.segmenter import _labels
+    from plsearch.infer.segmenter import _labels
+    from plsearch.train.metrics import logits_to_labels
 
     lg = torch.randn(k, 7, 5, 6)
     got = _labels(lg, slab_voxels=40)  # slabs of one 5x6 plane: 7 slabs
@@ -204,7 +204,7 @@ def test_labels_in_slabs_match_logits_to_labels(k):
 
 
 def test_zscore_matches_float64_and_keeps_float32():
-    from plsearch.volume import zscore
+    from plsearch.data.volume import zscore
 
     rng = np.random.default_rng(0)
     v = np.stack([rng.normal(1.7e6, 3e4, (9, 8, 7)), np.full((9, 8, 7), 5.0)]).astype(np.float32)

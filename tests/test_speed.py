@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from plsearch import create_model
-from plsearch.blocks import Block
-from plsearch.losses import deep_supervision_loss
-from plsearch.registry import BLOCKS
-from plsearch.speed import (
+from plsearch.config.registry import BLOCKS
+from plsearch.nn.blocks import Block
+from plsearch.nn.speed import (
     autocast,
     compile_available,
     compile_model,
@@ -21,6 +20,7 @@ from plsearch.speed import (
     matmul_peak_flops,
     to_channels_last,
 )
+from plsearch.train.losses import deep_supervision_loss
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -151,7 +151,7 @@ def test_peak_autocast_and_backends_on_cpu():
 
 
 def test_compile_model_falls_back_when_unavailable(monkeypatch, caplog):
-    import plsearch.speed as speed
+    import plsearch.nn.speed as speed
 
     monkeypatch.setattr(speed, "compile_available", lambda device="cpu": False)
     m = nn.Conv2d(1, 1, 1)

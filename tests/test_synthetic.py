@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from plsearch.data import load_folder
-from plsearch.synthetic import make_synthetic, write_synthetic
+from plsearch.data.dataset import load_folder
+from plsearch.data.synthetic import make_synthetic, write_synthetic
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from plsearch.search.space import parse_space
-from plsearch.table import (
+from plsearch.studies.record import record, table_lock
+from plsearch.studies.table import (
     TableError,
     TablePlan,
     append_rows,
@@ -18,7 +19,6 @@ from plsearch.table import (
     read_rows,
     summary,
 )
-from plsearch.table_record import record, table_lock
 
 SPACE = {
     "description": "tiny table space",
@@ -164,7 +164,7 @@ def test_cli_help_and_bad_table_name(tmp_path: Path, capsys) -> None:
 
 
 def test_a_wave_stops_before_rows_that_wait_on_a_rate(space) -> None:
-    from plsearch.table import wave
+    from plsearch.studies.table import wave
 
     plan = make_plan(space, sampled=2, seeds=2, epochs=2, family=False, nested=True)
     first = wave(plan, [])

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from plsearch import create_model
-from plsearch.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from plsearch.config import TrainConfig
-from plsearch.synthetic import make_synthetic
-from plsearch.train import DeviceError, NonFiniteLossError, fit, resolve_device
+from plsearch.config.schema import TrainConfig
+from plsearch.data.synthetic import make_synthetic
+from plsearch.nn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from plsearch.train.fit import DeviceError, NonFiniteLossError, fit, resolve_device
 
 FAST = dict(batch_size=4, augment=False, patience=0, device="cpu")
 
@@ -164,7 +164,7 @@ def test_multiclass_with_fused_loss(data):
     cfg = TrainConfig(epochs=1, loss_on_fused=True, max_steps_per_epoch=1, **FAST)
     result = fit(model, train, val, cfg, num_classes=3)
     assert result.epochs_run == 1 and 0.0 <= result.history[0]["val_dice"] <= 1.0
-    from plsearch.metrics import evaluate_model
+    from plsearch.train.metrics import evaluate_model
 
     metrics = evaluate_model(model, val, num_classes=3)
     assert {"dice_class1", "dice_class2", "iou_class2", "global_dice"} <= set(metrics)

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import shared_volume_data
 
-from plsearch.config import DataConfig
-from plsearch.data import load_splits
-from plsearch.folder import DataError
-from plsearch.volume import fit_volume, list_cases, read_case, read_volume, write_nifti
-from plsearch.volume_data import VolumeData, load_volume_folder
+from plsearch.config.schema import DataConfig
+from plsearch.data.dataset import load_splits
+from plsearch.data.folder import DataError
+from plsearch.data.volume import fit_volume, list_cases, read_case, read_volume, write_nifti
+from plsearch.data.volume_data import VolumeData, load_volume_folder
 
 HIPPO_CASES = [
     "hippocampus_001",
@@ -247,14 +247,14 @@ def test_volume_fit_pad_crop_keeps_the_spacing(tmp_path):
 
 def test_volume_fit_is_checked_at_the_gate(tmp_path, capsys):
     from plsearch.cli.train import main
-    from plsearch.config import ConfigError
-    from plsearch.gate import resolve
+    from plsearch.config.gate import resolve
+    from plsearch.config.schema import ConfigError
 
     with pytest.raises(ConfigError) as e:
         resolve(None, {"data.volume_fit": "crop"})
     assert str(e.value) == "data.volume_fit='crop' is not allowed; choose one of ['resize', 'pad_crop']"
     assert resolve(None, ["volume_fit=pad_crop"]).data.volume_fit == "pad_crop"
-    from plsearch.data import load_splits as load2d
+    from plsearch.data.dataset import load_splits as load2d
 
     with pytest.raises(ConfigError, match="applies to 3D volume folders"):  # 2D images are always resized
         resolve(
@@ -295,7 +295,7 @@ def test_msd_split_and_layout_errors_name_the_msd_folders(tmp_path, broken, mess
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_split_arrays_share_one_shape_contract(dims):
-    from plsearch.data import SegmentationData
+    from plsearch.data.dataset import SegmentationData
 
     make = (
         (lambda i, m, ids: SegmentationData(i, m, ids))

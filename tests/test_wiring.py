@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from plsearch import build_wiring, create_model, estimate, preset_config
-from plsearch.profile import count_macs
-from plsearch.registry import BLOCKS
+from plsearch.config.registry import BLOCKS
+from plsearch.nn.profile import count_macs
 
 
 def ops_by_state(cfg):

@@ -1,5 +1,12 @@
 """Command-line front ends. Only this package parses arguments and prints.
 
+- ``main``: the one front door, ``plsearch VERB`` (console script) and ``python -m plsearch VERB``.
+- one module a verb, each with ``main(argv) -> int``: ``search``, ``train``, ``evaluate``, ``predict``,
+  ``profile``, ``export``, ``report``, ``confirm``, ``fidelity``, ``table``, ``runs``.
+- ``formatting``: what the CLIs print (metric tables, one line per trial); ``search_progress``: the search's display.
+- ``python -m plsearch.VERB`` reaches the same ``main`` through an entry shim (``plsearch/VERB.py`` or a
+  package's ``__main__.py``, three lines each): the only modules outside this package that import it.
+
 Every CLI turns bad input into one line on stderr (``error: <problem>; <fix>``) and exit code 2,
 through ``run_cli``; the library underneath raises typed exceptions.
 """
@@ -29,7 +36,7 @@ def fail(message: str) -> int:
 
 def run_cli(body: Callable[[], int | None], user_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``body``; map expected user errors to one line + exit 2, Ctrl-C to exit 130."""
-    from plsearch.config import ConfigError
+    from plsearch.config.schema import ConfigError
 
     expected = (
         CLIError,
@@ -72,9 +79,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def parse_device(text: str | None) -> Any:
-    """``--device``: ``plsearch.gate.check_device`` (``auto`` -> cuda if available else cpu; an unknown or
+    """``--device``: ``plsearch.config.gate.check_device`` (``auto`` -> cuda if available else cpu; an unknown or
     absent device is a ``DeviceError``, one line and exit 2 through ``run_cli``)."""
-    from plsearch.gate import check_device
+    from plsearch.config.gate import check_device
 
     return check_device(text)
 

@@ -31,7 +31,7 @@ from plsearch.cli import (
 
 
 def build_parser() -> Parser:
-    from plsearch.naming import add_study_args
+    from plsearch.config.naming import add_study_args
 
     p = Parser(prog="python -m plsearch.confirm", description="Confirm a search's front on the test split.")
     add_study_args(p, out_help="the search's results folder, e.g. results/NAME; confirm writes NAME/confirm/")
@@ -91,7 +91,16 @@ def _body(argv: Sequence[str] | None) -> int:
 
 def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     from plsearch.cli.runs import run_line
-    from plsearch.confirm import (
+    from plsearch.config.gate import parse_sets
+    from plsearch.config.naming import study_ref
+    from plsearch.report.confirm import markdown, plot_confirmed, write_csv
+    from plsearch.report.study import load_study
+    from plsearch.search.confirm_section import parse_confirm_section
+    from plsearch.search.references import load_references
+    from plsearch.search.space import parse_space
+    from plsearch.search.storage import parse_storage
+    from plsearch.search.study import SPACE_ATTR
+    from plsearch.studies.confirm import (
         aggregate,
         confirm_jobs,
         fold_split_files,
@@ -100,15 +109,6 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
         search_candidates,
         size_objectives,
     )
-    from plsearch.confirm_report import markdown, plot_confirmed, write_csv
-    from plsearch.gate import parse_sets
-    from plsearch.naming import study_ref
-    from plsearch.report import load_study
-    from plsearch.search.confirm_section import parse_confirm_section
-    from plsearch.search.references import load_references
-    from plsearch.search.space import parse_space
-    from plsearch.search.storage import parse_storage
-    from plsearch.search.study import SPACE_ATTR
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
@@ -118,7 +118,7 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     if args.device and args.devices:
         raise CLIError("--device and --devices both given; use --devices for one worker per device, else --device")
     if args.artifacts is not None:  # before anything is written
-        from plsearch.artifacts import check_store_path
+        from plsearch.infer.artifacts import check_store_path
 
         check_store_path(args.artifacts)
     trials = _trial_numbers(args.trials)
@@ -156,7 +156,7 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     )
     folds = []
     if folds_k:
-        from plsearch.config import apply_overrides
+        from plsearch.config.schema import apply_overrides
 
         folds = fold_split_files(apply_overrides(cands[0].config, overrides), folds_k, confirm_dir / "folds")
     jobs = confirm_jobs(cands, overrides, seeds=seeds, folds=folds)
@@ -169,7 +169,7 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     if args.plan:
         import torch
 
-        from plsearch.runplan import plan_lines
+        from plsearch.studies.runplan import plan_lines
 
         cuda = any(str(x).startswith("cuda") for x in [args.device, *devices]) or (
             args.device is None and not devices and torch.cuda.is_available()
@@ -182,7 +182,7 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     claim_results(out, study.study_name, storage=ref.storage, force=args.force)
     spec = parse_storage(ref.storage, out) if ref.storage else None
     t0 = time.perf_counter()
-    from plsearch.runs import run_jobs
+    from plsearch.studies.runs import run_jobs
 
     runs_storage = spec.target if spec is not None and spec.kind == "rdb" else None
     shown = _runs_progress(jobs, confirm_dir, f"{study.study_name}-confirm", runs_storage)
@@ -239,16 +239,16 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
 def _runs_progress(jobs: Sequence[Any], folder: Any, name: str, storage: str | None) -> Any:
     """A progress display over the confirm runs (stderr; plain lines in logs), counting those already done."""
     from plsearch.progress import progress
-    from plsearch.runs import open_runs, results
+    from plsearch.studies.runs import open_runs, results
 
     done = len(results(open_runs(folder, name, storage=storage), [j.key for j in jobs]))
     return progress(total=len(jobs), desc="confirm runs", unit="run", initial=done, heartbeat=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from plsearch.data import DataError
-    from plsearch.naming import NamingError
-    from plsearch.report import ReportError
+    from plsearch.config.naming import NamingError
+    from plsearch.data.dataset import DataError
+    from plsearch.report.study import ReportError
     from plsearch.search.space import SearchSpaceError
 
     return run_cli(lambda: _body(argv), (SearchSpaceError, DataError, NamingError, ReportError))

@@ -35,9 +35,9 @@ def build_parser() -> Parser:
 def _run_data(checkpoint: str) -> str | None:
     """The data folder a checkpoint's run trained on (None: the synthetic set, or a checkpoint that cannot
     be read here: evaluating it says why)."""
-    from plsearch.checkpoint import read_checkpoint
+    from plsearch.infer.segmenter import resolve_checkpoint
+    from plsearch.nn.checkpoint import read_checkpoint
     from plsearch.outputs import named_data
-    from plsearch.segmenter import resolve_checkpoint
 
     try:
         run = read_checkpoint(resolve_checkpoint(checkpoint)).get("run_config") or {}
@@ -49,8 +49,8 @@ def _run_data(checkpoint: str) -> str | None:
 
 def _evaluate(argv: Sequence[str] | None) -> int:
     from plsearch.cli.formatting import format_metrics
-    from plsearch.evaluate import evaluate_checkpoint
-    from plsearch.gate import check_device
+    from plsearch.config.gate import check_device
+    from plsearch.infer.evaluate import evaluate_checkpoint
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
@@ -58,8 +58,8 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     device = check_device(args.device)
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder {args.data} does not exist; pass a folder with images/ and masks/")
-    if args.trial:  # its kept weights (plsearch.artifacts); the default output goes next to the study
-        from plsearch.naming import parse_trial_ref
+    if args.trial:  # its kept weights (plsearch.infer.artifacts); the default output goes next to the study
+        from plsearch.config.naming import parse_trial_ref
 
         ref = parse_trial_ref(args.trial)
         args.checkpoint = args.trial

@@ -33,9 +33,9 @@ def build_parser() -> Parser:
 
 
 def _export(argv: Sequence[str] | None) -> int:
-    from plsearch.export import export_model, verify
+    from plsearch.infer.export import export_model, verify
+    from plsearch.infer.segmenter import load
     from plsearch.outputs import check_out
-    from plsearch.segmenter import load
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
@@ -62,8 +62,8 @@ def _export(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with one ``error:`` line for bad input)."""
-    from plsearch.artifacts import ArtifactError
-    from plsearch.checkpoint import CheckpointError
+    from plsearch.infer.artifacts import ArtifactError
+    from plsearch.nn.checkpoint import CheckpointError
 
     return run_cli(lambda: _export(argv), user_errors=(ArtifactError, CheckpointError))
 

@@ -79,7 +79,7 @@ def build_parser() -> Parser:
 
 
 def _sets(items: Sequence[str], flag: str, space: Any) -> dict[str, Any]:
-    from plsearch.gate import parse_sets
+    from plsearch.config.gate import parse_sets
 
     values = parse_sets(items)
     searched = {a.path for a in space.axes} & set(values)
@@ -98,9 +98,9 @@ def _body(argv: Sequence[str] | None) -> int:
 
 def _fidelity(argv: Sequence[str] | None, held: ExitStack) -> int:
     from plsearch.cli.runs import run_line
-    from plsearch.fidelity import FidelityConfig, fidelity_jobs, write_outputs
-    from plsearch.runs import run_jobs
     from plsearch.search.space import load_space
+    from plsearch.studies.fidelity import FidelityConfig, fidelity_jobs, write_outputs
+    from plsearch.studies.runs import run_jobs
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)
@@ -143,7 +143,7 @@ def _fidelity(argv: Sequence[str] | None, held: ExitStack) -> int:
         flush=True,
     )
     if args.plan:
-        from plsearch.runplan import plan_lines
+        from plsearch.studies.runplan import plan_lines
 
         cuda = any(str(d).startswith("cuda") for d in [args.device, *devices])
         for line in plan_lines(jobs, (args.tflops or (100.0 if cuda else 0.03)) * 1e12, "cuda" if cuda else "cpu"):
@@ -176,7 +176,7 @@ def _fidelity(argv: Sequence[str] | None, held: ExitStack) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from plsearch.data import DataError
+    from plsearch.data.dataset import DataError
     from plsearch.search.space import SearchSpaceError
 
     return run_cli(lambda: _body(argv), (SearchSpaceError, DataError))

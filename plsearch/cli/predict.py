@@ -39,9 +39,9 @@ def build_parser() -> Parser:
 
 
 def _predict(argv: Sequence[str] | None) -> int:
+    from plsearch.infer.predict import predict_checkpoint
     from plsearch.outputs import check_out
-    from plsearch.predict import predict_checkpoint
-    from plsearch.train import resolve_device
+    from plsearch.train.fit import resolve_device
 
     args = build_parser().parse_args(argv_or_sys(argv))
     setup_logging(args.verbose)

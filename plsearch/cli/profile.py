@@ -37,9 +37,9 @@ def _model_config(args: argparse.Namespace) -> Any:
     """The ``ModelConfig`` to profile: --config or the preset, with --set (model fields) over it."""
     import yaml
 
-    from plsearch.config import ModelConfig
-    from plsearch.gate import parse_sets
-    from plsearch.presets import preset_config
+    from plsearch.config.gate import parse_sets
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import ModelConfig
 
     sets = parse_sets(args.set)
     other = [k for k in sets if not k.startswith("model.")]
@@ -66,10 +66,10 @@ def _model_config(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from plsearch.gate import check_image_size
-        from plsearch.model import PLNet
-        from plsearch.presets import list_models
-        from plsearch.profile import profile
+        from plsearch.config.gate import check_image_size
+        from plsearch.config.presets import list_models
+        from plsearch.nn.model import PLNet
+        from plsearch.nn.profile import profile
 
         args = build_parser().parse_args(argv_or_sys(argv))
         check_positive(args, "batch_size", "repeats")
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_cfg = _model_config(args)
         size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
         check_image_size(model_cfg, size, what="--input-size")
-        from plsearch.memory import check_fits
+        from plsearch.graph.memory import check_fits
 
         check_fits(model_cfg, size, batch=args.batch_size, device=device, flag="--input-size")  # before any tensor
         model = PLNet.from_config(model_cfg)
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in rows:
                 print(f"{k:<{width}}  {v}")
         if args.draw:
-            from plsearch.draw import draw_wiring
+            from plsearch.graph.draw import draw_wiring
 
             print(f"wiring drawn to {draw_wiring(model.wiring, args.draw)}")
         if args.summary:

@@ -10,7 +10,7 @@ import os
 from typing import Sequence
 
 from plsearch.cli import Parser, argv_or_sys, run_cli, setup_logging
-from plsearch.naming import STORAGE_ENV, add_study_args
+from plsearch.config.naming import STORAGE_ENV, add_study_args
 
 
 def build_parser() -> Parser:
@@ -29,7 +29,7 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from plsearch.report import load_study, write_report
+        from plsearch.report.study import load_study, write_report
         from plsearch.search.pareto import beaten_line, pareto_markdown
         from plsearch.search.records import study_metric_names
         from plsearch.search.references import load_references

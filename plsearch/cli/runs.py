@@ -27,7 +27,7 @@ def run_line(row: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from plsearch.runs import open_runs, work
+        from plsearch.studies.runs import open_runs, work
 
         p = Parser(prog="python -m plsearch.runs", description="Run the waiting jobs of a runs study.")
         p.add_argument("--out", required=True, help="the folder holding runs.journal and runs/")

@@ -24,9 +24,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
-from plsearch.artifacts import DEFAULT_KEEP_TOP
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, check_seed, run_cli, setup_logging
-from plsearch.naming import study_name_arg
+from plsearch.config.naming import study_name_arg
+from plsearch.infer.artifacts import DEFAULT_KEEP_TOP
 
 
 def build_parser() -> Parser:
@@ -126,9 +126,9 @@ def trial_line(rec: dict[str, Any]) -> str:
 
 
 def _extra(args: Any, space: Any) -> dict[str, Any]:
-    """--set, --data and --device as config overrides for every trial (``plsearch.gate``'s dialect)."""
+    """--set, --data and --device as config overrides for every trial (``plsearch.config.gate``'s dialect)."""
     from plsearch.cli import parse_device
-    from plsearch.gate import check_value, parse_sets
+    from plsearch.config.gate import check_value, parse_sets
 
     extra = parse_sets(args.set)
     searched = {a.path for a in space.axes}
@@ -148,10 +148,10 @@ def _extra(args: Any, space: Any) -> dict[str, Any]:
 
 
 def _draw(args: Any) -> Any:
-    """``plsearch.report.draw_plots`` unless --no-plots."""
+    """``plsearch.report.study.draw_plots`` unless --no-plots."""
     if args.no_plots:
         return None
-    from plsearch.report import draw_plots
+    from plsearch.report.study import draw_plots
 
     return lambda study, out, refs: draw_plots(study, out, references=refs)
 
@@ -211,7 +211,7 @@ def _on_trial(shown: Any) -> Any:
 
 def _check_artifacts(args: Any) -> None:
     """--keep-top and --artifacts, before anything is written."""
-    from plsearch.artifacts import ArtifactError, check_store_path
+    from plsearch.infer.artifacts import ArtifactError, check_store_path
 
     if args.keep_top is not None and args.keep_top < 0:
         raise CLIError(f"--keep-top must be 0 or more, got {args.keep_top}; 0 keeps only the Pareto set's weights")
@@ -286,7 +286,7 @@ def _cap_memory(device: str | None) -> None:
             f"{MEMORY_FRACTION_ENV}={text!r} is not a number; unset it or give a fraction such as 0.5"
         ) from None
     from plsearch.cli import parse_device
-    from plsearch.speed import cap_cuda_memory
+    from plsearch.nn.speed import cap_cuda_memory
 
     cap_cuda_memory(parse_device(device), fraction)
 
@@ -496,7 +496,7 @@ def _search(argv: Sequence[str] | None) -> int:
 def _search_held(argv: Sequence[str] | None, held: ExitStack) -> int:
     import time
 
-    from plsearch.naming import study_ref
+    from plsearch.config.naming import study_ref
     from plsearch.search.pareto import beaten_line, degenerate_line, pareto_markdown
     from plsearch.search.references import load_references
     from plsearch.search.runner import prepare, run_trials
@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with one ``error:`` line for bad input, 130 on Ctrl-C)."""
     import signal
 
-    from plsearch.data import DataError
+    from plsearch.data.dataset import DataError
     from plsearch.search.runner import SearchError
     from plsearch.search.space import SearchSpaceError
     from plsearch.search.storage import redact

@@ -50,7 +50,7 @@ def _stem(table: Path) -> str:
 
 def _plan(args: Any, table: Path, plan_path: Path) -> Any:
     from plsearch.search.space import load_space
-    from plsearch.table import make_plan, read_plan, write_plan
+    from plsearch.studies.table import make_plan, read_plan, write_plan
 
     stored = read_plan(plan_path)
     space = load_space(args.space)
@@ -98,8 +98,8 @@ def _plan(args: Any, table: Path, plan_path: Path) -> Any:
 
 
 def _body(argv: Sequence[str] | None) -> int:
-    from plsearch.table import read_rows, summary, summary_markdown
-    from plsearch.table_record import plan_report, record
+    from plsearch.studies.record import plan_report, record
+    from plsearch.studies.table import read_rows, summary, summary_markdown
 
     raw = argv_or_sys(argv)
     args = build_parser().parse_args(raw)
@@ -122,7 +122,7 @@ def _body(argv: Sequence[str] | None) -> int:
     flags += [f for f in ("--no-family", "--no-nested") if f in raw]
     command = "python -m plsearch.table " + " ".join(flags)  # what records this table (chunk flags left out)
     if args.summary:
-        from plsearch.table import read_plan
+        from plsearch.studies.table import read_plan
 
         plan = read_plan(plan_path)
         if plan is None:
@@ -159,7 +159,7 @@ def _body(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from plsearch.data import DataError
+    from plsearch.data.dataset import DataError
     from plsearch.search.space import SearchSpaceError
 
     return run_cli(lambda: _body(argv), (SearchSpaceError, DataError))

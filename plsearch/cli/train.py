@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from plsearch.cli import CLIError, Parser, argv_or_sys, check_positive, run_cli, setup_logging
 from plsearch.cli.formatting import format_metrics
-from plsearch.config import DataConfig, RunConfig, qualify_key
-from plsearch.gate import parse_sets
+from plsearch.config.gate import parse_sets
+from plsearch.config.schema import DataConfig, RunConfig, qualify_key
 
 __all__ = ["main", "build_parser", "resolve_config", "parse_sets", "qualify_key", "format_metrics"]
 
@@ -54,12 +54,12 @@ def build_parser() -> Parser:
 
 
 def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
-    """The run's config before the data is read (``plsearch.gate.resolve``): a resumed run's own (plus
+    """The run's config before the data is read (``plsearch.config.gate.resolve``): a resumed run's own (plus
     flags), else preset + --data + --set + flags. The second ``resolve`` in ``_train`` adds the data."""
-    from plsearch.checkpoint import check_resumable, read_checkpoint
-    from plsearch.gate import resolve
+    from plsearch.config.gate import resolve
+    from plsearch.config.presets import preset_config
+    from plsearch.nn.checkpoint import check_resumable, read_checkpoint
     from plsearch.outputs import RUN_FILES, check_out, claim_folder, named_data
-    from plsearch.presets import preset_config
 
     out = Path(args.out)
     check_out(out, inputs=[args.data or None])  # an existing file, or inside the data: refused
@@ -85,7 +85,7 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
                 f"--resume continues the run's own model; {changed[0]} would change it, drop that "
                 "--set or train a new run with another --out"
             )
-        from plsearch.model import PLNet
+        from plsearch.nn.model import PLNet
 
         shapes = {k: tuple(v.shape) for k, v in PLNet.from_config(resumed.model).state_dict().items()}
         check_resumable(out, resumed.model.to_dict(), shapes)  # last.pt and best.pt of this model, before any write
@@ -98,8 +98,8 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
     if getattr(args, "trial", None):  # a found config, retrained (at the fidelity the flags and --set give)
         from dataclasses import replace
 
-        from plsearch.artifacts import trial_config
-        from plsearch.naming import parse_trial_ref
+        from plsearch.config.naming import parse_trial_ref
+        from plsearch.infer.artifacts import trial_config
 
         cfg = trial_config(parse_trial_ref(args.trial))
         if args.data:
@@ -127,19 +127,19 @@ def _train_held(args: argparse.Namespace) -> int:
     """The training run, while this process holds the run folder's lock (``plsearch.locks``)."""
     import torch
 
-    from plsearch.config import to_yaml
-    from plsearch.data import load_splits, peek
-    from plsearch.gate import check_device, resolve
-    from plsearch.metrics import evaluate_model
-    from plsearch.model import PLNet
-    from plsearch.train import fit
+    from plsearch.config.gate import check_device, resolve
+    from plsearch.config.schema import to_yaml
+    from plsearch.data.dataset import load_splits, peek
+    from plsearch.nn.model import PLNet
+    from plsearch.train.fit import fit
+    from plsearch.train.metrics import evaluate_model
 
     cfg, overrides = resolve_config(args)  # image size against stride, before the data is read
     device = check_device(cfg.train.device)
     head = peek(cfg.data)  # a volume folder's channels and dims, from the file headers: nothing decoded yet
     if head is not None:
         cfg = resolve(cfg, {k: v for k, v in overrides.items() if k == "model.in_channels"}, data=head)
-    from plsearch.memory import check_fits
+    from plsearch.graph.memory import check_fits
     from plsearch.outputs import RUN_FILES, claim_folder, record_written
 
     check_fits(  # before the data is decoded and cached (2D: in_channels may still follow the images)
@@ -212,7 +212,7 @@ def _train_held(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with one ``error:`` line for bad input)."""
-    from plsearch.train import NonFiniteLossError
+    from plsearch.train.fit import NonFiniteLossError
 
     return run_cli(lambda: _train(argv), user_errors=(NonFiniteLossError,))
 

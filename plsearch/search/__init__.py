@@ -7,7 +7,12 @@
 - ``runner``: the resumable trial loop (``run_search``); ``references``: presets at the same fidelity;
 - ``storage``: SQLite / journal file / PostgreSQL specs, one-line errors, ``redact_url``;
 - ``workers``: several workers on one study (stale trials, exact counts, heartbeats, ``--workers``);
-- ``records``: trial records, Pareto front and the files holding them.
+- ``records``: trial records, Pareto front and the files holding them;
+- ``pareto``: the Pareto front of a study's records and its table; ``asha``: multi-objective successive halving;
+- ``parsing``: the space file's section parsers; ``budgets``: budgets relative to a preset;
+- ``start``: start configs; ``study``: opening a search's study; ``studies``: opening one read-only;
+- ``datacache``: one loaded copy of the splits per fidelity; ``provenance``: versions and git revision;
+- ``confirm_section``: the ``confirm:`` section of a space file.
 Optuna is imported inside functions, so importing this package stays light.
 """
 

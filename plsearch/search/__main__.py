@@ -1,6 +1,5 @@
-"""``python -m plsearch.search --space FILE``: see ``plsearch.cli.search``."""
+"""`python -m plsearch.search --space FILE`: the search command (plsearch.cli.search)."""
 
 from plsearch.cli.search import main
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+raise SystemExit(main())

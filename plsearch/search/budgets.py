@@ -3,7 +3,7 @@
 An absolute budget means nothing once the fidelity changes (a MACs figure at 32 px and width 4 is
 over every net at 64 px), so a budget may name a preset instead: the preset's size at the space's
 fidelity (its width scaled like the references', ``plsearch.search.references``), times ``times``.
-Resolved when the space is parsed, analytically (``plsearch.wiring.estimate``), no torch.
+Resolved when the space is parsed, analytically (``plsearch.graph.wiring.estimate``), no torch.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plsearch.config import ModelConfig
+from plsearch.config.schema import ModelConfig
 
 PRESET_KEYS = {"at_most", "times"}
 
@@ -19,7 +19,7 @@ PRESET_KEYS = {"at_most", "times"}
 def preset_at_fidelity(name: str, fixed: Mapping[str, Any]) -> ModelConfig:
     """Preset ``name`` as the references train it at a space's fidelity (``fixed``: ``{"model.base_width": 4, ...}``):
     its own shape, width ``preset base_width * space base_width / 32``, the space's channels and classes."""
-    from plsearch.presets import preset_config
+    from plsearch.config.presets import preset_config
 
     default = ModelConfig()
     width = float(fixed.get("model.base_width", default.base_width))
@@ -39,8 +39,8 @@ def resolve_budget(metric: str, spec: Mapping[str, Any], fixed: Mapping[str, Any
     Raises:
         ValueError: unknown keys or preset, a non-positive ``times``, or a metric that is not analytic.
     """
-    from plsearch.presets import list_models
-    from plsearch.wiring import estimate
+    from plsearch.config.presets import list_models
+    from plsearch.graph.wiring import estimate
 
     bad = sorted(set(map(str, spec)) - PRESET_KEYS)
     if bad or "at_most" not in spec:

@@ -46,7 +46,7 @@ def parse_confirm_section(raw: Any) -> ConfirmSection:
         raise ValueError(  # noqa: TRY004
             "confirm.fidelity must map dotted config paths to values, e.g. {train.epochs: 60}"
         )
-    from plsearch.gate import check_value
+    from plsearch.config.gate import check_value
 
     checked = {}
     for path, value in fidelity.items():

@@ -6,7 +6,7 @@ Outcomes, as recorded in storage (user attr ``fail_reason`` says why a trial did
   infeasible (constraint ``valid`` = 1), not trained;
 - over a budget in ``constraints:``: COMPLETE but infeasible (``<metric>`` > 0), not trained;
 - degenerate: trained, but its best val Dice does not beat the best trivial predictor's (all background
-  or all foreground, ``plsearch.metrics.trivial_dice`` on the same split) by at least the space's
+  or all foreground, ``plsearch.train.metrics.trivial_dice`` on the same split) by at least the space's
   ``trivial_margin`` (default 0.05; with 0, by anything): COMPLETE but infeasible (``valid`` = 1, user
   attr ``degenerate``), never on the front;
 - non-finite loss (``NonFiniteLossError``): COMPLETE but infeasible (``valid`` = 1): the config
@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from plsearch.config import ConfigError, RunConfig
+from plsearch.config.schema import ConfigError, RunConfig
 from plsearch.search.datacache import load_data
 from plsearch.search.registries import (  # noqa: F401  (re-exported: the names callers know)
     BUILTIN_METRICS,
@@ -90,7 +90,9 @@ class Objective:
         self.extra = dict(extra or {})
         self.metrics = [resolve_metric(o.name) for o in space.objectives]
         self._trivial: dict[Any, dict[str, float]] = {}
-        self.artifacts: Any = None  # an artifact store: keep each trained trial's best weights (plsearch.artifacts)
+        self.artifacts: Any = (
+            None  # an artifact store: keep each trained trial's best weights (plsearch.infer.artifacts)
+        )
         self.keep_top: int | None = None  # prune kept weights to the Pareto set + top k (None: artifacts' default)
 
     def worst(self, prof: Mapping[str, Any]) -> list[float]:
@@ -112,14 +114,14 @@ class Objective:
 
     def measure(self, cfg: RunConfig) -> dict[str, Any]:
         """params and MACs analytically (milliseconds); latency on the built model if asked."""
-        from plsearch.wiring import estimate
+        from plsearch.graph.wiring import estimate
 
         est = estimate(cfg.model, cfg.data.image_size)
         prof: dict[str, Any] = {"params": int(est.params), "macs": int(est.macs), "latency_ms": None}
         if self.space.latency:
             import plsearch
-            from plsearch.gate import check_device
-            from plsearch.model import PLNet
+            from plsearch.config.gate import check_device
+            from plsearch.nn.model import PLNet
 
             p = plsearch.profile(
                 PLNet.from_config(cfg.model), cfg.data.image_size, memory=False, device=check_device(cfg.train.device)
@@ -177,9 +179,9 @@ class Objective:
         return self._train(trial, cfg, prof, callback, floor)
 
     def trivial(self, cfg: RunConfig) -> dict[str, float]:
-        """The trivial predictors' val Dice on this trial's validation split (``plsearch.metrics.trivial_dice``),
+        """The trivial predictors' val Dice on this trial's validation split (``plsearch.train.metrics.trivial_dice``),
         computed once per split."""
-        from plsearch.metrics import trivial_dice
+        from plsearch.train.metrics import trivial_dice
 
         key = (cfg.data, cfg.model.num_classes)
         if key not in self._trivial:
@@ -207,7 +209,7 @@ class Objective:
         import optuna
         import torch
 
-        from plsearch.train import NonFiniteLossError
+        from plsearch.train.fit import NonFiniteLossError
 
         try:
             keep = (lambda model: self._keep(trial, model, cfg)) if self.artifacts is not None else None
@@ -250,7 +252,7 @@ class Objective:
 
     def _keep(self, trial: Any, model: Any, cfg: RunConfig) -> None:
         """Store the trained weights as an artifact of ``trial``, then bound the disk (Pareto set + top k)."""
-        from plsearch.artifacts import DEFAULT_KEEP_TOP, keep_model, prune
+        from plsearch.infer.artifacts import DEFAULT_KEEP_TOP, keep_model, prune
 
         try:
             keep_model(trial, model, self.artifacts, run_config=cfg)
@@ -275,8 +277,8 @@ def train_and_score(
     """
     import torch
 
-    from plsearch.model import PLNet
-    from plsearch.train import fit
+    from plsearch.nn.model import PLNet
+    from plsearch.train.fit import fit
 
     splits = load_data(cfg.data, cfg.model.num_classes)
     torch.manual_seed(cfg.train.seed)  # initial weights are part of the trial's seed

@@ -1,8 +1,8 @@
 """The search-space file's section parsers: config paths, values, axes, objectives, sampler, pruning.
 
 ``plsearch.search.space.parse_space`` calls one public ``parse_*`` function per section. Values
-for config paths are checked by ``plsearch.gate.check_value`` (the field's own rules); combinations
-are ``plsearch.gate.resolve``'s when a trial is built. Imports no torch and, for names, no optuna.
+for config paths are checked by ``plsearch.config.gate.check_value`` (the field's own rules); combinations
+are ``plsearch.config.gate.resolve``'s when a trial is built. Imports no torch and, for names, no optuna.
 Every problem raises ``SearchSpaceError`` with one line naming the key and what is allowed.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from plsearch.config import ConfigError, path_type, yaml_number
-from plsearch.gate import check_value as gate_check_value
+from plsearch.config.gate import check_value as gate_check_value
+from plsearch.config.schema import ConfigError, path_type, yaml_number
 from plsearch.search.registries import get_sampler, list_samplers, resolve_metric
 
 SECTIONS = (
@@ -103,7 +103,7 @@ def _field_type(path: str) -> Any:
 
 
 def check_value(path: str, value: Any) -> Any:
-    """``value`` for ``path``, coerced and checked against the field's own rules (``plsearch.gate``)."""
+    """``value`` for ``path``, coerced and checked against the field's own rules (``plsearch.config.gate``)."""
     _field_type(path)
     try:
         return gate_check_value(path, value)
@@ -309,7 +309,7 @@ def parse_pruning(pr: Any) -> Pruning:
 
 
 def parse_references(refs: Any) -> tuple[str, ...]:
-    from plsearch.presets import list_models
+    from plsearch.config.presets import list_models
 
     refs = [] if refs is False or refs is None else refs
     if not isinstance(refs, list) or any(r not in list_models() for r in refs):

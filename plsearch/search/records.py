@@ -1,6 +1,6 @@
 """Trial records (one plain dict per finished trial) and the files that hold them.
 
-Everything here is derived from the study's storage, so ``plsearch.report`` can rewrite it any time:
+Everything here is derived from the study's storage, so ``plsearch.report.study`` can rewrite it any time:
 ``trials.jsonl`` (one record per finished trial), ``pareto.csv``, ``pareto.md`` and
 ``pareto/trial_<n>.yaml`` (the ``ModelConfig`` dict that ``PLNet.from_config`` loads). The front
 and its table are ``plsearch.search.pareto``'s; versions and git revision ``plsearch.search.provenance``'s.

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from plsearch.config import ConfigError, ModelConfig, RunConfig
+from plsearch.config.schema import ConfigError, ModelConfig, RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
@@ -35,8 +35,8 @@ WEIGHTS_DIR = "references"
 
 def reference_config(space: "SearchSpace", name: str, extra: Mapping[str, Any] | None = None) -> RunConfig:
     """Preset ``name`` at the space's fidelity (fixed data/train values, scaled width), through the gate."""
-    from plsearch.gate import resolve
-    from plsearch.presets import preset_config
+    from plsearch.config.gate import resolve
+    from plsearch.config.presets import preset_config
     from plsearch.search.datacache import load_data
 
     given = [(p, v) for p, v in (*space.fixed, *(extra or {}).items())]
@@ -87,7 +87,7 @@ def train_references(
 
     A record holds ``config``, ``key``, ``profile`` (params, macs), ``metrics`` (val_dice, ...),
     ``seconds`` and ``fail_reason`` (None unless training failed). When the space searches ``train.lr``,
-    each preset trains at ``plsearch.lr.lr_candidates(space)`` (3 rates spread over the axis) and keeps
+    each preset trains at ``plsearch.train.lr.lr_candidates(space)`` (3 rates spread over the axis) and keeps
     the best on validation (``lr``, ``lr_tried``; ``config`` holds the chosen rate): the same rule
     confirmation runs use, so no preset is compared at a rate that does not suit it.
     ``on_reference(name, record, cached)`` is called after each one. ``workers`` > 1 trains that many
@@ -96,7 +96,7 @@ def train_references(
     (module docstring); without it they stay in ``<out>/references/<name>.pt``. Either way the record's
     ``checkpoint`` is a file ``plsearch.load`` reads.
     """
-    from plsearch.lr import lr_candidates
+    from plsearch.train.lr import lr_candidates
 
     out = Path(out_dir)
     cache = load_references(out)
@@ -175,7 +175,7 @@ def _one_thread() -> None:
 
 def _to_store(name: str, path: Path, keep: tuple[Any, Any], old_id: str | None) -> dict[str, Any]:
     """Upload a reference's checkpoint as a study artifact; ``checkpoint`` becomes the stored file."""
-    from plsearch.artifacts import keep_checkpoint, stored_file
+    from plsearch.infer.artifacts import keep_checkpoint, stored_file
 
     study, store = keep
     try:
@@ -209,9 +209,9 @@ def _train_one(
     With ``out``, the chosen rate's best weights are written to ``<out>/references/<name>.pt`` here
     (in the worker process when references train in parallel) and the record's ``checkpoint`` names it.
     """
-    from plsearch.artifacts import save_model
-    from plsearch.lr import choose_lr
+    from plsearch.infer.artifacts import save_model
     from plsearch.search.objective import Objective, train_and_score
+    from plsearch.train.lr import choose_lr
 
     t0 = time.perf_counter()
     prof = Objective(space, extra).measure(cfg)

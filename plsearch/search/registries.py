@@ -1,6 +1,6 @@
 """The search's extension points, one registry shape each: metrics, samplers and pruners.
 
-Same shape as blocks and presets (``plsearch.registry.Registry``): ``register_x`` / ``list_x`` /
+Same shape as blocks and presets (``plsearch.config.registry.Registry``): ``register_x`` / ``list_x`` /
 ``get_x``; unknown names raise a ``ValueError`` listing what is allowed; built-ins are listed by name
 and imported on first use, so parsing a space imports neither torch nor (for names) optuna.
 
@@ -21,8 +21,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
-from plsearch.config import RunConfig
-from plsearch.registry import Registry, RegistryError
+from plsearch.config.registry import Registry, RegistryError
+from plsearch.config.schema import RunConfig
 
 T = TypeVar("T")
 

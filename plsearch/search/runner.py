@@ -76,7 +76,7 @@ class Search:
     run_id: str
     heartbeat: tuple[int, int] | None  # (interval, grace) seconds when the storage records heartbeats
     note: Callable[[str], None]
-    store: Any = None  # the artifact store of kept weights (plsearch.artifacts.open_store)
+    store: Any = None  # the artifact store of kept weights (plsearch.infer.artifacts.open_store)
     keep_top: int | None = None  # weights kept: Pareto set + top k (None: artifacts.DEFAULT_KEEP_TOP)
 
     @property
@@ -139,7 +139,7 @@ def prepare(
     parallel = spec.shared and (workers > 1 or worker_index is not None or spec.kind == "rdb")
     offset = int(run_id, 16) % 100_000 if parallel else 0  # workers started together sample differently
     study = open_study(space, open_storage(spec, heartbeat=beat), name, space.seed + offset, parallel)
-    from plsearch.artifacts import ArtifactError, open_store
+    from plsearch.infer.artifacts import ArtifactError, open_store
 
     try:
         store = open_store(study, out, artifacts)  # before any training: a conflicting --artifacts stops here
@@ -197,15 +197,15 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
 
-    from plsearch.data import DataError
-    from plsearch.gate import DeviceError
+    from plsearch.config.gate import DeviceError
+    from plsearch.data.dataset import DataError
     from plsearch.search.objective import Objective
     from plsearch.search.provenance import environment
     from plsearch.search.records import trial_record, write_outputs
     from plsearch.search.workers import Heartbeat, is_surplus
 
     objective, env = Objective(s.space, s.extra), environment()
-    from plsearch.artifacts import open_store
+    from plsearch.infer.artifacts import open_store
 
     # each trained trial's best weights, in the study's artifact store (OUT/artifacts unless --artifacts)
     objective.artifacts = s.store if s.store is not None else open_store(s.study, s.out)
@@ -273,7 +273,7 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
                 continue
         ran += 1
         if objective.artifacts is not None:  # the finished trial may push earlier ones off the front
-            from plsearch.artifacts import bound
+            from plsearch.infer.artifacts import bound
 
             bound(s.study, objective.artifacts, s.keep_top)
         frozen = s.study._storage.get_trial(trial._trial_id)
@@ -294,7 +294,7 @@ def finish(
     s: Search, references: Mapping[str, dict] | None = None, draw: Draw | None = None, ran: int = 0
 ) -> SearchResult:
     """Write records and Pareto files from the storage, then ``draw(study, out, references)`` (e.g.
-    ``plsearch.report.draw_plots``, a layer above this one) if given; returns the ``SearchResult``."""
+    ``plsearch.report.study.draw_plots``, a layer above this one) if given; returns the ``SearchResult``."""
     from plsearch.search.records import write_outputs
 
     records, rows = write_outputs(s.study, s.out)
@@ -332,7 +332,7 @@ def run_search(
     Args:
         extra: config overrides applied to every trial, e.g. ``{"data.root": DIR, "train.device": "cuda"}``.
         draw: ``draw(study, out_dir, references) -> {name: path}`` at the end, e.g.
-            ``plsearch.report.draw_plots`` (the search layer does not import the report layer).
+            ``plsearch.report.study.draw_plots`` (the search layer does not import the report layer).
         on_trial: called with each finished trial's record; ``on_event`` with one-line notes;
             ``on_stage(stage, done, total)`` as the references (``"references"``, 0, how many) and the
             trials (``"trials"``, finished so far, ``n_trials``) start, e.g. for a progress display.

@@ -23,7 +23,7 @@ A space file has search axes (top-level keys that are dotted config paths) and s
     start: [{model.steps: 1, model.ocs: 0.5, ...}]       # whole configs trained first (plsearch.search.start)
     imports: [my_blocks.py, mypkg.metrics]               # plug-ins: register blocks/metrics first
 
-Extending without touching plsearch: register a block (``plsearch.registry.register_block``) or a
+Extending without touching plsearch: register a block (``plsearch.config.registry.register_block``) or a
 metric (``plsearch.search.register_metric`` or ``objectives: [{metric: "module:function", ...}]``)
 in a module the space lists under ``imports:`` (see examples/custom_block_search.py).
 
@@ -40,8 +40,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from plsearch.config import ConfigError, RunConfig, yaml_number
-from plsearch.gate import resolve
+from plsearch.config.gate import resolve
+from plsearch.config.schema import ConfigError, RunConfig, yaml_number
 from plsearch.search.confirm_section import parse_confirm_section
 from plsearch.search.parsing import (
     DEFAULT_REFERENCES,
@@ -116,7 +116,7 @@ class SearchSpace:
     def build(
         self, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None, *, data: Any = None
     ) -> RunConfig:
-        """``RunConfig`` defaults + fixed values + ``params`` (+ ``extra``), through ``plsearch.gate.resolve``.
+        """``RunConfig`` defaults + fixed values + ``params`` (+ ``extra``), through ``plsearch.config.gate.resolve``.
 
         ``data`` (the loaded splits, or a channel count) sets ``model.in_channels``.
 
@@ -156,7 +156,7 @@ def load_space(path: str | Path) -> SearchSpace:
             f"search space {str(p)!r} not found; pass --space with an existing YAML file (e.g. search_spaces/tiny.yaml)"
         )
     try:
-        from plsearch.safeyaml import YamlLimitError, load_yaml
+        from plsearch.config.safeyaml import YamlLimitError, load_yaml
 
         try:
             data = load_yaml(p, what="search space")  # size and alias-expansion bounds

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from plsearch.naming import StudyRef
+from plsearch.config.naming import StudyRef
 
 
 class ReportError(ValueError):

@@ -37,8 +37,8 @@ def make_sampler(space: "SearchSpace", seed: int, parallel: bool = False) -> Any
 
 def check_inputs(space: "SearchSpace", extra: Mapping[str, Any]) -> None:
     """Load the data and check the image size against the networks' stride; raises DataError/SearchError."""
-    from plsearch.config import ConfigError
-    from plsearch.gate import StrideError
+    from plsearch.config.gate import StrideError
+    from plsearch.config.schema import ConfigError
     from plsearch.search.datacache import load_data
 
     cfgs, small = [], []

@@ -37,6 +37,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from plsearch.locks import pid_alive, pid_started_at  # noqa: F401 - also imported from here
+
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 MEMORY_FRACTION_ENV = "PLSEARCH_CUDA_MEMORY_FRACTION"
@@ -62,35 +64,6 @@ def assign_devices(
 
 def worker_tag(run_id: str) -> str:
     return f"{HOST}:{os.getpid()}:{run_id}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Does process ``pid`` exist on this host (zombies, killed but not yet reaped, count as dead)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OverflowError, ValueError):
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def pid_started_at(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds, from /proc), or None where that is unknown."""
-    try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
 
 
 def owner_state(worker: str | None, run_id: str, since: datetime | None = None) -> str:
@@ -324,9 +297,9 @@ def usable_cores() -> int:
 def step_macs(values: Mapping[str, Any]) -> float | None:
     """Train-step MACs of PL-Net at a search's fidelity (``values``: dotted paths -> fixed values),
     the yardstick for a trial's size; None where it cannot be estimated."""
-    from plsearch.config import DataConfig, ModelConfig, TrainConfig
-    from plsearch.presets import preset_config
-    from plsearch.wiring import estimate
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import DataConfig, ModelConfig, TrainConfig
+    from plsearch.graph.wiring import estimate
 
     def get(path: str, default: Any) -> Any:
         return values.get(path, default)

@@ -1,5 +1,7 @@
 """Conformance kit: the contracts a block, metric, preset or search space must keep.
 
+Modules: ``blocks``, ``metrics``, ``presets``, ``spaces`` (one contract each); ``common`` (the error they raise).
+
 The project's own tests run these over every registered entry and shipped space; run them on a
 plug-in the same way (as ``optuna.testing`` does for samplers)::
 

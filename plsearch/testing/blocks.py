@@ -1,4 +1,4 @@
-"""The block contract: what ``PLNet`` and ``plsearch.wiring.estimate`` rely on from a registered block.
+"""The block contract: what ``PLNet`` and ``plsearch.graph.wiring.estimate`` rely on from a registered block.
 
 A block maps ``(b, cin, *spatial) -> (b, cout, *spatial)`` at any size (odd ones too), keeps its
 weights in the block and its norms in per-application ``make_state()`` modules, gives every
@@ -46,7 +46,7 @@ def check_block(
     """
     import torch
 
-    from plsearch.registry import get_block
+    from plsearch.config.registry import get_block
 
     cls: Any = get_block(name_or_cls) if isinstance(name_or_cls, str) else name_or_cls
     who = getattr(cls, "block_name", cls.__name__)
@@ -92,7 +92,7 @@ def check_block(
                     same = torch.allclose(block(x, states[0]), block(noisy, states[0]), atol=1e-5)
                 require(same, f"{who}.zero_input_channels({half}) leaves the output depending on those channels")
             if macs and (cin, cout) == channels[0]:  # one fvcore trace per dimensionality (traces are slow)
-                from plsearch.profile import count_macs
+                from plsearch.nn.profile import count_macs
 
                 counted_macs, _ = count_macs(_apply(block, states[0]).eval(), x[:1])
                 voxels = size**d

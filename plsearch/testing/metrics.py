@@ -15,9 +15,9 @@ def tiny_context() -> Any:
     """A ``MetricContext`` with a tiny model, synthetic splits and no training: for contract checks."""
     import torch
 
-    from plsearch.data import load_splits
-    from plsearch.gate import resolve
-    from plsearch.model import PLNet
+    from plsearch.config.gate import resolve
+    from plsearch.data.dataset import load_splits
+    from plsearch.nn.model import PLNet
     from plsearch.search.registries import MetricContext
 
     cfg = resolve(

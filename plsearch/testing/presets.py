@@ -17,10 +17,10 @@ def check_preset(name: str, *, base_width: int = 4, size: int | None = None, **o
     import torch
     import yaml
 
-    from plsearch.config import ModelConfig
-    from plsearch.model import PLNet
-    from plsearch.presets import preset_config
-    from plsearch.wiring import estimate
+    from plsearch.config.presets import preset_config
+    from plsearch.config.schema import ModelConfig
+    from plsearch.graph.wiring import estimate
+    from plsearch.nn.model import PLNet
 
     cfg = preset_config(name, base_width=base_width, **overrides)
     require(ModelConfig.from_dict(cfg.to_dict()) == cfg, f"preset {name}: config does not round-trip through a dict")

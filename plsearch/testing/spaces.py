@@ -21,11 +21,11 @@ def check_space(space: Any, *, base_width: int = 2, forward: bool = True) -> lis
     """
     import torch
 
-    from plsearch.config import ConfigError
-    from plsearch.gate import StrideError, resolve
-    from plsearch.model import PLNet
+    from plsearch.config.gate import StrideError, resolve
+    from plsearch.config.schema import ConfigError
+    from plsearch.graph.wiring import estimate
+    from plsearch.nn.model import PLNet
     from plsearch.search.space import SearchSpace, load_space
-    from plsearch.wiring import estimate
 
     sp: SearchSpace = space if isinstance(space, SearchSpace) else load_space(Path(space))
     valid: list[dict[str, Any]] = []

@@ -1,0 +1,10 @@
+"""Training with the paper's protocol: Dice loss per stage, Adam, early stopping.
+
+- ``fit``: the training loop (``fit``), read top to bottom.
+- ``losses``: Dice and deep-supervision losses.
+- ``lr``: the learning-rate rule shared by trials, references and confirmation.
+- ``flatadam``: Adam over one flat buffer (fewer kernel launches for tiny nets).
+- ``metrics``: Acc/IoU/Dice/Sens/Spec and the trivial predictors.
+
+``python -m plsearch.train`` runs the train command (``__main__``).
+"""
