@@ -23,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from plsearch.config.schema import RunConfig, apply_overrides  # noqa: E402
+from plsearch.config.gate import resolve  # noqa: E402
+from plsearch.config.schema import RunConfig  # noqa: E402
 from plsearch.studies.runs import Job, export_jsonl, read_jsonl, run_jobs  # noqa: E402
 
 PAPER = {("dsb2018", "plnet"): {"iou": 86.14, "dice": 92.13}}  # Table 4, Nuclei (%)
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     over = {**PROTOCOL, "data.root": str(Path(args.data).resolve()), **parse_sets(args.set)}
     if args.device:
         over["train.device"] = args.device
-    base = apply_overrides(RunConfig(model=preset_config(args.model)), over)
-    jobs = [Job(f"{args.model}/seed_{s}", apply_overrides(base, {"train.seed": s}), group=args.model,
+    base = resolve(RunConfig(model=preset_config(args.model)), over)
+    jobs = [Job(f"{args.model}/seed_{s}", resolve(base, {"train.seed": s}), group=args.model,
                 info={"seed": s}) for s in range(args.seeds)]
     if args.plan:
         from plsearch.studies.runplan import plan_lines

@@ -29,13 +29,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from plsearch.config.gate import resolve  # noqa: E402
 from plsearch.config.presets import preset_config  # noqa: E402
-from plsearch.config.schema import DataConfig, RunConfig, TrainConfig, apply_overrides  # noqa: E402
+from plsearch.config.schema import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from plsearch.data.dataset import load_splits  # noqa: E402
 from plsearch.graph.wiring import estimate  # noqa: E402
-from plsearch.nn.model import PLNet  # noqa: E402
-from plsearch.train.fit import fit  # noqa: E402
 from plsearch.train.metrics import evaluate_model  # noqa: E402
+from plsearch.train.run import build_model, run_config  # noqa: E402
 
 LABELS = {"plnet-small": "PL-Net\u2020", "plnet": "PL-Net", "unet": "U-Net", "bionet": "BiO-Net"}
 
@@ -102,14 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, curves = [], {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         overrides = model_overrides(name, args)
-        cfg = apply_overrides(RunConfig(model=preset_config(name), data=data_cfg, train=train_cfg), overrides)
-        torch.manual_seed(args.seed)
-        model = PLNet.from_config(cfg.model)
+        cfg = resolve(RunConfig(model=preset_config(name), data=data_cfg, train=train_cfg), overrides)
+        model = build_model(cfg)  # seeded with cfg.train.seed (args.seed)
         params = sum(p.numel() for p in model.parameters())
         macs = estimate(cfg.model, (args.size, args.size)).macs
         print(f"== {name} {overrides}: {params / 1e6:.2f} M params, {macs / 1e9:.2f} GMACs at {args.size} px", flush=True)
-        result = fit(model, splits["train"], splits["val"], cfg.train, out_dir=out / name, run_config=cfg,
-                     progress=True)
+        result = run_config(cfg, splits, model=model, out_dir=out / name, progress=True).fit_result
         test = evaluate_model(model, splits["test"], batch_size=cfg.train.eval_batch_size)
         sec_epoch = sum(r["seconds"] for r in result.history) / max(1, len(result.history))
         # training FLOP/s, approximately: forward + backward ~ 3 forward passes, 2 FLOP per MAC

@@ -40,6 +40,34 @@ def test_parse_sets_refuses(item, match):
         parse_sets([item])
 
 
+def test_resolve_reads_every_override_form():
+    strings = resolve(RunConfig(), ["model.ocs=0.5", "train.epochs=3", "data.image_size=64", "model.bsc=false"])
+    assert (strings.model.ocs, strings.train.epochs, strings.data.image_size, strings.model.bsc) == (0.5, 3, 64, False)
+    mapping = {"model.ocs": 0.5, "train.epochs": 3, "data.image_size": 64, "model.bsc": False}
+    assert resolve(RunConfig(), mapping) == resolve(RunConfig(), list(mapping.items())) == strings
+    run = resolve(RunConfig(), ["train.lr=1e-3", "model.block=residual"])  # an exponent without a dot is a number
+    assert run.train.lr == 1e-3 and isinstance(run.train.lr, float) and run.model.block == "residual"
+    assert resolve(RunConfig(), {"epochs": 5}).train.epochs == 5  # bare names qualified, as --set's
+    base = RunConfig()
+    assert resolve(base, {"model.ocs": 0.5}).model.ocs == 0.5 and base.model.ocs != 0.5  # a new config
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["model.nope=1"], "valid model. keys"),
+        ({"model.nope": 1}, "valid model. keys"),
+        ({"nope": 1}, "unknown key"),
+        (["model.ocs"], "key=value"),
+        ({"seed": 1}, "data.seed or"),
+        ({"model.ocs.x": 1}, "no sub-keys"),
+    ],
+)
+def test_resolve_refuses_unknown_keys_and_bare_items(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(RunConfig(), overrides)
+
+
 def test_resolve_validates_once_at_the_end():
     # recurrent needs iterations >= 1 and iterations needs recurrent: only valid together
     cfg = resolve(None, ["model.ipl=recurrent", "model.iterations=3", "image_size=64"])

@@ -88,3 +88,60 @@ def test_every_verb_answers_help_through_both_doors(verb, capsys, monkeypatch) -
     with pytest.raises(SystemExit) as e:  # python -m plsearch.VERB: the entry shim
         runpy.run_module(f"plsearch.{verb}", run_name="__main__", alter_sys=False)
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_the_public_surface_is_listed_once_and_resolves() -> None:
+    import plsearch
+
+    assert sorted(plsearch.__all__) == sorted(plsearch._LAZY)  # one list
+    for name in plsearch.__all__:
+        assert getattr(plsearch, name) is not None
+    assert {"PLNet", "create_model", "list_models", "preset_config", "estimate", "build_wiring", "load"} <= set(
+        plsearch.__all__
+    )
+    assert {n for n in plsearch.__all__ if n.startswith("register_")} >= {
+        "register_block",
+        "register_metric",
+        "register_sampler",
+        "register_pruner",
+        "register_preset",
+    }
+
+
+def _fit_calls(source: str) -> list[int]:
+    """Lines of ``source`` that call the training loop ``plsearch.train.fit.fit``, under any name it was imported as
+    (``from plsearch.train.fit import fit as f``; ``import plsearch.train.fit as m`` then ``m.fit(...)``)."""
+    tree = ast.parse(source)
+    names: set[str] = set()  # local names of the function
+    modules: set[str] = set()  # dotted names of the module ``plsearch.train.fit``
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                if node.module == "plsearch.train.fit" and a.name == "fit":
+                    names.add(a.asname or a.name)
+                elif node.module == "plsearch.train" and a.name == "fit":
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "plsearch.train.fit":
+                    modules.add(a.asname or a.name)
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if (isinstance(func, ast.Name) and func.id in names) or (
+                isinstance(func, ast.Attribute) and func.attr == "fit" and ast.unparse(func.value) in modules
+            ):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_one_way_to_run_a_config() -> None:
+    """``plsearch.train.run.run_config`` is the only caller of the training loop: the train CLI, search trials and
+    references, and the run queue (confirm, fidelity, the truth table) all train through it."""
+    callers = {
+        str(p.relative_to(PKG)): lines for p in sorted(PKG.rglob("*.py")) if (lines := _fit_calls(p.read_text()))
+    }
+    assert list(callers) == ["train/run.py"], callers
+    probe = "from plsearch.train.fit import fit as f\nimport plsearch.train.fit as m\nf(1)\nm.fit(2)\nmodel.fit(3)\n"
+    assert _fit_calls(probe) == [3, 4]  # the scan sees through aliases, and a method named fit is not the loop

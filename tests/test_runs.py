@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from plsearch.config.gate import resolve
 from plsearch.config.presets import preset_config
-from plsearch.config.schema import RunConfig, apply_overrides
+from plsearch.config.schema import RunConfig
 from plsearch.studies.runs import (
     Job,
     RunsError,
@@ -33,7 +34,7 @@ TINY = {
 
 
 def tiny_jobs(seeds=(0, 1), test_curve=False):
-    base = apply_overrides(RunConfig(), TINY)
+    base = resolve(RunConfig(), TINY)
     model = preset_config("unet", base_width=4, depth=3)
     return [
         Job(
@@ -94,7 +95,7 @@ def test_a_key_with_another_config_is_refused(tmp_path):
     (job,) = tiny_jobs(seeds=(0,))
     runs = open_runs(tmp_path, "t")
     submit(runs, [job])
-    other = replace(job, config=apply_overrides(job.config, {"train.epochs": 3}))
+    other = replace(job, config=resolve(job.config, {"train.epochs": 3}))
     with pytest.raises(RunsError, match="another config"):
         submit(runs, [other])
     with pytest.raises(RunsError, match="key"):

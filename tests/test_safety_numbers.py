@@ -9,7 +9,8 @@ import typing
 
 import pytest
 
-from plsearch.config.schema import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
+from plsearch.config.gate import resolve
+from plsearch.config.schema import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY = str(REPO / "search_spaces" / "tiny.yaml")
@@ -47,10 +48,10 @@ def test_every_numeric_field_is_covered():
 def test_nan_and_infinities_are_refused_naming_the_field(section, name, tp):
     for text, value in BAD:
         with pytest.raises(ConfigError) as e:  # through --set / a config file
-            apply_overrides(RunConfig(), [f"{section}.{name}={text}"])
+            resolve(RunConfig(), [f"{section}.{name}={text}"])
         assert name in str(e.value) and "\n" not in str(e.value)
         with pytest.raises(ConfigError) as e:  # as a number, through a dict
-            apply_overrides(RunConfig(), {f"{section}.{name}": value})
+            resolve(RunConfig(), {f"{section}.{name}": value})
         assert name in str(e.value)
         assert "finite" in str(e.value) or "integer" in str(e.value)
 
@@ -78,7 +79,7 @@ def test_direct_construction_refuses_nan_with_what_is_allowed(cls, name):
 def test_seeds_outside_numpys_range_are_refused(seed):
     for key in ("train.seed", "data.seed"):
         with pytest.raises(ConfigError, match="seed"):
-            apply_overrides(RunConfig(), {key: seed})
+            resolve(RunConfig(), {key: seed})
 
 
 def test_space_files_refuse_nan_ranges_and_budgets(tmp_path):

@@ -125,3 +125,48 @@ def test_single_objective_uses_optunas_pruner():
     cb = make_epoch_callback(study.ask(), space, {"params": 1}, epochs=3)
     with pytest.raises(optuna.TrialPruned, match="median"):
         cb(1, {"val_dice": 0.1, "val_iou": 0.05})
+
+
+def test_a_plugin_pruner_takes_options_the_parser_never_heard_of():
+    from dataclasses import dataclass, field
+
+    from plsearch.search.pruning import pruner_name
+    from plsearch.search.registries import PRUNERS, pruner_options_of, register_pruner
+    from plsearch.search.space import SearchSpaceError
+
+    @register_pruner("h_patience")
+    class Patience:
+        @dataclass(frozen=True)
+        class Options:
+            patience: int = field(default=2, metadata={"min": 1})
+            margin: float = 0.0
+
+        def __init__(self, space) -> None:
+            self.options = pruner_options_of(type(self), space)
+
+        def check(self, state) -> str | None:
+            return None
+
+    base = {"model.steps": {"low": 1, "high": 4}, "objectives": ["val_dice", "params"]}
+    try:
+        space = parse_space({**base, "pruning": {"name": "h_patience", "patience": 4, "margin": "1e-2"}})
+        assert pruner_name(space) == "h_patience" and space.pruning.patience == 4
+        assert Patience(space).options == Patience.Options(4, 0.01)
+        assert parse_space({**base, "pruning": {"name": "h_patience"}}).pruning.options == Patience.Options()
+        for bad, msg in (
+            ({"patience": 0}, r"pruning.patience=0 must be an integer >= 1"),
+            (
+                {"n_warmup_epochs": 1},
+                r"unknown option\(s\) n_warmup_epochs for pruner h_patience; allowed: "
+                "enabled, name, patience, margin",
+            ),
+        ):
+            with pytest.raises(SearchSpaceError, match=msg):
+                parse_space({**base, "pruning": {"name": "h_patience", **bad}})
+        # the built-ins' options are their own too: asha takes no min_delta, dominance no eta
+        with pytest.raises(SearchSpaceError, match=r"min_delta for pruner asha; allowed: enabled, name, min_epochs"):
+            parse_space({**base, "pruning": {"name": "asha", "min_delta": 0.1}})
+        with pytest.raises(SearchSpaceError, match="eta for pruner dominance"):
+            parse_space({**base, "pruning": {"eta": 3}})
+    finally:
+        PRUNERS.unregister("h_patience")

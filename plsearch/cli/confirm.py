@@ -156,9 +156,9 @@ def _confirm(argv: Sequence[str] | None, held: ExitStack) -> int:
     )
     folds = []
     if folds_k:
-        from plsearch.config.schema import apply_overrides
+        from plsearch.config.gate import resolve
 
-        folds = fold_split_files(apply_overrides(cands[0].config, overrides), folds_k, confirm_dir / "folds")
+        folds = fold_split_files(resolve(cands[0].config, overrides), folds_k, confirm_dir / "folds")
     jobs = confirm_jobs(cands, overrides, seeds=seeds, folds=folds)
     runs_desc = f"{folds_k}-fold cross-validation" if folds_k else f"{seeds} seed(s) per config"
     print(

@@ -125,14 +125,11 @@ def _train(argv: Sequence[str] | None) -> int:
 
 def _train_held(args: argparse.Namespace) -> int:
     """The training run, while this process holds the run folder's lock (``plsearch.locks``)."""
-    import torch
-
     from plsearch.config.gate import check_device, resolve
     from plsearch.config.schema import to_yaml
     from plsearch.data.dataset import load_splits, peek
-    from plsearch.nn.model import PLNet
-    from plsearch.train.fit import fit
     from plsearch.train.metrics import evaluate_model
+    from plsearch.train.run import build_model, run_config
 
     cfg, overrides = resolve_config(args)  # image size against stride, before the data is read
     device = check_device(cfg.train.device)
@@ -163,8 +160,7 @@ def _train_held(args: argparse.Namespace) -> int:
     claim_folder(out, "run", targets=RUN_FILES, adopt=("config.yaml", "log.jsonl", "last.pt"))
     record_written(out, RUN_FILES)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    torch.manual_seed(cfg.train.seed)  # model initialisation is part of the run's seed
-    model = PLNet.from_config(cfg.model)
+    model = build_model(cfg)  # model initialisation is part of the run's seed
     n_params = sum(p.numel() for p in model.parameters())
     what = "resumed run" if args.resume else (f"trial {args.trial}" if getattr(args, "trial", None) else args.model)
     print(
@@ -173,17 +169,7 @@ def _train_held(args: argparse.Namespace) -> int:
         f"{cfg.data.image_size} px on {device}",
         file=sys.stderr,
     )
-    result = fit(
-        model,
-        splits["train"],
-        splits["val"],
-        cfg.train,
-        num_classes=cfg.model.num_classes,
-        out_dir=out,
-        run_config=cfg,
-        resume=args.resume,
-        progress=not args.quiet,
-    )
+    result = run_config(cfg, splits, model=model, out_dir=out, resume=args.resume, progress=not args.quiet).fit_result
     print(
         f"best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch} of {result.epochs_run} "
         f"({result.stopped}, {result.seconds:.1f}s)"

@@ -182,7 +182,7 @@ def resolve(
         tree["model"]["in_channels"] = channels
         given = data["train"] if isinstance(data, Mapping) else data
         dims = getattr(given, "spatial_dims", None)
-        # NIfTI volumes (plsearch.data.volume_data) need a 3D network
+        # 3D data (NIfTI volumes: plsearch.data.volume) need a 3D network, 2D images a 2D one
         if dims is not None and dims != tree["model"]["spatial_dims"]:
             raise ConfigError(
                 f"the data are {dims}D but model.spatial_dims={tree['model']['spatial_dims']}; "

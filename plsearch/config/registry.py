@@ -4,26 +4,49 @@ A ``Registry`` maps names to objects. Built-ins are listed by name with a lazy i
 (``"package.module:attr"``), so ``list_x()`` and name checks never import torch or optuna; ``get_x``
 imports on first use. Unknown names raise ``RegistryError`` (a ``ValueError``) listing what is allowed.
 
-Blocks live here (``register_block`` / ``list_blocks`` / ``get_block``) beside presets
-(``plsearch.config.presets``), and the search's metrics, samplers and pruners (``plsearch.search.registries``)
-use the same class. A new block is one decorated class::
+Blocks (``register_block`` / ``list_blocks`` / ``get_block``) and up units (``register_up`` / ``list_ups`` /
+``get_up``) live here beside presets (``plsearch.config.presets``), and the search's metrics, samplers and
+pruners (``plsearch.search.registries``) use the same class. A new block is one decorated class::
 
     from plsearch.config.registry import register_block
 
     @register_block("dwsep")
     class DepthwiseSeparable(Block): ...
 
+and so is a new up unit (``ModelConfig.up``), a ``plsearch.nn.blocks.UpUnit`` with ``out_width``::
+
+    @register_up("bilinear")
+    class BilinearUp(UpUnit): ...
+
 A module that defines it must be imported before the name is used (a search space lists it under
-``imports:``).
+``imports:``). What the registry and the torch-free costing need of an entry is ``BlockType`` /
+``UpUnitType`` (the class side); what the network needs of an instance is ``plsearch.nn.blocks.Block``.
+The built-ins' numbers are read without torch from ``plsearch.graph.costs``; a plug-in's from its class.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
 
 T = TypeVar("T")
 V = TypeVar("V")
+
+__all__ = [
+    "Registry",
+    "RegistryError",
+    "import_path",
+    "BlockType",
+    "UpUnitType",
+    "BLOCKS_REGISTRY",
+    "register_block",
+    "list_blocks",
+    "get_block",
+    "UP_REGISTRY",
+    "register_up",
+    "list_ups",
+    "get_up",
+]
 
 
 class RegistryError(ValueError):
@@ -146,6 +169,31 @@ class Registry(Generic[V]):
 
 # ----------------------------------------------------------------------------- blocks
 
+
+class BlockType(Protocol):
+    """What ``register_block`` registers: a class (a ``plsearch.nn.blocks.Block``) built as ``cls(cin, cout, dims)``
+    that maps ``(b, cin, *s)`` to ``(b, cout, *s)``, and answers its costs without being built:
+    ``params(cin, cout, dims) -> (shared, per application)`` and ``macs(cin, cout, dims, out_voxels)``, equal to
+    the built module's and to fvcore's count (``plsearch.testing.check_block``)."""
+
+    def __call__(self, cin: int, cout: int, dims: int, /) -> Any: ...
+
+    @staticmethod
+    def params(cin: int, cout: int, dims: int, /) -> tuple[int, int]: ...
+
+    @staticmethod
+    def macs(cin: int, cout: int, dims: int, out_voxels: int, /) -> int: ...
+
+
+class UpUnitType(BlockType, Protocol):
+    """What ``register_up`` registers: a ``BlockType`` that doubles the resolution (``plsearch.nn.blocks.UpUnit``),
+    and says its output width before it is built: ``out_width(below, here)`` from the width of the level it
+    reads (``below``) and of the level it lands on (``here``); the wiring sizes the decoder with it."""
+
+    @staticmethod
+    def out_width(below: int, here: int, /) -> int: ...
+
+
 BLOCKS_REGISTRY: Registry[type] = Registry(
     "block",
     {
@@ -177,7 +225,42 @@ def get_block(name: str) -> type:
     return BLOCKS_REGISTRY.get(name)
 
 
+# ----------------------------------------------------------------------------- up units
+
+UP_REGISTRY: Registry[type] = Registry(
+    "up",
+    {
+        "convt3": "plsearch.nn.blocks.up:UpConvT3",
+        "convt2_half": "plsearch.nn.blocks.up:UpConvT2Half",
+    },
+    what="a registered up unit",
+)
+
+
+def register_up(name: str) -> Callable[[T], T]:
+    """Class decorator: make an up unit (``UpUnitType``) available under ``name`` (``ModelConfig.up``)."""
+
+    def deco(cls: T) -> T:
+        UP_REGISTRY.register(name, cls)  # type: ignore[arg-type]
+        cls.up_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def list_ups() -> list[str]:
+    """Names accepted by ``ModelConfig.up``; imports no torch."""
+    return UP_REGISTRY.names()
+
+
+def get_up(name: str) -> type:
+    """The up-unit class registered as ``name`` (imports torch for the built-ins)."""
+    return UP_REGISTRY.get(name)
+
+
 def __getattr__(attr: str) -> dict[str, type]:
     if attr == "BLOCKS":  # {name: class} of every block; imports them (and torch)
         return dict(BLOCKS_REGISTRY.items())
+    if attr == "UP_UNITS":  # {name: class} of every up unit; imports them (and torch)
+        return dict(UP_REGISTRY.items())
     raise AttributeError(attr)

@@ -289,32 +289,11 @@ def split_override(text: str) -> tuple[str, Any]:
     return qualify_key(key.strip()), parse_scalar(val.strip())
 
 
-def apply_overrides(cfg: T, overrides: Mapping[str, Any] | typing.Iterable[Any]) -> T:
-    """``cfg`` with ``{"model.ocs": 0.5}``, ``["model.ocs=0.5", ...]`` or ``[(path, value), ...]`` applied.
-
-    Validated once, after every override is written. Cross-section and environment checks (image
-    size against stride, channels from the data, the device) are ``plsearch.config.gate.resolve``'s."""
-    if isinstance(overrides, Mapping):
-        items = list(overrides.items())
-    else:
-        items = [split_override(o) if isinstance(o, str) else tuple(o) for o in overrides]
-    data = to_dict(cfg)
-    for key, val in items:
-        set_path(data, qualify_key(key, type(cfg)), val, type(cfg))
-    return from_dict(type(cfg), data)
-
-
-def replace_path(cfg: T, path: str, value: Any) -> T:
-    """Return a copy of ``cfg`` with the dotted ``path`` (e.g. ``model.ocs``) set to ``value``."""
-    return apply_overrides(cfg, {path: value})
-
-
 # ----------------------------------------------------------------------------- model config
 
 Plan = typing.Literal["table1", "bionet"]
 IplMode = typing.Literal["progressive", "stacked", "recurrent"]
 Transition = typing.Literal["conv", "none"]
-UpMode = typing.Literal["convt3", "convt2_half"]
 Fusion = typing.Literal["sum", "last"]
 BscInit = typing.Literal["zero", "he"]
 Switch = bool | tuple[bool, ...]
@@ -349,7 +328,7 @@ class ModelConfig:
     plan: Plan = "table1"
     stem: Annotated[int, Range(0, 8)] = 3
     transition: Transition = "conv"
-    up: UpMode = "convt3"
+    up: Annotated[str, Registered("UP_REGISTRY")] = "convt3"
     block: Annotated[str, Registered("BLOCKS_REGISTRY")] = "plconv"
     integrate: bool = False
     fusion: Fusion = "sum"

@@ -1,9 +1,10 @@
-"""Read an ``images/`` + ``masks/`` folder: list and pair files, decode, validate, cache.
+"""The ``folder`` data format: an ``images/`` + ``masks/`` folder of 2D images; list and pair, decode, validate, cache.
 
-A data folder holds ``images/<id>.<ext>`` and ``masks/<id>.<ext>`` (PNG, JPEG, BMP, TIFF). Every
-pair is checked up front; a problem raises a one-line :class:`DataError` naming the file and the fix.
+A data folder holds ``images/<id>.<ext>`` and ``masks/<id>.<ext>`` (PNG, JPEG, BMP, TIFF: ``FolderFormat.suffixes``).
+Every pair is checked up front; a problem raises a one-line :class:`DataError` naming the file and the fix.
 Decoded, resized arrays are cached as an ``.npz`` under ``$PLSEARCH_CACHE_DIR`` (default
-``~/.cache/plsearch``), never inside the data folder, which may be read-only.
+``~/.cache/plsearch``), never inside the data folder, which may be read-only. :data:`FORMAT` is the format
+(:mod:`plsearch.data.formats`), the default for a folder no other format claims.
 """
 
 from __future__ import annotations
@@ -17,20 +18,35 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
+
+from plsearch.config.schema import DataConfig
+from plsearch.data.formats import DataFormat, example_samples
+from plsearch.data.splits import DataError, SegmentationData
+
+__all__ = [
+    "FORMAT",
+    "DataError",
+    "FolderArrays",
+    "FolderFormat",
+    "cache_dir",
+    "check_decode_memory",
+    "check_mask_values",
+    "grey_world",
+    "list_pairs",
+    "read_folder",
+    "read_image",
+    "to_channels",
+]
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CACHE_VERSION = 2  # bump when the decoding below changes what lands in the cache (2: EXIF orientation)
 _LUMA = np.array([299, 587, 114], dtype=np.uint32)  # Pillow's RGB -> L weights (per mille)
-
-
-class DataError(ValueError):
-    """A data folder, split file or image is unusable; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ def _list(folder: Path, kind: str, root: Path) -> dict[str, Path]:
         )
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or p.suffix.lower() not in EXTENSIONS or not p.is_file():
+        if p.name.startswith(".") or p.suffix.lower() not in FolderFormat.suffixes or not p.is_file():
             continue
         if p.stem in files:
             raise DataError(f"{files[p.stem]} and {p} share the id {p.stem!r}; keep one file per id in {kind}/")
@@ -80,7 +96,8 @@ def list_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     masks = _list(root / "masks", "masks", root)
     if not images:
         raise DataError(
-            f"{root}/images holds no image files ({', '.join(EXTENSIONS)}); put images in {root}/images/<id>.png"
+            f"{root}/images holds no image files ({', '.join(FolderFormat.suffixes)}); "
+            f"put images in {root}/images/<id>.png"
         )
     for i, p in images.items():
         if i not in masks:
@@ -351,3 +368,48 @@ def read_folder(
         masks = (masks > 0).astype(np.uint8)
     want = {"rgb": 3, "grey": 1, "auto": arrays["images"].shape[1]}[channels]
     return FolderArrays(tuple(ids), to_channels(arrays["images"], want), masks)
+
+
+class FolderFormat(DataFormat):
+    """``images/<id>.<ext>`` + ``masks/<id>.<ext>``: 2D images and their masks, PNG masks out."""
+
+    name = "folder"
+    spatial_dims = 2
+    suffixes = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+    images_dir = "images"
+    masks_dir = "masks"
+    mask_suffix = ".png"
+
+    def detect(self, root: Path) -> bool:
+        return (root / "images").is_dir() or (root / "masks").is_dir()
+
+    def ids(self, cfg: DataConfig) -> list[str]:
+        return [i for i, _, _ in list_pairs(cfg.root)]
+
+    def example(self, folder: Path) -> str:
+        for sub in ("images", "masks"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for sid, image, mask in example_samples(2):
+            Image.fromarray(image).save(folder / "images" / f"{sid}.png")
+            Image.fromarray(mask * np.uint8(255)).save(folder / "masks" / f"{sid}.png")
+        return str(folder)
+
+    def load(self, cfg: DataConfig, num_classes: int | None = None) -> SegmentationData:
+        arr = read_folder(
+            cfg.root,
+            cfg.image_size,
+            channels=cfg.channels,
+            num_classes=1 if num_classes is None else num_classes,
+            cache=cfg.cache,
+        )
+        images = grey_world(arr.images) if cfg.grey_world else arr.images
+        return SegmentationData(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(arr.masks), arr.ids)
+
+    def read(self, path: Path, channels: int | str = "auto") -> tuple[np.ndarray, dict[str, Any]]:
+        return read_image(path, None, channels), {}
+
+    def check(self, path: Path) -> None:
+        _open(Path(path), "image").close()
+
+
+FORMAT = FolderFormat()

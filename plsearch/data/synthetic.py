@@ -5,20 +5,25 @@ blobs of varying size, shape and brightness (some touching), then a gaussian blu
 mask is the union of the blob supports. Blobs are clearly visible, but a global threshold does not
 separate them (background level and blob contrast vary per image), so a model has to learn
 local contrast. Everything is batched torch code; 96 images at 64 px take a few milliseconds.
+:data:`FORMAT` is the ``synthetic`` data format (:mod:`plsearch.data.formats`): ``data.root: ""``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plsearch.data.dataset import SegmentationData
+from plsearch.config.schema import DataConfig
+from plsearch.data.folder import grey_world
+from plsearch.data.formats import DataFormat
+from plsearch.data.splits import DataError, SegmentationData
 
-__all__ = ["make_synthetic", "write_synthetic"]
+__all__ = ["FORMAT", "SyntheticFormat", "make_synthetic", "synthetic_ids", "write_synthetic"]
 
 MAX_BLOBS = 14
 
@@ -148,8 +153,12 @@ def make_synthetic(count: int, image_size: int, seed: int, channels: int = 3) ->
     if not images:
         images = [torch.zeros((0, channels, image_size, image_size), dtype=torch.uint8)]
         masks = [torch.zeros((0, image_size, image_size), dtype=torch.uint8)]
-    ids = tuple(f"synth_{i:04d}" for i in range(count))
-    return SegmentationData(torch.cat(images), torch.cat(masks), ids)
+    return SegmentationData(torch.cat(images), torch.cat(masks), synthetic_ids(count))
+
+
+def synthetic_ids(count: int) -> tuple[str, ...]:
+    """The ids of a synthetic set of ``count`` images: ``synth_0000``, ..."""
+    return tuple(f"synth_{i:04d}" for i in range(count))
 
 
 def write_synthetic(directory: str | Path, count: int, image_size: int, seed: int, channels: int = 3) -> Path:
@@ -171,3 +180,36 @@ def write_synthetic(directory: str | Path, count: int, image_size: int, seed: in
         Image.fromarray(img).save(root / "images" / f"{sid}.png")
         Image.fromarray(masks[i]).save(root / "masks" / f"{sid}.png")
     return root
+
+
+class SyntheticFormat(DataFormat):
+    """plsearch's own nuclei set, made in memory from ``data.seed`` (``data.root: ""``): no folder, no files."""
+
+    name = "synthetic"
+    spatial_dims = 2
+    suffixes: tuple[str, ...] = ()
+    images_dir = ""
+    masks_dir = ""
+
+    def detect(self, root: Path) -> bool:
+        return False  # no folder is the synthetic set: data.root "" is (plsearch.data.formats.detect_format)
+
+    def ids(self, cfg: DataConfig) -> list[str]:
+        return list(synthetic_ids(cfg.synthetic_count))
+
+    def example(self, folder: Path) -> str:
+        return ""  # made in memory: data.root ""
+
+    def load(self, cfg: DataConfig, num_classes: int | None = None) -> SegmentationData:
+        data = make_synthetic(
+            cfg.synthetic_count, cfg.image_size, cfg.seed, channels=1 if cfg.channels == "grey" else 3
+        )
+        if not cfg.grey_world:
+            return data
+        return SegmentationData(torch.from_numpy(grey_world(data.images.numpy())), data.masks, data.ids)
+
+    def read(self, path: Path, channels: int | str = "auto") -> tuple[np.ndarray, dict[str, Any]]:
+        raise DataError(f"the synthetic set has no files, so {path} is none of its; pass an image or NIfTI file")
+
+
+FORMAT = SyntheticFormat()

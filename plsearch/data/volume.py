@@ -1,4 +1,4 @@
-"""Read 3D volumes in the Medical Segmentation Decathlon / nnU-Net raw layout (NIfTI, via nibabel).
+"""The ``msd`` data format: 3D volumes in the Medical Segmentation Decathlon / nnU-Net raw layout (NIfTI, nibabel).
 
 A volume folder holds ``imagesTr/<case>.nii.gz`` (MSD; a 4D file for several modalities) or
 ``imagesTr/<case>_0000.nii.gz`` ... (nnU-Net v2, one file per channel), ``labelsTr/<case>.nii.gz``
@@ -10,9 +10,9 @@ naming the file and the fix: image without label, shape or affine mismatch, non-
 label values, unreadable files. Images are z-scored per volume (intensities differ by four orders
 of magnitude between scans), then resized (trilinear; labels nearest) or centre padded/cropped to a
 cube of ``image_size`` (``data.volume_fit``: ``resize`` or ``pad_crop``); the voxel spacing of the
-stored grid is kept per volume, so distances in mm stay right. The in-memory split is a
-:class:`~plsearch.data.volume_data.VolumeData`, the 3D twin of ``SegmentationData``;
-:func:`plsearch.data.dataset.load_splits` hands volume folders here.
+stored grid is kept per volume, so distances in mm stay right. :data:`FORMAT` is the format
+(:mod:`plsearch.data.formats`): it loads a folder as one ``SegmentationData`` (float volumes, with each
+volume's spacing, shape and affine), which :func:`plsearch.data.dataset.load_splits` splits as any other.
 """
 
 from __future__ import annotations
@@ -27,21 +27,28 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+import torch
 
-from plsearch.data.folder import DataError, cache_dir, check_decode_memory
+from plsearch.config.schema import DataConfig
+from plsearch.data.folder import cache_dir, check_decode_memory
+from plsearch.data.formats import DataFormat, DataHeader, example_samples, files_with
+from plsearch.data.splits import DataError, SegmentationData
 
 __all__ = [
     "FITS",
+    "FORMAT",
     "Case",
+    "MsdFormat",
     "case_sizes",
     "check_volume_memory",
     "fit_volume",
     "is_volume_folder",
     "label_names",
     "list_cases",
+    "load_volume_folder",
     "read_case",
     "read_volume",
     "read_volume_folder",
@@ -53,7 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FITS = ("resize", "pad_crop")  # data.volume_fit
-SUFFIXES = (".nii.gz", ".nii")
 CACHE_VERSION = 1
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
@@ -68,7 +74,7 @@ class Case:
 
 
 def _stem(p: Path) -> str | None:
-    for s in SUFFIXES:
+    for s in MsdFormat.suffixes:
         if p.name.endswith(s) and not p.name.startswith("."):
             return p.name[: -len(s)]
     return None
@@ -260,6 +266,14 @@ def zscore(volume: np.ndarray, slab_voxels: int = 1 << 20) -> np.ndarray:
 
 def read_volume(paths: str | Path | tuple[Path, ...] | list[Path]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """One volume (one file, or one file per channel) -> (z-scored float32 ``(c, x, y, z)``, affine, spacing mm)."""
+    raw, affine, spacing = read_raw_volume(paths)
+    return zscore(raw), affine, spacing
+
+
+def read_raw_volume(
+    paths: str | Path | tuple[Path, ...] | list[Path],
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """:func:`read_volume` before the z-score: the file's intensities ``(c, x, y, z)`` (its dtype), affine, spacing."""
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     chans, affine, spacing, shape = [], None, None, None
     for f in files:
@@ -280,7 +294,7 @@ def read_volume(paths: str | Path | tuple[Path, ...] | list[Path]) -> tuple[np.n
         shape, affine = a.shape[1:], img.affine if affine is None else affine
         spacing = spacing or tuple(float(z) for z in img.header.get_zooms()[:3])
         chans.append(a)
-    return zscore(np.concatenate(chans)), np.asarray(affine, dtype=np.float64), spacing  # type: ignore[return-value]
+    return np.concatenate(chans), np.asarray(affine, dtype=np.float64), spacing  # type: ignore[return-value]
 
 
 def read_case(case: Case, allowed: set[int] | None) -> dict[str, Any]:
@@ -456,3 +470,90 @@ def write_nifti(path: str | Path, labels: np.ndarray, affine: np.ndarray) -> Pat
     img.set_sform(img.affine, code=1)
     nib.save(img, str(path))
     return path
+
+
+def load_volume_folder(
+    path: str | Path, image_size: int, *, fit: str = "resize", num_classes: int | None = None, cache: bool = True
+) -> SegmentationData:
+    """Every case of a volume folder (no split), checked against ``num_classes`` when given.
+
+    Raises:
+        DataError: one line naming the offending file (or the class count) and the fix.
+    """
+    root = Path(path).expanduser()
+    a = read_volume_folder(root, image_size, fit=fit, cache=cache)
+    names = label_names(root)
+    present = int(a["masks"].max()) + 1 if a["masks"].size else 1
+    k = max(len(names), present)
+    if num_classes is not None:
+        binary_ok = num_classes == 1 and k <= 2
+        if num_classes != k and not binary_ok:
+            raise DataError(
+                f"{root} has {k} classes ({', '.join(names.get(i, str(i)) for i in range(k))}) but "
+                f"model.num_classes={num_classes}; set model.num_classes={k}"
+            )
+    return SegmentationData(
+        torch.from_numpy(a["images"]),
+        torch.from_numpy(a["masks"]),
+        tuple(a["ids"].tolist()),
+        a["spacing"],
+        a["shapes"],
+        a["affines"],
+        names,
+    )
+
+
+class MsdFormat(DataFormat):
+    """``imagesTr/`` + ``labelsTr/`` NIfTI volumes (+ ``dataset.json``); NIfTI masks out with the input's affine."""
+
+    name = "msd"
+    spatial_dims = 3
+    suffixes = (".nii.gz", ".nii")
+    images_dir = "imagesTr"
+    masks_dir = "labelsTr"
+    mask_suffix = ""  # a mask keeps its volume's file name (case.nii.gz)
+
+    def detect(self, root: Path) -> bool:
+        return is_volume_folder(root)
+
+    def ids(self, cfg: DataConfig) -> list[str]:
+        return [c.id for c in list_cases(cfg.root)]
+
+    def example(self, folder: Path) -> str:
+        import nibabel as nib
+
+        for sid, image, mask in example_samples(3, count=4, size=10):
+            for sub, a in (("imagesTr", image.astype(np.float32)), ("labelsTr", mask)):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+                nib.save(nib.Nifti1Image(a, np.eye(4)), str(folder / sub / f"{sid}.nii.gz"))
+        (folder / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "object"}}))
+        return str(folder)
+
+    def load(self, cfg: DataConfig, num_classes: int | None = None) -> SegmentationData:
+        return load_volume_folder(
+            cfg.root, cfg.image_size, fit=cfg.volume_fit, num_classes=num_classes, cache=cfg.cache
+        )
+
+    def read(self, path: Path, channels: int | str = "auto") -> tuple[np.ndarray, dict[str, Any]]:
+        raw, affine, spacing = read_raw_volume(path)
+        return raw.astype(np.float32, copy=False), {"affine": affine, "spacing": spacing}
+
+    def inputs(self, folder: Path) -> list[Path]:
+        """``imagesTs/`` (the test cases) if the folder has one, else ``imagesTr/``, else the folder itself."""
+        sub = next((folder / s for s in ("imagesTs", "imagesTr") if (folder / s).is_dir()), folder)
+        return files_with(sub, self.suffixes)
+
+    def check(self, path: Path) -> None:
+        _header_shape(Path(path), "volume")
+
+    def write(self, path: Path, labels: np.ndarray, meta: Mapping[str, Any], *, binary: bool) -> Path:
+        return write_nifti(path, labels, meta["affine"])
+
+    def header(self, root: Path) -> DataHeader | None:
+        return DataHeader(channels=volume_channels(root), spatial_dims=3)
+
+    def class_names(self, root: Path) -> dict[int, str]:
+        return label_names(root)
+
+
+FORMAT = MsdFormat()

@@ -1,7 +1,8 @@
 """Analytic cost of the built-in layers, without torch: parameters and eval-mode MACs per application.
 
 ``plsearch.graph.wiring.estimate`` sums these over a wiring, so a search screens configs against budgets
-before torch is imported. Each built-in block class answers the same numbers through its ``params``
+before torch is imported. An up unit's cost also says its output width (``UpCost.out_width``), which
+the wiring reads to size the decoder. Each built-in block class answers the same numbers through its ``params``
 and ``macs`` static methods (``plsearch.nn.blocks``); a test holds them equal, and equal to what fvcore
 measures on the built model. A plug-in block carries its own methods on its class (``get_block``).
 Counting follows fvcore: one fused multiply-add = 1, transposed convs on the input grid, BN 2 per
@@ -54,11 +55,24 @@ BLOCK_COSTS: dict[str, Cost] = {
     "convbnrelu": Cost(_conv3_bn_params(bias=False), _conv3_bn_macs),  # conv -> BN -> ReLU
     "residual": Cost(_residual_params, _residual_macs),
 }
-UP_COSTS: dict[str, Cost] = {
-    "convt3": Cost(_conv3_bn_params(bias=True), _convt3_macs),  # 3x3 transposed conv, stride 2, BN
-    "convt2_half": Cost(
+
+
+@dataclass(frozen=True)
+class UpCost(Cost):
+    """An up unit's cost and ``out_width(below, here)``: its output width from the width of the level it
+    reads (``below``) and of the level it lands on (``here``)."""
+
+    out_width: Callable[[int, int], int]
+
+
+UP_COSTS: dict[str, UpCost] = {
+    # 3x3 transposed conv, stride 2, BN; keeps the width (BiO-Net)
+    "convt3": UpCost(_conv3_bn_params(bias=True), _convt3_macs, lambda below, here: below),
+    # 2x2 transposed conv, stride 2, to the width of the level it lands on (U-Net: half)
+    "convt2_half": UpCost(
         lambda cin, cout, dims: (cin * cout * 2**dims + cout, 0),
         lambda cin, cout, dims, v: (v // 2**dims) * cin * cout * 2**dims,
+        lambda below, here: here,
     ),
 }
 HEAD_COST = Cost(lambda cin, cout, dims: (cin * cout + cout, 0), lambda cin, cout, dims, v: v * cin * cout)

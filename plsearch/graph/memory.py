@@ -29,6 +29,9 @@ __all__ = ["MemoryLimitError", "activation_bytes", "available_bytes", "check_fit
 # plconv/convbnrelu: the conv result before the norm; residual: conv1, its norm, conv2, the sum.
 _BLOCK_TRANSIENT = {"plconv": 1, "convbnrelu": 1, "residual": 4}
 _DEFAULT_TRANSIENT = 3  # a registered block we know nothing about
+# Up units: convt3's conv result before its norm; convt2_half has no norm. A plug-in: one, like a conv + norm.
+_UP_TRANSIENT = {"convt3": 1, "convt2_half": 0}
+_DEFAULT_UP_TRANSIENT = 1
 
 
 class MemoryLimitError(ValueError):
@@ -93,7 +96,7 @@ def _elements(cfg: Any, size: tuple[int, ...], training: bool) -> tuple[int, int
         if op.kind == "block":
             transient = transient_k * cout * v_out
         elif op.kind == "up":
-            transient = cout * v_out if cfg.up == "convt3" else 0
+            transient = _UP_TRANSIENT.get(cfg.up, _DEFAULT_UP_TRANSIENT) * cout * v_out
         else:
             transient = 0
         out = cout * v_out

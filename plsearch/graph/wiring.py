@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from plsearch.config.registry import get_block
+from plsearch.config.registry import get_block, get_up
 from plsearch.config.schema import ModelConfig
 
 # Which edge kind each input of an op is, for drawing and inspection.
@@ -116,6 +116,32 @@ class _Builder:
         return output
 
 
+def _conv_chain(
+    b: _Builder,
+    tag: str,
+    prefix: str,
+    letter: str,
+    lvl: int,
+    convs: int,
+    cin: int,
+    width: int,
+    inputs: list[Any],
+    edges: list[str],
+    res: int,
+    role: str,
+    where: Mapping[str, Any],
+) -> str:
+    """A level's ``convs`` shared convs in a row (encoder ``L``/``e`` or decoder ``D``/``d``): the first reads
+    ``inputs`` along ``edges`` (the BSC or FSC concatenation), the rest the one before; returns the last output."""
+    x = ""
+    for j in range(1, convs + 1):
+        name = b.layer(f"{prefix}{lvl}.conv{j}", "block", cin if j == 1 else width, width)
+        out = f"{tag}.{letter}{lvl}" if j == convs else f"{tag}.{letter}{lvl}_{j}"
+        x = b.op("block", name, inputs, edges, out, res, f"{tag}.{prefix}{lvl}.conv{j}", level=lvl, role=role, **where)
+        inputs, edges = [x], ["flow"]
+    return x
+
+
 def build_wiring(cfg: ModelConfig) -> Wiring:
     """Lay out every shared layer and every application for ``cfg`` (pure; no torch)."""
     b = _Builder(cfg)
@@ -156,22 +182,7 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
                 edges = (["self" if src == x else "bsc"] if src else []) + ["flow"]
                 cin = x_width(lvl) + (c[lvl] if has_bsc else 0)
                 role = "bottleneck" if lvl == bottom else "encode"
-                for j in range(1, convs + 1):
-                    name = b.layer(f"L{lvl}.conv{j}", "block", cin if j == 1 else c[lvl], c[lvl])
-                    out = f"{tag}.e{lvl}" if j == convs else f"{tag}.e{lvl}_{j}"
-                    x = b.op(
-                        "block",
-                        name,
-                        inputs,
-                        edges,
-                        out,
-                        lvl + off,
-                        f"{tag}.L{lvl}.conv{j}",
-                        level=lvl,
-                        role=role,
-                        **where,
-                    )
-                    inputs, edges = [x], ["flow"]
+                x = _conv_chain(b, tag, "L", "e", lvl, convs, cin, c[lvl], inputs, edges, lvl + off, role, where)
                 cur[lvl] = x  # e_l: the bottleneck's is the next pass's BSC source at this level
                 if lvl < bottom:
                     if cfg.transition == "conv":
@@ -203,7 +214,7 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
             # Decoder, eq. 1: FSC concatenates [e_l, u_l] in front of each level's first conv.
             y = x
             for lvl in range(bottom - 1, -1, -1):
-                up_out = c[lvl + 1] if cfg.up == "convt3" else c[lvl]
+                up_out = up_unit(cfg.up).out_width(c[lvl + 1], c[lvl])
                 u = b.layer(f"U{lvl + 1}", "up", c[lvl + 1], up_out)
                 y = b.op(
                     "up", u, [y], ["up"], f"{tag}.u{lvl}", lvl + off, f"{tag}.U{lvl + 1}", level=lvl, role="up", **where
@@ -212,22 +223,7 @@ def build_wiring(cfg: ModelConfig) -> Wiring:
                 inputs = [cur[lvl], y] if fsc else [y]
                 edges = ["fsc", "flow"] if fsc else ["flow"]
                 cin = (c[lvl] if fsc else 0) + up_out
-                for j in range(1, convs + 1):
-                    name = b.layer(f"D{lvl}.conv{j}", "block", cin if j == 1 else c[lvl], c[lvl])
-                    out = f"{tag}.d{lvl}" if j == convs else f"{tag}.d{lvl}_{j}"
-                    y = b.op(
-                        "block",
-                        name,
-                        inputs,
-                        edges,
-                        out,
-                        lvl + off,
-                        f"{tag}.D{lvl}.conv{j}",
-                        level=lvl,
-                        role="decode",
-                        **where,
-                    )
-                    inputs, edges = [y], ["flow"]
+                y = _conv_chain(b, tag, "D", "d", lvl, convs, cin, c[lvl], inputs, edges, lvl + off, "decode", where)
                 cur[lvl] = y
             if off:
                 u = b.layer("U0", "final_up", c[0], c[0])
@@ -265,15 +261,23 @@ class Estimate:
     input_size: tuple[int, ...]
 
 
+def up_unit(name: str) -> Any:
+    """What answers an up unit's ``params``/``macs``/``out_width``: the built-in cost table (no torch), else the
+    plug-in's own class (``register_up``; its module imported torch already)."""
+    from plsearch.graph import costs
+
+    return costs.UP_COSTS.get(name) or get_up(name)
+
+
 def layer_cost(cfg: ModelConfig, kind: str) -> Any:
     """What answers a layer's ``params``/``macs``: the built-in cost table (no torch), else the plug-in
-    block's own class (its module imported torch already)."""
+    block's or up unit's own class (its module imported torch already)."""
     from plsearch.graph import costs
 
     if kind == "block":
         return costs.BLOCK_COSTS.get(cfg.block) or get_block(cfg.block)
     if kind in ("up", "final_up"):
-        return costs.UP_COSTS[cfg.up]
+        return up_unit(cfg.up)
     return costs.HEAD_COST
 
 

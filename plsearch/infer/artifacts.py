@@ -91,19 +91,23 @@ def check_store_path(path: str | Path) -> Path:
 
 def recorded_store(study: Any) -> str | None:
     """The artifact store folder a study records (:data:`STORE_ATTR`), or None."""
+    from plsearch.search.optuna_private import study_system_attrs
+
     try:
-        value = study._storage.get_study_system_attrs(study._study_id).get(STORE_ATTR)
+        value = study_system_attrs(study).get(STORE_ATTR)
     except Exception:  # noqa: BLE001 - a storage that cannot be read here: fall back to the default folder
         return None
     return str(value) if value else None
 
 
 def _record_store(study: Any, where: str | None) -> None:
-    if not where or not hasattr(study, "_storage"):
+    from plsearch.search.optuna_private import has_storage, set_study_system_attr
+
+    if not where or not has_storage(study):
         return
     try:
         if recorded_store(study) != where:
-            study._storage.set_study_system_attr(study._study_id, STORE_ATTR, where)
+            set_study_system_attr(study, STORE_ATTR, where)
     except Exception as e:  # noqa: BLE001 - a read-only storage: lookups fall back to the default folder
         log.debug("could not record the artifact store in the study (%s)", e)
 
@@ -138,8 +142,10 @@ def open_store(study: Any, out_dir: str | Path, path: str | Path | None = None) 
 
 
 def _store_path(store: Any) -> str | None:
-    base = getattr(store, "_base_path", None)
-    return str(Path(base).resolve()) if base is not None else None
+    from plsearch.search.optuna_private import store_folder
+
+    base = store_folder(store)
+    return str(base) if base is not None else None
 
 
 def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, name: str = WEIGHTS_NAME) -> str:
@@ -195,10 +201,14 @@ def save_model(path: str | Path, model: Any, *, run_config: Any = None, extra: d
     )
 
 
-def _metas(trial: Any, storage: Any) -> list[Any]:
+def _metas(trial: Any, study: Any) -> list[Any]:
+    """The ``.pt`` artifacts of ``trial`` (a ``FrozenTrial`` of ``study``)."""
     import optuna
 
-    return [m for m in optuna.artifacts.get_all_artifact_meta(trial, storage=storage) if m.filename.endswith(".pt")]
+    from plsearch.search.optuna_private import storage_of
+
+    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=storage_of(study))
+    return [m for m in metas if m.filename.endswith(".pt")]
 
 
 def _default_store(study: Any, ref_folder: Path | None) -> Any:
@@ -225,7 +235,7 @@ def trial_weights(ref: Any, *, store: Any = None) -> tuple[Any, str, Any]:
     if not trials:
         raise ArtifactError(f"{sref} has no trial {ref.number} (it has {len(study.trials)} trials, numbered from 0)")
     trial = trials[0]
-    metas = _metas(trial, study._storage)
+    metas = _metas(trial, study)
     if not metas:
         why = (
             f"it is {trial.state.name}"
@@ -291,10 +301,10 @@ def trial_checkpoint(ref: Any, *, store: Any = None) -> Path:
 
 
 def _feasible(t: Any) -> bool:
-    """No violated constraint (Optuna 5: ``FrozenTrial.constraints``, a dict) and not marked infeasible."""
-    cons = getattr(t, "constraints", None)
-    values = list(cons.values()) if isinstance(cons, dict) else list(t.system_attrs.get("constraints") or ())
-    return all(c <= 0 for c in values) and t.user_attrs.get("feasible", True) is not False
+    """No violated constraint and not marked infeasible."""
+    from plsearch.search.optuna_private import constraint_values
+
+    return all(c <= 0 for c in constraint_values(t)) and t.user_attrs.get("feasible", True) is not False
 
 
 def _kept_numbers(study: Any, keep_top: int) -> set[int]:
@@ -327,7 +337,7 @@ def prune(study: Any, store: Any, *, keep_top: int = DEFAULT_KEEP_TOP) -> dict[s
         deepcopy=False,
         states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL),
     ):
-        metas = _metas(t, study._storage)
+        metas = _metas(t, study)
         if not metas:
             continue
         if t.number in keep:
@@ -359,6 +369,6 @@ def store_bytes(store: Any) -> int:
 
 def stored_file(store: Any, artifact_id: str) -> Path | None:
     """The file a file-system store keeps ``artifact_id`` in (what ``plsearch.load`` can read), or None."""
-    base = _store_path(store)
-    path = Path(base) / artifact_id if base else None
-    return path if path is not None and path.is_file() else None
+    from plsearch.search.optuna_private import artifact_file
+
+    return artifact_file(store, artifact_id)

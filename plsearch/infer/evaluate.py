@@ -33,12 +33,13 @@ def _data_config(ckpt: dict[str, Any], root: str | Path | None) -> DataConfig:
 
 
 def load_eval_data(data_cfg: DataConfig, split: str, num_classes: int, in_channels: int):
-    """One split (``train``/``val``/``test``) of ``data_cfg``, or ``all`` pairs of its folder.
+    """One split (``train``/``val``/``test``) of ``data_cfg``, or ``all`` samples of its folder, in whichever
+    registered data format the folder is (:mod:`plsearch.data.formats`).
 
     Channels follow the model (``in_channels``) so that a model trained on colour images also
     evaluates a greyscale folder.
     """
-    from plsearch.data.dataset import load_folder, load_splits
+    from plsearch.data.dataset import load_data, load_splits
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {list(SPLITS)}; choose one of them")
@@ -46,14 +47,7 @@ def load_eval_data(data_cfg: DataConfig, split: str, num_classes: int, in_channe
     if split == "all":
         if not cfg.root:
             raise ValueError("split 'all' needs a data folder; pass --data DIR")
-        return load_folder(
-            cfg.root,
-            cfg.image_size,
-            channels=cfg.channels,
-            num_classes=num_classes,
-            grey_world=cfg.grey_world,
-            cache=cfg.cache,
-        )
+        return load_data(cfg, num_classes)
     data = load_splits(cfg, num_classes=num_classes)[split]
     if len(data) == 0:
         raise ValueError(f"the {split} split is empty; choose another --split or use --split all")
@@ -116,7 +110,8 @@ def plot_best_worst(
 
 @torch.no_grad()
 def volume_scores(model: nn.Module, data, *, device: torch.device | str = "cpu", batch_size: int = 2) -> dict[str, Any]:
-    """Per-class Dice and HD95 (mm, from each volume's spacing) of a 3D model on ``VolumeData``.
+    """Per-class Dice and HD95 (mm, from each volume's spacing) of a 3D model on volumes (``SegmentationData``
+    with ``spacing``).
 
     Computed on the grid the network sees (volumes resized to the training size; the spacing is
     scaled to match, so distances stay in mm). Returns the means over volumes (HD95 over the volumes
@@ -177,7 +172,7 @@ def evaluate_checkpoint(
     counts = predict_counts(model, dset, num_classes=mcfg.num_classes, batch_size=batch_size, device=device)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, **summarize(counts)}
     per_volume = None
-    if mcfg.spatial_dims == 3 and hasattr(dset, "spacing"):  # volumes: per-class Dice and HD95 in mm
+    if mcfg.spatial_dims == 3 and dset.spacing is not None:  # volumes: per-class Dice and HD95 in mm
         vol = volume_scores(model, dset, device=device)
         per_volume = vol.pop("per_volume")
         result["volumes"] = vol.pop("volumes")

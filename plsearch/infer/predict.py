@@ -2,9 +2,11 @@
 
 Images are segmented the way the network was trained (resized to its training size, logits resized
 back: ``plsearch.Segmenter``), so a mask PNG matches its image pixel for pixel: 0/255 for binary
-networks, the class index for multi-class ones. Volumes (``.nii.gz``/``.nii``) give a NIfTI label
-volume with the input's affine. Run it from the shell with
-``python -m plsearch.predict --checkpoint RUN/best.pt --input DIR --out DIR`` (or ``--trial results/NAME:12``).
+networks, the class index for multi-class ones. Volumes give a NIfTI label volume with the input's
+affine. Which files a folder holds, how each is read and how its mask is written is the business of its
+data format (:mod:`plsearch.data.formats`: ``inputs``, ``read``, ``write``, ``mask_suffix``). Run it from
+the shell with ``python -m plsearch.predict --checkpoint RUN/best.pt --input DIR --out DIR`` (or
+``--trial results/NAME:12``).
 """
 
 from __future__ import annotations
@@ -16,39 +18,32 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "list_images", "list_inputs", "predict_checkpoint", "predict_files"]
+__all__ = ["list_images", "list_inputs", "mask_names", "predict_checkpoint", "predict_files"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VOLUME_SUFFIXES = (".nii.gz", ".nii")
-
-
-def _is_volume(p: Path) -> bool:
-    return p.name.endswith(VOLUME_SUFFIXES)
-
 
 def list_inputs(path: str | Path, *, volumes: bool | None = None) -> list[Path]:
-    """A file, or the images / volumes in a folder (its ``images/`` or ``imagesTr/``/``imagesTs/`` if it has one).
+    """A file, or the files of a folder that a registered data format reads (each format looks in its own
+    sub-folder when the folder has one: ``images/``, ``imagesTs/`` or ``imagesTr/``, ...).
 
-    ``volumes`` picks NIfTI (True) or image files (False); None takes whichever the folder holds.
+    ``volumes`` picks 3D formats (True) or 2D ones (False); None takes images, or volumes when the folder
+    holds no image.
     """
+    from plsearch.data.formats import formats_in_order
+
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"input {path} does not exist; pass an image or NIfTI file, or a folder of them")
-    for sub in ("images", "imagesTs", "imagesTr"):
-        if (path / sub).is_dir():
-            path = path / sub
-            break
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    vols = [p for p in files if _is_volume(p)]
-    imgs = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    fmts = formats_in_order()
+    vols, imgs = (sorted({f for fmt in fmts if fmt.spatial_dims == d for f in fmt.inputs(path)}) for d in (3, 2))
     chosen = vols if volumes or (volumes is None and vols and not imgs) else imgs
     if not chosen:
-        kind = "NIfTI volumes (.nii.gz)" if volumes else f"images ({', '.join(IMAGE_SUFFIXES)})"
-        raise FileNotFoundError(f"no {kind} in {path}; pass a folder that holds them")
+        dims, kind = (3, "volumes") if volumes else (2, "images")
+        suffixes = dict.fromkeys(s for fmt in fmts if fmt.spatial_dims == dims for s in fmt.suffixes)
+        raise FileNotFoundError(f"no {kind} ({', '.join(suffixes)}) in {path}; pass a folder that holds them")
     return chosen
 
 
@@ -57,21 +52,27 @@ def list_images(path: str | Path) -> list[Path]:
     return list_inputs(path, volumes=False)
 
 
+def mask_names(files: list[Path]) -> list[str]:
+    """The file name of each input's mask: its format's ``mask_suffix`` on its stem (``a.png`` and ``a.jpg``
+    give ``a_png.png`` and ``a_jpg.png``, never one name twice), or its own name where the suffix is empty."""
+    from plsearch.data.formats import format_for_file
+    from plsearch.outputs import unique_names
+
+    suffix = [format_for_file(f).mask_suffix for f in files]
+    names = [f.name for f in files]
+    for s in sorted(set(suffix) - {""}):
+        group = [i for i, x in enumerate(suffix) if x == s]
+        for i, name in zip(group, unique_names([files[i] for i in group], suffix=s)):
+            names[i] = name
+    return names
+
+
 def _check_readable(files: list[Path]) -> None:
-    """Open every input's header (images: full decode; volumes: the NIfTI header) and name the first bad one."""
-    from plsearch.data.folder import DataError, _open
+    """Check every input as its format does (images: a full decode; volumes: the header); name the first bad one."""
+    from plsearch.data.formats import format_for_file
 
     for f in files:
-        if _is_volume(f):
-            import nibabel as nib
-
-            try:
-                nib.load(str(f))
-            except Exception as e:  # noqa: BLE001 - nibabel's errors for bad files vary
-                why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-                raise DataError(f"cannot read volume {f} ({why}); replace or remove the file") from None
-        else:
-            _open(f, "image").close()
+        format_for_file(f).check(f)
 
 
 @torch.no_grad()
@@ -98,7 +99,6 @@ def predict_files(
     from dataclasses import replace
 
     from plsearch.infer.segmenter import Preprocessing, Segmenter
-    from plsearch.outputs import unique_names
     from plsearch.progress import progress
 
     cfg = model.config
@@ -120,9 +120,7 @@ def predict_files(
 
         check_fits(cfg, pre.image_size, batch=1, device=device, flag="--image-size")
     out = Path(out_dir)
-    images = [f for f in files if not _is_volume(f)]
-    png = iter(unique_names(images, suffix=".png"))  # a.png and a.jpg do not overwrite each other
-    names = [f.name if _is_volume(f) else next(png) for f in files]  # volumes keep their .nii.gz name
+    names = mask_names(files)  # a.png and a.jpg do not overwrite each other; volumes keep their .nii.gz name
     from plsearch.outputs import claim_folder, record_written
 
     claim_folder(out, "predict", targets=names)  # never over a file plsearch did not write (nor an input)

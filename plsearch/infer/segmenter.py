@@ -6,7 +6,8 @@
 ``load`` returns the eval-mode network with its preprocessing attached (``model.preprocessing``): the
 training size, how inputs were brought to it (resized, or padded for volumes whose spacing is kept),
 grey-world, channels. ``Segmenter.predict`` takes 2D images ``(h, w)`` / ``(c, h, w)`` and 3D volumes
-``(d, h, w)`` / ``(c, d, h, w)`` (arrays, tensors, or image / NIfTI paths) and returns class labels at the
+``(d, h, w)`` / ``(c, d, h, w)`` (arrays, tensors, or paths of files a registered data format reads: images,
+NIfTI volumes, a plug-in's; :func:`plsearch.data.formats.format_for_file`) and returns class labels at the
 input's size.
 
 Two ways to run (``mode``):
@@ -42,7 +43,6 @@ __all__ = ["Preprocessing", "Segmenter", "load", "preprocessing_from"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_BYTES = 512 << 20
-VOLUME_SUFFIXES = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,11 @@ def preprocessing_from(model_config: Any, run_config: dict[str, Any] | None) -> 
     data = (run_config or {}).get("data", {}) or {}
     names: dict[int, str] = {}
     root = data.get("root") or ""
-    if root and getattr(model_config, "spatial_dims", 2) == 3:
-        from plsearch.data.volume import label_names
+    if root:
+        from plsearch.data.formats import detect_format
 
         try:
-            names = label_names(root)
+            names = detect_format(root).class_names(Path(root).expanduser())
         except (OSError, ValueError):  # the data folder moved: names are a nicety
             names = {}
     return Preprocessing(
@@ -220,21 +220,20 @@ class Segmenter:
 
     # -- inputs --------------------------------------------------------------------------------------
     def _prepare(self, item: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One input -> float32 ``(c, *spatial)`` in the network's input scale, plus what to write it back with."""
-        from plsearch.data.folder import grey_world, read_image
-        from plsearch.data.volume import read_volume, zscore
+        """One input -> float32 ``(c, *spatial)`` in the network's input scale, plus what to write it back with.
+
+        A path is read by its data format (:func:`plsearch.data.formats.format_for_file`) into the array it
+        would be as an input (2D uint8, 3D raw intensities), then prepared as arrays are.
+        """
+        from plsearch.data.folder import grey_world
+        from plsearch.data.formats import format_for_file
+        from plsearch.data.volume import zscore
 
         meta: dict[str, Any] = {}
         if isinstance(item, (str, Path)):
             path = Path(item)
-            meta["path"] = path
-            if path.name.endswith(VOLUME_SUFFIXES):
-                a, meta["affine"], meta["spacing"] = read_volume(path)  # z-scored
-                return torch.from_numpy(a), meta
-            a = read_image(path, None, self.pre.in_channels)
-            if self.pre.grey_world:
-                a = grey_world(a)
-            return torch.from_numpy(a).float().div_(255.0), meta
+            item, meta = format_for_file(path).read(path, self.pre.in_channels)
+            meta = {**meta, "path": path}
         x = torch.as_tensor(np.asarray(item) if not isinstance(item, torch.Tensor) else item).detach().cpu()
         dims = self.pre.spatial_dims
         if x.dim() == dims:
@@ -324,20 +323,15 @@ class Segmenter:
 
     @torch.no_grad()
     def predict_file(self, path: str | Path, out: str | Path) -> Path:
-        """Segment one file and write its mask: NIfTI with the input's affine for volumes, PNG for images
-        (0/255 for binary networks, class indices otherwise)."""
+        """Segment one file and write its mask as the file's data format writes masks: NIfTI with the input's
+        affine for volumes, PNG for images (0/255 for binary networks, class indices otherwise)."""
+        from plsearch.data.formats import format_for_file
+
         x, meta = self._prepare(path)
         labels = _labels(self.logits(x))
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if "affine" in meta:
-            from plsearch.data.volume import write_nifti
-
-            return write_nifti(out, labels, meta["affine"])
-        from PIL import Image
-
-        Image.fromarray(labels * 255 if self.pre.num_classes == 1 else labels).save(out)
-        return out
+        return format_for_file(path).write(out, labels, meta, binary=self.pre.num_classes == 1)
 
     def with_mode(self, mode: str, **kw: Any) -> Segmenter:
         """The same network in another mode (e.g. ``sliding`` for a large input)."""

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from plsearch.config.registry import get_block
+from plsearch.config.registry import get_block, get_up
 from plsearch.config.schema import ModelConfig, from_dict
 from plsearch.graph.wiring import Op, Wiring, build_wiring, padded_size
-from plsearch.nn.blocks import Head, UpConvT2Half, UpConvT3
+from plsearch.nn.blocks import Head
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.nn.plan import Plan
@@ -95,7 +95,7 @@ def layer_class(cfg: ModelConfig, kind: str) -> type:
     if kind == "block":
         return get_block(cfg.block)
     if kind in ("up", "final_up"):
-        return UpConvT3 if cfg.up == "convt3" else UpConvT2Half
+        return get_up(cfg.up)
     return Head
 
 

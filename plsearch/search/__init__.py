@@ -2,11 +2,13 @@
 
 - ``space``: YAML search spaces -> ``SearchSpace`` (dotted RunConfig paths -> Optuna distributions);
 - ``objective``: one trial (config -> profile -> constraints -> fit -> metrics);
-- ``registries``: metrics, samplers and pruners (``register_x`` / ``list_x`` / ``get_x``);
+- ``registries``: metrics, samplers and pruners (``register_x`` / ``list_x`` / ``get_x``), their protocols
+  (``MetricFn``, ``SamplerFactory``, ``Pruner``, ``PrunerFactory``) and the size objectives (``SIZE_METRICS``);
 - ``pruning``: ``DominancePruner`` for multi-objective studies, Optuna's pruners otherwise;
 - ``runner``: the resumable trial loop (``run_search``); ``references``: presets at the same fidelity;
 - ``storage``: SQLite / journal file / PostgreSQL specs, one-line errors, ``redact_url``;
 - ``workers``: several workers on one study (stale trials, exact counts, heartbeats, ``--workers``);
+- ``optuna_private``: every use of Optuna beyond its public API (storage handle, trial ids, heartbeats, journal lock);
 - ``records``: trial records, Pareto front and the files holding them;
 - ``pareto``: the Pareto front of a study's records and its table; ``asha``: multi-objective successive halving;
 - ``parsing``: the space file's section parsers; ``budgets``: budgets relative to a preset;
@@ -21,7 +23,12 @@ from __future__ import annotations
 from plsearch.search.objective import Objective
 from plsearch.search.pruning import DominancePruner
 from plsearch.search.registries import (
+    SIZE_METRICS,
     MetricContext,
+    MetricFn,
+    Pruner,
+    PrunerFactory,
+    SamplerFactory,
     get_metric,
     get_pruner,
     get_sampler,
@@ -58,4 +65,9 @@ __all__ = [
     "register_pruner",
     "get_pruner",
     "list_pruners",
+    "MetricFn",
+    "SamplerFactory",
+    "Pruner",
+    "PrunerFactory",
+    "SIZE_METRICS",
 ]

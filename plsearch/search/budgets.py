@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from plsearch.config.schema import ModelConfig
+from plsearch.search.registries import COUNTED_SIZES
 
 PRESET_KEYS = {"at_most", "times"}
 
@@ -53,7 +54,7 @@ def resolve_budget(metric: str, spec: Mapping[str, Any], fixed: Mapping[str, Any
         raise ValueError(f"constraints.{metric}.at_most={name!r} is not a preset; choose one of {list_models()}")
     if isinstance(times, bool) or not isinstance(times, (int, float)) or times <= 0:
         raise ValueError(f"constraints.{metric}.times={times!r} must be a positive number")
-    if metric not in ("params", "macs"):
+    if metric not in COUNTED_SIZES:
         raise ValueError(f"constraints.{metric}: a preset-relative bound needs an analytic size (params or macs)")
     size = int(fixed.get("data.image_size", 224))
     est = estimate(preset_at_fidelity(name, fixed), size)

@@ -268,31 +268,19 @@ def train_and_score(
     on_epoch_end: Callable[[int, dict], Any] | None = None,
     keep: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """Build ``cfg.model``, ``fit`` it on the cached data, and return the metrics dict.
+    """Train ``cfg`` on the cached data (``plsearch.train.run.run_config``) and return the metrics dict.
 
     ``keep(model)`` is called with the trained model (best-epoch weights), e.g. to store them.
 
     Keys: ``val_dice`` (best epoch), ``val_iou`` (same epoch), ``best_epoch``, ``epochs_run``,
     ``train_seconds``, plus one per custom metric in ``metrics``.
     """
-    import torch
-
-    from plsearch.nn.model import PLNet
-    from plsearch.train.fit import fit
+    from plsearch.train.run import build_model, run_config
 
     splits = load_data(cfg.data, cfg.model.num_classes)
-    torch.manual_seed(cfg.train.seed)  # initial weights are part of the trial's seed
-    model = PLNet.from_config(cfg.model)
+    model = build_model(cfg)  # initial weights are part of the trial's seed
     t0 = time.perf_counter()
-    result = fit(
-        model,
-        splits["train"],
-        splits["val"],
-        cfg.train,
-        num_classes=cfg.model.num_classes,
-        run_config=cfg,
-        on_epoch_end=on_epoch_end,
-    )
+    result = run_config(cfg, splits, model=model, on_epoch_end=on_epoch_end).fit_result
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), result.history[-1])
     out = {
         "val_dice": float(result.best_val_dice),

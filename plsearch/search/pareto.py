@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from plsearch.search.registries import COUNTED_SIZES, SIZE_METRICS
+
 
 def minimisation_form(values: Mapping[str, float], objectives: Sequence[tuple[str, str]]) -> list[float]:
     """The objective values with every one to be minimised (maximised ones negated), in objective order."""
@@ -107,7 +109,7 @@ def beaten_line(
             continue
         ref = references[str(names).split(",")[0]]
         vals = ", ".join(
-            f"{n} {fmt_count(v) if n in ('params', 'macs') else f'{v:.4f}'}"
+            f"{n} {fmt_count(v) if n in COUNTED_SIZES else f'{v:.4f}'}"
             for n, _ in objectives
             if (v := reference_value(ref, n)) is not None
         )
@@ -154,7 +156,7 @@ def pareto_rows(
             row[name] = r["values"][name]
         for k in ("val_dice", "val_iou"):
             row.setdefault(k, metrics.get(k))
-        for k in ("params", "macs", "latency_ms"):
+        for k in SIZE_METRICS:
             row.setdefault(k, prof.get(k))
         row["seconds"] = r["seconds"]
         row["config"] = params_summary(r["params"])
@@ -173,7 +175,7 @@ def pareto_markdown(rows: Sequence[dict[str, Any]]) -> str:
     def cell(k: str, v: Any) -> str:
         if v is None:
             return "-"
-        if k in ("params", "macs"):
+        if k in COUNTED_SIZES:
             return fmt_count(v)
         if isinstance(v, float):
             return f"{v:.4f}" if k.startswith("val_") else f"{v:.1f}" if k == "seconds" else f"{v:.4g}"

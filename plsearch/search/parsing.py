@@ -9,13 +9,23 @@ Every problem raises ``SearchSpaceError`` with one line naming the key and what 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from plsearch.config.gate import check_value as gate_check_value
 from plsearch.config.schema import ConfigError, path_type, yaml_number
-from plsearch.search.registries import get_sampler, list_samplers, resolve_metric
+from plsearch.search.registries import (
+    PRUNING_KEYS,
+    SIZE_METRICS,
+    default_pruner,
+    get_sampler,
+    list_pruners,
+    list_samplers,
+    pruner_options,
+    resolve_metric,
+    unknown_options,
+)
 
 SECTIONS = (
     "name",
@@ -35,7 +45,7 @@ SECTIONS = (
     "trivial_margin",
     "start",
 )
-CONSTRAINT_METRICS = ("params", "macs", "latency_ms")
+CONSTRAINT_METRICS = SIZE_METRICS  # upper bounds are on sizes, checked before training
 DEFAULT_REFERENCES = ("plnet", "plnet-small", "bionet", "unet")
 
 
@@ -78,16 +88,23 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class Pruning:
-    """``name``: asha, dominance, median or a registered pruner (None: dominance for several objectives,
-    median for one); ``min_epochs``/``eta``: asha's first rung and reduction factor."""
+    """The space's ``pruning:`` section: ``enabled``; ``name``, asha, dominance, median or a registered pruner
+    (None: ``default_pruner``, dominance for several objectives, median for one); ``options``, the rest of the
+    section as that pruner parsed it (its ``Options``; ``plsearch.search.registries.pruner_options``).
+
+    An option reads as an attribute too (``space.pruning.eta``), as when the options were fields here."""
 
     enabled: bool = True
-    n_startup_trials: int = 3
-    n_warmup_epochs: int = 1
-    min_delta: float = 0.0
     name: str | None = None
-    min_epochs: int = 1
-    eta: int = 3
+    options: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr == "options":
+            raise AttributeError(attr)
+        try:
+            return getattr(self.options, attr)
+        except AttributeError:
+            raise AttributeError(f"pruning has no option {attr!r} (options: {self.options!r})") from None
 
 
 def _field_type(path: str) -> Any:
@@ -235,9 +252,10 @@ def parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
     if not options:
         return spec, ()
     allowed = sorted(set(inspect.signature(sampler_class(spec)).parameters) - {"self", "seed", "constraints_func"})
-    bad = sorted(set(options) - set(allowed))
-    if bad:
-        raise SearchSpaceError(f"sampler {spec}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    try:
+        unknown_options(options, allowed, "sampler", f"sampler {spec}", ("name",))
+    except ValueError as e:
+        raise SearchSpaceError(str(e)) from None
     return spec, tuple(sorted(options.items()))
 
 
@@ -279,33 +297,28 @@ def parse_constraints(cons: Any, fixed: Mapping[str, Any] | None = None) -> tupl
     return tuple(out)
 
 
-def parse_pruning(pr: Any) -> Pruning:
+def parse_pruning(pr: Any, n_objectives: int = 2) -> Pruning:
+    """``true``, ``false`` or ``{enabled, name, ...}``: the parser takes ``enabled`` and ``name`` and hands the
+    rest to the pruner's own options (the named one, else ``default_pruner(n_objectives)``)."""
     if isinstance(pr, bool):
-        return Pruning(enabled=pr)
+        pr = {"enabled": pr}
     if not isinstance(pr, Mapping):
         raise SearchSpaceError(f"pruning={pr!r} must be true, false or a mapping")
-    valid = [f.name for f in fields(Pruning)]
-    if set(pr) - set(valid):
-        raise SearchSpaceError(
-            f"pruning: unknown key(s) {', '.join(sorted(map(str, set(pr) - set(valid))))}; valid: {', '.join(valid)}"
-        )
     enabled = pr.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SearchSpaceError(f"pruning.enabled={enabled!r} must be true or false")
-    from plsearch.search.pruning import list_pruners
-
     name = pr.get("name")
-    if name is not None and name not in list_pruners():
+    if name is not None and (not isinstance(name, str) or name not in list_pruners()):
         raise SearchSpaceError(f"pruning.name={name!r} is not known; choose one of {', '.join(list_pruners())}")
-    return Pruning(
-        enabled,
-        as_int("pruning.n_startup_trials", pr.get("n_startup_trials", 3), 0),
-        as_int("pruning.n_warmup_epochs", pr.get("n_warmup_epochs", 1), 0),
-        float(number("pruning", "min_delta", pr.get("min_delta", 0.0))),
-        name,
-        as_int("pruning.min_epochs", pr.get("min_epochs", 1), 1),
-        as_int("pruning.eta", pr.get("eta", 3), 2),
-    )
+    given = {k: v for k, v in pr.items() if k not in PRUNING_KEYS}
+    if not enabled and not given:
+        return Pruning(False, name)
+    try:
+        options = pruner_options(name or default_pruner(n_objectives), given)
+    except ValueError as e:
+        why = "" if name else f" (no pruning.name: {default_pruner(n_objectives)} prunes {n_objectives} objective(s))"
+        raise SearchSpaceError(" ".join(str(e).split()) + why) from None
+    return Pruning(enabled, name, options)
 
 
 def parse_references(refs: Any) -> tuple[str, ...]:

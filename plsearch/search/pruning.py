@@ -9,15 +9,27 @@ same epoch ``e``. Curves live in each trial's user attr ``val_dice_curve`` (entr
 the Dice after epoch ``e``), so the rule needs only storage and works across processes;
 ``median`` is Optuna's MedianPruner for single-objective studies. A space without ``name`` keeps
 the old choice (dominance for several objectives, median for one). New pruners: ``register_pruner``.
+
+Each pruner declares its options (the space's ``pruning:`` keys besides ``enabled`` and ``name``) as a
+frozen ``Options`` dataclass on its class: asha ``min_epochs``, ``eta``; dominance ``n_startup_trials``,
+``n_warmup_epochs``, ``min_delta``; median ``n_startup_trials``, ``n_warmup_epochs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plsearch.search.registries import get_pruner, list_pruners, register_pruner  # noqa: F401  (re-exported)
+from plsearch.search.registries import (  # noqa: F401  (re-exported)
+    SIZE_METRICS,
+    Pruner,
+    default_pruner,
+    get_pruner,
+    list_pruners,
+    pruner_options_of,
+    register_pruner,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from optuna.trial import FrozenTrial
@@ -40,7 +52,7 @@ class Curve:
 
 def size_keys(space: SearchSpace) -> tuple[str, ...]:
     """What a trial's size is: the size objectives of the study (params, macs, latency_ms), else params."""
-    keys = tuple(k for k in space.metric_names if k in ("params", "macs", "latency_ms"))
+    keys = tuple(k for k in space.metric_names if k in SIZE_METRICS)
     return keys or ("params",)
 
 
@@ -120,7 +132,32 @@ class EpochState:
 
 # One registry shape (plsearch.search.registries): ``@register_pruner("name")`` on ``factory(space) -> pruner``
 # whose ``check(state: EpochState) -> str | None`` gives a reason to stop (or None); usable as
-# ``pruning: {name: ...}`` in a space file. The built-ins below register when this module is imported.
+# ``pruning: {name: ...}`` in a space file, with the options its ``Options`` declares. The built-ins below
+# register when this module is imported.
+
+
+@dataclass(frozen=True)
+class WarmupOptions:
+    """Options of the pruners that compare curves: ``n_startup_trials`` (prune none before this many trials
+    completed training) and ``n_warmup_epochs`` (prune none at or before this epoch)."""
+
+    n_startup_trials: int = field(default=3, metadata={"min": 0})
+    n_warmup_epochs: int = field(default=1, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class DominanceOptions(WarmupOptions):
+    """``min_delta``: the dominating trial's Dice must be better by more than this (0..1)."""
+
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class AshaOptions:
+    """``min_epochs``: the first rung; ``eta``: the reduction factor (the top ``1/eta`` go on at each rung)."""
+
+    min_epochs: int = field(default=1, metadata={"min": 1})
+    eta: int = field(default=3, metadata={"min": 2})
 
 
 def pruner_name(space: SearchSpace) -> str | None:
@@ -130,14 +167,18 @@ def pruner_name(space: SearchSpace) -> str | None:
     if not p.enabled:
         return None
     name = getattr(p, "name", None)
-    return name or ("dominance" if len(space.objectives) > 1 else "median")
+    return name or default_pruner(len(space.objectives))
 
 
 @register_pruner("dominance")
 class _Dominance:
+    """``DominancePruner`` over the study's finished trials (see the module docstring)."""
+
+    Options = DominanceOptions
+
     def __init__(self, space: SearchSpace) -> None:
-        p = space.pruning
-        self.rule = DominancePruner(p.n_startup_trials, p.n_warmup_epochs, p.min_delta)
+        o = pruner_options_of(type(self), space)
+        self.rule = DominancePruner(o.n_startup_trials, o.n_warmup_epochs, o.min_delta)
 
     def check(self, s: EpochState) -> str | None:
         from optuna.trial import TrialState
@@ -157,6 +198,8 @@ class _Dominance:
 @register_pruner("median")
 class _Median:
     """Optuna's pruner of the study (MedianPruner, see ``study_pruner``): single-objective studies only."""
+
+    Options = WarmupOptions
 
     def __init__(self, space: SearchSpace) -> None:
         if len(space.objectives) != 1:
@@ -189,10 +232,12 @@ class AshaPruner:
     their parameters run again) and duplicates (user attr ``duplicate_of``) are not peers.
     """
 
+    Options = AshaOptions
+
     def __init__(self, space: SearchSpace) -> None:
-        p = space.pruning
-        self.min_epochs, self.eta = int(getattr(p, "min_epochs", 1)), int(getattr(p, "eta", 3))
-        self.size_objectives = tuple(o.name for o in space.objectives if o.name in ("params", "macs", "latency_ms"))
+        opts = pruner_options_of(type(self), space)
+        self.min_epochs, self.eta = int(opts.min_epochs), int(opts.eta)
+        self.size_objectives = tuple(o.name for o in space.objectives if o.name in SIZE_METRICS)
 
     def peers(self, trial: Any, epoch: int, keys: Sequence[str]) -> list[RungResult]:
         """Every other trial's result at rung ``epoch`` (FAIL trials and duplicates left out)."""
@@ -260,7 +305,7 @@ def make_epoch_callback(
     keys = size_keys(space)
     size = tuple(float(prof[k]) for k in keys)
     name = pruner_name(space)
-    pruner = get_pruner(name)(space) if name else None
+    pruner: Pruner | None = get_pruner(name)(space) if name else None
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         curve.append(float(row["val_dice"]))
@@ -279,7 +324,6 @@ def study_pruner(space: SearchSpace) -> Any:
     import optuna
 
     if pruner_name(space) == "median" and len(space.objectives) == 1:
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=space.pruning.n_startup_trials, n_warmup_steps=space.pruning.n_warmup_epochs
-        )
+        o = pruner_options_of(_Median, space)
+        return optuna.pruners.MedianPruner(n_startup_trials=o.n_startup_trials, n_warmup_steps=o.n_warmup_epochs)
     return optuna.pruners.NopPruner()

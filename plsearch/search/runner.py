@@ -199,10 +199,11 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
 
     from plsearch.config.gate import DeviceError
     from plsearch.data.dataset import DataError
+    from plsearch.search import optuna_private as op
     from plsearch.search.objective import Objective
     from plsearch.search.provenance import environment
     from plsearch.search.records import trial_record, write_outputs
-    from plsearch.search.workers import Heartbeat, is_surplus
+    from plsearch.search.workers import is_surplus
 
     objective, env = Objective(s.space, s.extra), environment()
     from plsearch.infer.artifacts import open_store
@@ -235,13 +236,16 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
         waiting = False
         if is_surplus(s.study, trial.number, s.total):  # another machine asked at the same moment
             requeue(
-                s.study, trial._trial_id, f"surplus: {s.total} trials were already finished or running", attr="surplus"
+                s.study,
+                op.trial_id(trial),
+                f"surplus: {s.total} trials were already finished or running",
+                attr="surplus",
             )
             continue
         for k, v in (("versions", env["versions"]), ("git_rev", env["git_rev"])):
             trial.set_user_attr(k, v)
         try:
-            with Heartbeat(s.study._storage, trial._trial_id, s.heartbeat[0] if s.heartbeat else None):
+            with op.Heartbeat(s.study, trial, s.heartbeat[0] if s.heartbeat else None):
                 outcome = objective(trial)
             if outcome is None or outcome.state == "fail":
                 s.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -256,12 +260,12 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             )
             continue
         except KeyboardInterrupt:
-            requeue(s.study, trial._trial_id, "interrupted (KeyboardInterrupt)")
+            requeue(s.study, op.trial_id(trial), "interrupted (KeyboardInterrupt)")
             if write:
                 write_outputs(s.study, s.out)
             raise
         except (DataError, DeviceError) as e:  # the user's setup, not the trial: stop here
-            requeue(s.study, trial._trial_id, f"setup error: {e}")
+            requeue(s.study, op.trial_id(trial), f"setup error: {e}")
             raise
         except Exception as e:  # a bug or an unexpected problem: record it, keep the study going
             log.exception("trial %d failed", trial.number)
@@ -276,7 +280,7 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             from plsearch.infer.artifacts import bound
 
             bound(s.study, objective.artifacts, s.keep_top)
-        frozen = s.study._storage.get_trial(trial._trial_id)
+        frozen = op.frozen_trial(s.study, op.trial_id(trial))
         if write:
             write_outputs(s.study, s.out)
         if on_trial:

@@ -13,7 +13,7 @@ A space file has search axes (top-level keys that are dotted config paths) and s
     objectives: [val_dice, macs]                         # or [{metric: m, direction: maximize}]
     constraints: {params: 2.0e6, macs: 1.0e8}            # upper bounds, checked before training
     sampler: tpe                                         # or {name: tpe, n_startup_trials: 4}
-    pruning: {enabled: true, n_startup_trials: 3, n_warmup_epochs: 1, min_delta: 0.0}
+    pruning: {name: dominance, n_startup_trials: 3, n_warmup_epochs: 1, min_delta: 0.0}  # name, then its own options
     seed: 0
     n_trials: 10
     timeout: null                                        # seconds from the start (references included), or null
@@ -210,7 +210,7 @@ def parse_space(data: Any, name: str = "space", base_dir: str | Path | None = No
     objectives = parse_objectives(data.get("objectives", ["val_dice", "macs"]))
     cons = parse_constraints(data.get("constraints"), fixed)
     sampler, options = parse_sampler(data.get("sampler", "tpe"))
-    pruning = parse_pruning(data.get("pruning", True))
+    pruning = parse_pruning(data.get("pruning", True), len(objectives))
     if pruning.name == "median" and len(objectives) > 1:
         raise SearchSpaceError(
             "pruning.name=median needs one objective (Optuna cannot prune multi-objective "

@@ -123,10 +123,10 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
             raise StorageError(f"the folder of storage file {path} does not exist; create it or choose another path")
     check_foreign(spec, create=create)
     if spec.kind == "journal":
-        from optuna.storages.journal import JournalFileBackend
+        from plsearch.search.optuna_private import journal_storage  # a lock the kernel frees when its holder dies
 
         try:
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=_flock_lock(str(path))))
+            return journal_storage(str(path))
         except (OSError, ValueError) as e:
             raise StorageError(
                 f"cannot open journal file {path} ({e}); check that it is a journal and writable"
@@ -244,34 +244,6 @@ def describe_error(spec: StorageSpec, e: BaseException) -> str:
     else:
         why = f"{name}: {first}; check the storage"
     return redact(f"storage {shown}: {why}", spec.target)
-
-
-def _flock_lock(path: str) -> Any:
-    """A journal lock the kernel releases when its holder dies (Optuna's default, a symlink, stalls
-    every other worker for 30 s after a ``kill -9`` caught mid-write); None (the default) off POSIX."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover
-        return None
-    import threading
-
-    class FlockLock:  # Optuna's JournalFileBackend calls acquire() and release()
-        def __init__(self) -> None:
-            self._local = threading.local()
-
-        def acquire(self) -> bool:
-            fd = os.open(f"{path}.flock", os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._local.fd = fd
-            return True
-
-        def release(self) -> None:
-            fd, self._local.fd = getattr(self._local, "fd", None), None
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-
-    return FlockLock()
 
 
 @contextlib.contextmanager

@@ -15,13 +15,9 @@
   ``assign_devices`` places them (round-robin over ``--devices``) and caps the CUDA memory of
   workers that share a GPU (``MEMORY_FRACTION_ENV``, applied by each worker at start).
 
-Why ``study._storage`` here (Optuna's private attribute): re-queueing another process's RUNNING
-trial writes to that trial by id (its ``fail_reason`` and ``requeued`` attrs, then FAIL, atomically
-against a worker finishing it) and reads the heartbeat's stale ids; ``Study`` has no public call
-for either (``Study.tell`` cannot set a trial's attrs, and ``optuna.storages.fail_stale_trials``
-neither says which trials it failed nor re-enqueues their params). The writes are public
-``BaseStorage`` methods reached through the study's handle; the stale-id query
-(``_get_stale_trial_ids``) is Optuna's private heartbeat helper, pinned by the tests in test_scale.
+Re-queueing writes to another process's trial by id and reads the heartbeat's stale ids, which ``Study`` has
+no public call for: those steps (and the heartbeat thread) are ``plsearch.search.optuna_private``'s, the one
+module that reaches past Optuna's public API (it says why).
 """
 
 from __future__ import annotations
@@ -38,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from plsearch.locks import pid_alive, pid_started_at  # noqa: F401 - also imported from here
+from plsearch.search import optuna_private as op
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -119,25 +116,23 @@ def is_surplus(study: Any, number: int, total: int) -> bool:
 
 def params_of(study: Any, trial_id: int) -> dict[str, Any]:
     """A trial's sampled params, or its enqueued ones when it was stopped before sampling."""
-    t = study._storage.get_trial(trial_id)
-    return dict(t.params) or dict(t.system_attrs.get("fixed_params") or {})
+    t = op.frozen_trial(study, trial_id)
+    return dict(t.params) or op.fixed_params(t)
 
 
 def requeue(study: Any, trial_id: int, reason: str, attr: str = "requeued") -> bool:
     """Fail a RUNNING trial (``fail_reason``, ``attr`` true) and enqueue its params; False if another
     worker finished or failed it first (then nothing is enqueued)."""
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
-    storage = study._storage
     params = params_of(study, trial_id)
-    number = storage.get_trial(trial_id).number
+    number = op.frozen_trial(study, trial_id).number
     try:
-        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-        storage.set_trial_user_attr(trial_id, attr, True)
-        if storage.set_trial_state_values(trial_id, TrialState.FAIL) is False:
-            return False
+        op.set_user_attr_by_id(study, trial_id, "fail_reason", reason)
+        op.set_user_attr_by_id(study, trial_id, attr, True)
     except UpdateFinishedTrialError:
+        return False
+    if not op.fail_by_id(study, trial_id):
         return False
     if params:
         study.enqueue_trial(params, user_attrs={"requeued_from": number}, skip_if_exists=False)
@@ -158,51 +153,21 @@ def recover_stale(study: Any, run_id: str, grace: int | None = None) -> list[int
         w = t.user_attrs.get("worker")
         state = owner_state(w, run_id, t.datetime_start)
         if state == "dead":
-            stale[t._trial_id] = (t.number, f"interrupted (worker {w} is gone)")
+            stale[op.trial_id(t)] = (t.number, f"interrupted (worker {w} is gone)")
         elif state == "untagged" and (grace is None or _older_than(t, 2 * grace)):
-            stale[t._trial_id] = (t.number, "interrupted (RUNNING trial without a live worker)")
+            stale[op.trial_id(t)] = (t.number, "interrupted (RUNNING trial without a live worker)")
     if grace is not None:
-        for trial_id in study._storage._get_stale_trial_ids(study._study_id):
-            t = study._storage.get_trial(trial_id)
+        for tid in op.stale_trial_ids(study):
+            t = op.frozen_trial(study, tid)
             stale.setdefault(
-                trial_id,
+                tid,
                 (t.number, f"interrupted (worker {t.user_attrs.get('worker')} sent no heartbeat for {grace}s)"),
             )
-    return sorted(number for trial_id, (number, why) in stale.items() if requeue(study, trial_id, why))
+    return sorted(number for tid, (number, why) in stale.items() if requeue(study, tid, why))
 
 
 def _older_than(t: Any, seconds: float) -> bool:
     return t.datetime_start is None or datetime.now() - t.datetime_start > timedelta(seconds=seconds)
-
-
-class Heartbeat:
-    """Context manager: records a heartbeat for ``trial_id`` every ``interval`` seconds (RDB storages)."""
-
-    def __init__(self, storage: Any, trial_id: int, interval: int | None) -> None:
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception as e:  # a dropped connection: try again next time
-                log.warning("heartbeat of trial id %d failed: %s", self.trial_id, type(e).__name__)
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> "Heartbeat":
-        if self.interval:
-            self.storage.record_heartbeat(self.trial_id)  # at once: a trial never lacks one
-            self._thread = threading.Thread(target=self._run, name="plsearch-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 def launch(

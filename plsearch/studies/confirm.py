@@ -24,6 +24,7 @@ from typing import Any
 
 from plsearch.config.gate import resolve
 from plsearch.config.schema import RunConfig
+from plsearch.search.registries import COUNTED_SIZES, SIZE_METRICS
 from plsearch.studies.runs import Job
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
     "search_candidates",
     "size_objectives",
 ]
-
-SIZES = ("params", "macs", "latency_ms")
 
 
 class ConfirmError(ValueError):
@@ -63,9 +62,10 @@ def size_objectives(study: Any) -> list[str]:
     """The search's size objectives (params, macs; latency falls back to macs), else both sizes."""
     from plsearch.search.records import study_metric_names
 
-    names = [n for n, d in zip(study_metric_names(study), study.directions) if n in SIZES and d.name == "MINIMIZE"]
-    names = ["macs" if n == "latency_ms" else n for n in names]
-    return list(dict.fromkeys(names)) or ["params", "macs"]
+    directions = study.directions
+    names = [n for n, d in zip(study_metric_names(study), directions) if n in SIZE_METRICS and d.name == "MINIMIZE"]
+    names = [n if n in COUNTED_SIZES else "macs" for n in names]  # latency is not measured here: its proxy
+    return list(dict.fromkeys(names)) or list(COUNTED_SIZES)
 
 
 def _candidate(rec: Mapping[str, Any]) -> Candidate:
@@ -145,15 +145,15 @@ def reference_candidates(
 
 
 def fold_split_files(cfg: RunConfig, k: int, folder: str | Path, seed: int = 0) -> list[Path]:
-    """Write ``k`` split CSVs (``id,split``) over every image of ``cfg.data.root``: fold ``i`` is the
+    """Write ``k`` split CSVs (``id,split``) over every sample of ``cfg.data.root``: fold ``i`` is the
     test split, and validation is carved (seeded, ``data.val_fraction``) from the other folds."""
     import numpy as np
 
-    from plsearch.data.dataset import list_pairs
+    from plsearch.data.dataset import list_ids
 
     if not cfg.data.root:
         raise ConfirmError("--folds needs a data folder; the search ran on the synthetic set (use --seeds)")
-    ids = [i for i, _, _ in list_pairs(cfg.data.root)]
+    ids = list_ids(cfg.data)  # the samples of cfg.data.root in any registered format
     if len(ids) < 2 * k:
         raise ConfirmError(f"--folds {k} needs at least {2 * k} images, {cfg.data.root} has {len(ids)}; lower --folds")
     rng = np.random.default_rng(seed)
@@ -256,7 +256,7 @@ def _se(x: Mapping[str, Any]) -> float:
     return 0.0 if x["n"] < 2 or math.isnan(sd) else sd / math.sqrt(x["n"])
 
 
-def dominates(a: Mapping[str, Any], b: Mapping[str, Any], sizes: Sequence[str] = ("params", "macs")) -> bool:
+def dominates(a: Mapping[str, Any], b: Mapping[str, Any], sizes: Sequence[str] = COUNTED_SIZES) -> bool:
     """A is no larger than B in every size and better in mean test Dice by more than the pooled standard
     error ``sqrt(se_A^2 + se_B^2)`` (a single run counts as se 0)."""
     if a is b or not a["n"] or not b["n"]:
@@ -266,7 +266,7 @@ def dominates(a: Mapping[str, Any], b: Mapping[str, Any], sizes: Sequence[str] =
     return a["test_dice"] - b["test_dice"] > math.hypot(_se(a), _se(b))
 
 
-def mark_nondominated(items: Sequence[dict[str, Any]], sizes: Sequence[str] = ("params", "macs")) -> None:
+def mark_nondominated(items: Sequence[dict[str, Any]], sizes: Sequence[str] = COUNTED_SIZES) -> None:
     """Set ``non_dominated`` and ``dominated_by`` (labels) on each item; degenerate configs (every run no
     better than the trivial predictor) are never non-dominated."""
     for b in items:

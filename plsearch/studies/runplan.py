@@ -25,10 +25,10 @@ def split_sizes(cfg: RunConfig) -> dict[str, int]:
     n = cfg.data.synthetic_count
     counts: dict[str, int] = {}
     if cfg.data.root:
-        from plsearch.data.dataset import list_pairs
+        from plsearch.data.dataset import list_ids
 
         root = Path(cfg.data.root)
-        n = len(list_pairs(root))
+        n = len(list_ids(cfg.data))  # in any registered format
         csvs = [Path(cfg.data.split_csv)] if cfg.data.split_csv else sorted(root.glob("split*.csv"))
         if csvs and csvs[0].is_file():
             lines = csvs[0].read_text().splitlines()[1:]

@@ -110,7 +110,9 @@ def open_runs(out_dir: str | Path, name: str, *, storage: str | None = None, hea
 
 
 def _job_of(t: Any) -> str | None:
-    return (t.system_attrs.get("fixed_params") or {}).get("job") or t.user_attrs.get("job")
+    from plsearch.search.optuna_private import fixed_params
+
+    return fixed_params(t).get("job") or t.user_attrs.get("job")
 
 
 def _same_config(stored: Mapping[str, Any], config: RunConfig) -> bool:
@@ -190,7 +192,8 @@ def work(
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
 
-    from plsearch.search.workers import Heartbeat, owner_state, requeue
+    from plsearch.search import optuna_private as op
+    from plsearch.search.workers import owner_state, requeue
 
     ran = 0
     while True:
@@ -206,7 +209,7 @@ def work(
                 return ran
             time.sleep(poll)
             continue
-        frozen = runs.study._storage.get_trial(trial._trial_id)
+        frozen = op.frozen_trial(runs.study, op.trial_id(trial))
         key = _job_of(frozen)
         job = runs.study.user_attrs.get(JOB_ATTR + str(key)) if key else None
         if job is None:  # asked when another machine took the last waiting job: give it back
@@ -216,7 +219,7 @@ def work(
         key = str(key)
         trial.set_user_attr("job", key)
         try:
-            with Heartbeat(runs.study._storage, trial._trial_id, runs.heartbeat[0] if runs.heartbeat else None):
+            with op.Heartbeat(runs.study, trial, runs.heartbeat[0] if runs.heartbeat else None):
                 result = run_job(job, runs.out / "runs" / key, device=device)
                 if not result.get("fail_reason"):
                     result.update(_keep_checkpoint(trial, runs.out, runs.out / "runs" / key))
@@ -229,11 +232,11 @@ def work(
         except UpdateFinishedTrialError:
             continue  # failed by another worker (no heartbeat in time) and re-queued: it runs again
         except KeyboardInterrupt:
-            requeue(runs.study, trial._trial_id, "interrupted (KeyboardInterrupt)")
+            requeue(runs.study, op.trial_id(trial), "interrupted (KeyboardInterrupt)")
             raise
         ran += 1
         if on_done is not None:
-            on_done(record(runs.study._storage.get_trial(trial._trial_id), job))
+            on_done(record(op.frozen_trial(runs.study, op.trial_id(trial)), job))
 
 
 def record(t: Any, job: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,13 +295,11 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
     ``degenerate`` (test Dice no better than the trivial predictor), ``best_epoch``, ``epochs_run``,
     ``steps``, ``seconds``, ``val_curve`` and ``test_curve`` (per epoch), ``checkpoint``, ``fail_reason``.
     """
-    import torch
-
     from plsearch.nn.checkpoint import read_checkpoint
-    from plsearch.nn.model import PLNet
     from plsearch.search.objective import load_data
-    from plsearch.train.fit import NonFiniteLossError, fit
+    from plsearch.train.fit import NonFiniteLossError
     from plsearch.train.metrics import evaluate_model
+    from plsearch.train.run import build_model, run_config
 
     cfg = RunConfig.from_dict(job["config"])
     if device:
@@ -328,8 +329,7 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
     points = [p for p in points if p["epoch"] <= done]
     points_path.write_text("".join(json.dumps(p) + "\n" for p in points))
     at = {int(e) for e in job.get("test_epochs") or ()}
-    torch.manual_seed(cfg.train.seed)  # initial weights belong to the seed
-    model = PLNet.from_config(cfg.model)
+    model = build_model(cfg)  # initial weights belong to the seed (the callbacks below evaluate it)
 
     def on_epoch(epoch: int, row: dict) -> None:
         if job.get("test_curve"):
@@ -344,17 +344,9 @@ def run_job(job: Mapping[str, Any], run_dir: Path, *, device: str | None = None)
 
     out: dict[str, Any] = {"fail_reason": None, "checkpoint": str(run_dir / "best.pt")}
     try:
-        fit_result = fit(
-            model,
-            splits["train"],
-            splits["val"],
-            cfg.train,
-            num_classes=ncls,
-            out_dir=run_dir,
-            run_config=cfg,
-            resume=resume,
-            on_epoch_end=on_epoch,
-        )
+        fit_result = run_config(
+            cfg, splits, model=model, out_dir=run_dir, resume=resume, on_epoch_end=on_epoch
+        ).fit_result
     except NonFiniteLossError as e:
         return {**out, "fail_reason": f"non-finite loss: {e}", "seconds": round(time.perf_counter() - t0, 3)}
     hist = fit_result.history

@@ -1,4 +1,9 @@
-"""Up-sampling units and the 1x1 prediction head (fixed kinds, not searched through the registry)."""
+"""Up-sampling units (the up-unit registry, ``ModelConfig.up``) and the 1x1 prediction head (one fixed kind).
+
+A new up unit is one registered class: a subclass of ``UpUnit`` decorated with
+``plsearch.config.registry.register_up``, with ``params``, ``macs`` and ``out_width`` static methods
+(``plsearch.config.registry.UpUnitType``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plsearch.config.registry import register_up
 from plsearch.graph.costs import HEAD_COST, UP_COSTS
 from plsearch.nn.blocks.base import (
     Block,
@@ -19,7 +25,21 @@ from plsearch.nn.blocks.base import (
 )
 
 
-class UpConvT3(Block):
+class UpUnit(Block):
+    """An up unit: ``(b, cin, *s)`` to ``(b, cout, *2s)``, one per decoder level (weights shared like a block's).
+
+    ``out_width(below, here)``: its output width from the width of the level it reads (``below``) and of the
+    level it lands on (``here``), answered before it is built (the wiring sizes the decoder with it)."""
+
+    up_name: str = ""
+
+    @staticmethod
+    def out_width(below: int, here: int) -> int:
+        raise NotImplementedError
+
+
+@register_up("convt3")
+class UpConvT3(UpUnit):
     """BiO-Net's up unit: 3x3 transposed conv, stride 2, channel-preserving, then ReLU and BN."""
 
     def __init__(self, cin: int, cout: int, dims: int) -> None:
@@ -44,9 +64,11 @@ class UpConvT3(Block):
 
     params = staticmethod(UP_COSTS["convt3"].params)  # plsearch.graph.costs: the one analytic count (no torch)
     macs = staticmethod(UP_COSTS["convt3"].macs)
+    out_width = staticmethod(UP_COSTS["convt3"].out_width)
 
 
-class UpConvT2Half(Block):
+@register_up("convt2_half")
+class UpConvT2Half(UpUnit):
     """U-Net's up unit: 2x2 transposed conv, stride 2 (halves the width in the U-Net preset)."""
 
     def __init__(self, cin: int, cout: int, dims: int) -> None:
@@ -64,6 +86,7 @@ class UpConvT2Half(Block):
 
     params = staticmethod(UP_COSTS["convt2_half"].params)  # plsearch.graph.costs: the one analytic count (no torch)
     macs = staticmethod(UP_COSTS["convt2_half"].macs)
+    out_width = staticmethod(UP_COSTS["convt2_half"].out_width)
 
 
 class Head(Block):
