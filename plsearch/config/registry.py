@@ -204,15 +204,20 @@ BLOCKS_REGISTRY: Registry[type] = Registry(
 )
 
 
-def register_block(name: str) -> Callable[[T], T]:
-    """Class decorator: make a block available under ``name`` (``ModelConfig.block``)."""
+def _class_decorator(registry: Registry[type], attr: str, name: str) -> Callable[[T], T]:
+    """Register the decorated class as ``name`` and tell it its name (``cls.<attr>``)."""
 
     def deco(cls: T) -> T:
-        BLOCKS_REGISTRY.register(name, cls)  # type: ignore[arg-type]
-        cls.block_name = name  # type: ignore[attr-defined]
+        registry.register(name, cls)  # type: ignore[arg-type]
+        setattr(cls, attr, name)
         return cls
 
     return deco
+
+
+def register_block(name: str) -> Callable[[T], T]:
+    """Class decorator: make a block available under ``name`` (``ModelConfig.block``)."""
+    return _class_decorator(BLOCKS_REGISTRY, "block_name", name)
 
 
 def list_blocks() -> list[str]:
@@ -239,13 +244,7 @@ UP_REGISTRY: Registry[type] = Registry(
 
 def register_up(name: str) -> Callable[[T], T]:
     """Class decorator: make an up unit (``UpUnitType``) available under ``name`` (``ModelConfig.up``)."""
-
-    def deco(cls: T) -> T:
-        UP_REGISTRY.register(name, cls)  # type: ignore[arg-type]
-        cls.up_name = name  # type: ignore[attr-defined]
-        return cls
-
-    return deco
+    return _class_decorator(UP_REGISTRY, "up_name", name)
 
 
 def list_ups() -> list[str]:
