@@ -37,14 +37,19 @@ Functions (all raise ``OutputError``, a ``ValueError`` whose message is one line
 - ``record_written(out, names)``: add names to the marker once written (so a rerun may replace them).
 - ``unique_names(files, suffix)``: one output name per input, never two on one name.
 - ``safe_child(out, name)``: ``out/name`` for a user-given name, refused if it leaves ``out``.
+- ``atomic_file(path)``: write a file through ``<path>.tmp`` and ``os.replace``; a failed write leaves the old
+  file and no ``.tmp``, and a full disk raises ``DiskFullError`` (one line naming the file and the fix).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +76,10 @@ __all__ = [
     "MARKER",
     "RESULTS_FILES",
     "RUN_FILES",
+    "DiskFullError",
     "OutputError",
+    "atomic_file",
+    "disk_full",
     "check_out",
     "check_outs",
     "claim_folder",
@@ -87,6 +95,42 @@ __all__ = [
 
 class OutputError(ValueError):
     """An output would damage something plsearch does not own; the message says what and the fix."""
+
+
+class DiskFullError(OutputError):
+    """A write found no space left (``ENOSPC``, or the user's quota, ``EDQUOT``); nothing half-written is left."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def disk_full(e: BaseException, path: str | Path) -> DiskFullError | None:
+    """The one-line ``DiskFullError`` for ``e`` when it is an ``OSError`` of a full disk, else None."""
+    if not isinstance(e, OSError) or e.errno not in DISK_FULL_ERRNOS:
+        return None
+    return DiskFullError(
+        f"the disk is full: writing {path} failed ({e.strerror or 'no space left on device'}); free space or "
+        "choose another --out, then rerun"
+    )
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield ``<path>.tmp`` to write; on success it replaces ``path`` (``os.replace``: readers see the old file
+    or the new one, never half). On any error the temp file is removed and ``path`` is left as it was; an
+    ``OSError`` of a full disk becomes ``DiskFullError``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        full = disk_full(e, path)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def _resolve(p: str | Path) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import fcntl
 import os
+import re
 import threading
 import time
 import warnings
@@ -145,6 +146,44 @@ def test_heartbeat_thread_keeps_a_trial_fresh_and_stops(beating):
     assert not hb._thread.is_alive()
     with op.Heartbeat(beating, kept, None) as off:  # no heartbeats: nothing recorded, no thread
         assert off._thread is None
+
+
+# ----------------------------------------------------------------------------- a lost database connection
+def test_retried_calls_are_the_storage_calls_and_ride_out_a_lost_connection(tmp_path, monkeypatch):
+    import sqlalchemy.exc as sx
+    from optuna.exceptions import StorageInternalError
+
+    cache = Path(optuna.storages.__file__).parent / "_cached_storage.py"
+    backend_calls = set(re.findall(r"_backend\.(\w+)\(", cache.read_text())) - {
+        "get_heartbeat_interval",
+        "get_heartbeat_stale_trial_callback",
+    }
+    assert backend_calls <= set(op.RETRIED_CALLS)  # every call Optuna's cache makes on an RDBStorage
+    assert all(callable(getattr(optuna.storages.RDBStorage, n)) for n in op.RETRIED_CALLS)
+    given_up: list[BaseException] = []
+    storage = op.retrying_rdb_storage(
+        f"sqlite:///{tmp_path / 's.db'}", patience=0.6, give_up=lambda e: given_up.append(e) or ValueError("gone")
+    )
+    study = _study(storage)
+    real, failures = optuna.storages.RDBStorage.get_trial, [2]
+
+    def flaky(self, trial_id):
+        if failures[0]:
+            failures[0] -= 1
+            lost = sx.OperationalError("SELECT", {}, Exception("server closed the connection"))
+            raise StorageInternalError("commit failed") from lost
+        return real(self, trial_id)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_trial", flaky)
+    tid = op.trial_id(study.ask())
+    assert storage.get_trial(tid).number == 0 and failures == [0]  # retried twice, then read
+    failures[0] = 100
+    with pytest.raises(ValueError, match="gone"):  # still lost after `patience` seconds: give_up's error
+        storage.get_trial(tid)
+    assert op.lost_connection(given_up[0]) and not op.lost_connection(ValueError("x"))
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_trial", lambda self, i: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # not a connection: raised at once
+        storage.get_trial(tid)
 
 
 # ----------------------------------------------------------------------------- study system attrs

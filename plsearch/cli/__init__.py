@@ -8,17 +8,25 @@
   package's ``__main__.py``, three lines each): the only modules outside this package that import it.
 
 Every CLI turns bad input into one line on stderr (``error: <problem>; <fix>``) and exit code 2,
-through ``run_cli``; the library underneath raises typed exceptions.
+through ``run_cli``; the library underneath raises typed exceptions. ``--debug`` (every CLI) or the
+environment variable ``PLSEARCH_DEBUG=1`` prints the error's traceback above that line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
 EXIT_USAGE = 2
+_DEBUG = {"on": False}  # set by a Parser that read --debug, cleared by run_cli
+
+
+def debugging() -> bool:
+    """``--debug`` was given, or ``PLSEARCH_DEBUG`` is set (to anything but empty, 0, false or no)."""
+    return _DEBUG["on"] or os.environ.get("PLSEARCH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class CLIError(Exception):
@@ -47,12 +55,17 @@ def run_cli(body: Callable[[], int | None], user_errors: tuple[type[BaseExceptio
         PermissionError,
         IsADirectoryError,
     ) + tuple(user_errors)
+    _DEBUG["on"] = False
     try:
         return int(body() or 0)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except expected as e:  # noqa: B014
+        if debugging():
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
         return fail(str(e) or type(e).__name__)
 
 
@@ -116,8 +129,20 @@ def argv_or_sys(argv: Sequence[str] | None) -> list[str]:
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``error: ...; see --help``) via ``CLIError``.
 
-    Parse inside ``run_cli`` so that the error becomes exit code 2 like every other bad input.
+    Parse inside ``run_cli`` so that the error becomes exit code 2 like every other bad input. Every such
+    parser takes ``--debug`` (an error's traceback above its line, as ``PLSEARCH_DEBUG=1``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--debug", action="store_true", help="on an error, print its traceback above the one line [$PLSEARCH_DEBUG]"
+        )
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        if "--debug" in (sys.argv[1:] if args is None else list(args)):  # before parsing: its errors too
+            _DEBUG["on"] = True
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # argparse's NoReturn: it raises
         raise CLIError(f"{message}; see {self.prog} --help")

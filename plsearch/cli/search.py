@@ -525,6 +525,7 @@ def _search_held(argv: Sequence[str] | None, held: ExitStack) -> int:
 
     data = named_data(extra, space)  # --data or --set data.root, and the space's own data.root
     check_outs(data, {"--out": out, "--artifacts": args.artifacts}, {"--storage": spec.path})  # before any write
+    _check_writable(out, spec)
     if args.worker_index is None:  # the folder is this study's (or adopted, or --force): before anything is written
         from plsearch.outputs import claim_results
 
@@ -588,6 +589,38 @@ def _search_held(argv: Sequence[str] | None, held: ExitStack) -> int:
     return 0
 
 
+def read_only_cause(e: BaseException) -> str:
+    """What made a write fail because the storage is read-only ("attempt to write a readonly database", a
+    read-only file system), looked for in ``e`` and what caused it (Optuna wraps a failed commit); "" if not."""
+    import errno
+
+    seen: BaseException | None = e
+    for _ in range(6):
+        if seen is None:
+            return ""
+        text = " ".join(str(seen).split())
+        if isinstance(seen, OSError) and seen.errno == errno.EROFS:
+            return f"{seen.strerror or 'read-only file system'}: {seen.filename}"
+        for marker in ("readonly database", "read-only database", "read-only file system"):
+            if marker in text.lower():
+                import re
+
+                return re.sub(r"^\([^)]*\)\s*", "", text.split("[SQL")[0]).strip() or marker
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def _check_writable(out: Path, spec: Any) -> None:
+    """A results folder (or its study file) the user cannot write: one line naming it, before any lock or claim
+    (a resume would fail at Optuna's first commit with "invalid data in the commit")."""
+    for path in (out, spec.path):
+        if path is not None and Path(path).exists() and not os.access(path, os.W_OK):
+            raise CLIError(
+                f"{path} is read-only (no write permission); a search writes its trials there: make it writable "
+                "(chmod u+w), or copy the results folder and resume with --out COPY"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with one ``error:`` line for bad input, 130 on Ctrl-C)."""
     import signal
@@ -601,6 +634,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _search(argv)
         except Exception as e:  # the database went away mid-search, ...: one line, password hidden
+            cause = read_only_cause(e)
+            if cause:  # Optuna says "invalid data in the commit" for a read-only SQLite file: name the cause
+                raise CLIError(
+                    f"the study's storage is read-only ({cause}); make the results folder and its study.db "
+                    "writable, or copy the folder and resume with --out COPY"
+                ) from None
             if type(e).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2"):
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise CLIError(

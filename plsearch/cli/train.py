@@ -30,7 +30,7 @@ def build_parser() -> Parser:
         prog="python -m plsearch.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data", default="", help="data folder with images/ and masks/ (default: synthetic set)")
-    p.add_argument("--model", default="plnet", help="preset: plnet, plnet-small, bionet, unet [plnet]")
+    p.add_argument("--model", help="preset: plnet, plnet-small, bionet, unet [plnet; a --resume keeps the run's own]")
     p.add_argument(
         "--set",
         action="append",
@@ -78,7 +78,13 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
                 "train a new run with another --out"
             )
         check_out(out, inputs=named_data(cfg, overrides))
+        if getattr(args, "trial", None):
+            raise CLIError(
+                f"--resume continues the run in {out}, not trial {args.trial}; drop --trial, or train the "
+                "trial with another --out"
+            )
         resumed = resolve(cfg, overrides)
+        _check_same_measurement(cfg, resumed, args, overrides)
         changed = [k for k in sorted(overrides) if k.startswith("model.") and resumed.model != cfg.model]
         if changed:  # the checkpoint's weights would not fit: refuse before anything is written
             raise CLIError(
@@ -106,9 +112,59 @@ def resolve_config(args) -> tuple[RunConfig, dict[str, Any]]:
             cfg = replace(cfg, data=replace(cfg.data, root=str(args.data)))
         check_out(out, inputs=named_data(cfg, overrides))  # the trial's data, or --data / --set data.root
         return resolve(cfg, overrides), overrides
-    cfg = RunConfig(model=preset_config(args.model), data=DataConfig(root=str(args.data)))
+    cfg = RunConfig(model=preset_config(args.model or "plnet"), data=DataConfig(root=str(args.data)))
     check_out(out, inputs=named_data(overrides))  # --set data.root=...
     return resolve(cfg, overrides), overrides
+
+
+def _flag_of(path: str, args: argparse.Namespace) -> str:
+    """How the user asked for ``path`` on this command line (for the fix in a refusal)."""
+    if path == "data.image_size" and args.image_size is not None:
+        return "--image-size"
+    if path == "data.root" and args.data:
+        return "--data"
+    return f"--set {path}"
+
+
+def _check_same_measurement(cfg: RunConfig, resumed: RunConfig, args: argparse.Namespace, overrides: dict) -> None:
+    """A resume continues the same measurement: the data, the split and the model the run started with.
+    A flag that would change them (``--set data.seed=5``, ``--image-size``, ``--model``) is refused, not
+    applied mid-run (a training image scored as test) nor silently ignored."""
+    from plsearch.config.gate import changed_measurement, measurement
+
+    diff = changed_measurement(measurement(cfg), measurement(resumed))
+    if diff:
+        path, old, new = diff
+        raise CLIError(
+            f"--resume continues the run's own data and split; {path} would change from {old!r} to {new!r}: "
+            f"drop {_flag_of(path, args)}, or train a new run with another --out"
+        )
+    if args.model is None:
+        return
+    model_sets = {k: v for k, v in overrides.items() if k.startswith("model.")}
+
+    def as_run(name: str) -> Any:  # a preset as this run would hold it: its data decide channels and classes
+        from dataclasses import replace
+
+        from plsearch.config.gate import resolve
+        from plsearch.config.presets import preset_config
+        from plsearch.config.schema import ConfigError
+
+        model = preset_config(name)
+        model = replace(model, **{k: getattr(cfg.model, k) for k in ("in_channels", "num_classes", "spatial_dims")})
+        try:
+            return resolve(RunConfig(model=model, data=cfg.data), model_sets).model
+        except ConfigError:  # e.g. that preset's stride does not fit the run's images: not the run's model
+            return None
+
+    if as_run(args.model) != resumed.model:
+        from plsearch.config.presets import list_presets
+
+        own = next((n for n in list_presets() if as_run(n) == resumed.model), None)
+        raise CLIError(
+            f"--resume continues the run's own model ({own or 'the one in its config.yaml'}), not --model "
+            f"{args.model}: drop --model, or train a new run with another --out"
+        )
 
 
 def _train(argv: Sequence[str] | None) -> int:
@@ -162,7 +218,11 @@ def _train_held(args: argparse.Namespace) -> int:
     (out / "config.yaml").write_text(to_yaml(cfg))
     model = build_model(cfg)  # model initialisation is part of the run's seed
     n_params = sum(p.numel() for p in model.parameters())
-    what = "resumed run" if args.resume else (f"trial {args.trial}" if getattr(args, "trial", None) else args.model)
+    what = (
+        "resumed run"
+        if args.resume
+        else (f"trial {args.trial}" if getattr(args, "trial", None) else args.model or "plnet")
+    )
     print(
         f"training {what}: {n_params / 1e6:.3f} M params, "
         f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test images at "

@@ -51,6 +51,9 @@ __all__ = [
     "StrideError",
     "DeviceError",
     "Overrides",
+    "MEASURED_DATA",
+    "measurement",
+    "changed_measurement",
 ]
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -199,6 +202,36 @@ def resolve(
     if device is not None and device is not False:
         check_device(cfg.train.device)
     return cfg
+
+
+# What decides a measurement's data and split: every data field but the decoded-image cache switch. A resume
+# (train --resume, a rerun search) must match these, and a search its fidelity too (``measurement``).
+MEASURED_DATA: tuple[str, ...] = tuple(f"data.{k}" for k in DataConfig.__dataclass_fields__ if k != "cache")
+
+
+def measurement(cfg: RunConfig, paths: Iterable[str] = MEASURED_DATA) -> dict[str, Any]:
+    """``{path: value}`` of ``cfg`` at ``paths``, plain data (a stored study's user attribute, a checkpoint's
+    config), ``data.root`` as an absolute path ("" for the synthetic set)."""
+    from pathlib import Path
+
+    tree = to_dict(cfg)
+    out: dict[str, Any] = {}
+    for path in paths:
+        section, key = path.split(".", 1)
+        value = tree[section][key]
+        if path == "data.root" and value:
+            value = str(Path(value).resolve())
+        out[path] = value
+    return out
+
+
+def changed_measurement(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first path (in ``old``'s order) whose value ``new`` changes, as ``(path, old, new)``; None when none
+    does. A path ``old`` does not record (an older run or study) is not compared."""
+    for path, before in old.items():
+        if path in new and new[path] != before:
+            return path, before, new[path]
+    return None
 
 
 def check_device(spec: Any = "auto") -> "torch.device":

@@ -27,6 +27,7 @@ The built-ins' numbers are read without torch from ``plsearch.graph.costs``; a p
 from __future__ import annotations
 
 import importlib
+import weakref
 from typing import Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ V = TypeVar("V")
 __all__ = [
     "Registry",
     "RegistryError",
+    "forget_module",
     "import_path",
     "BlockType",
     "UpUnitType",
@@ -47,6 +49,15 @@ __all__ = [
     "list_ups",
     "get_up",
 ]
+
+
+_REGISTRIES: "weakref.WeakSet[Registry[Any]]" = weakref.WeakSet()
+
+
+def forget_module(module: str) -> list[str]:
+    """Drop what ``module`` registered in every registry (a plug-in whose import raised: nothing of it stays
+    registered, so a second load does not pass as if it had loaded). Returns ``kind:name`` of each entry."""
+    return [f"{r.kind}:{n}" for r in list(_REGISTRIES) for n in r.forget_module(module)]
 
 
 class RegistryError(ValueError):
@@ -84,6 +95,21 @@ class Registry(Generic[V]):
         self._lazy: dict[str, str] = dict(builtins or {})
         self._loaded: dict[str, V] = {}
         self._loader = loader
+        _REGISTRIES.add(self)
+
+    def forget_module(self, module: str) -> list[str]:
+        """Drop the entries ``module`` (or a submodule) registered: objects it defines, paths into it. For a
+        plug-in whose import failed half-way (``forget_module``); returns the names dropped."""
+
+        def of(where: str) -> bool:
+            return where == module or where.startswith(module + ".")
+
+        gone = [n for n, obj in self._loaded.items() if of(str(getattr(obj, "__module__", "") or ""))]
+        gone += [n for n, path in self._lazy.items() if of(path.partition(":")[0]) and n not in gone]
+        for name in gone:
+            self._loaded.pop(name, None)
+            self._lazy.pop(name, None)
+        return gone
 
     def _load_builtins(self) -> None:
         if self._loader is not None:

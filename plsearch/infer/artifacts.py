@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from plsearch.outputs import disk_full
+
 __all__ = [
     "ARTIFACT_DIR",
     "DEFAULT_KEEP_TOP",
@@ -141,6 +143,12 @@ def open_store(study: Any, out_dir: str | Path, path: str | Path | None = None) 
     return store
 
 
+def _folder_of(store: Any) -> Path | None:
+    from plsearch.search.optuna_private import store_folder
+
+    return store_folder(store)
+
+
 def _store_path(store: Any) -> str | None:
     from plsearch.search.optuna_private import store_folder
 
@@ -162,9 +170,20 @@ def keep_checkpoint(trial_or_study: Any, checkpoint: str | Path, store: Any, *, 
             os.link(src, named)
         except OSError:
             named.write_bytes(src.read_bytes())
-        artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=store, file_path=str(named), study_or_trial=trial_or_study
-        )
+        folder = _folder_of(store)
+        before = set(os.listdir(folder)) if folder is not None and folder.is_dir() else None
+        try:
+            artifact_id = optuna.artifacts.upload_artifact(
+                artifact_store=store, file_path=str(named), study_or_trial=trial_or_study
+            )
+        except OSError as e:  # e.g. a full disk: remove the half-written artifact, name the problem in one line
+            if folder is not None and before is not None:
+                for left in set(os.listdir(folder)) - before:
+                    (folder / left).unlink(missing_ok=True)
+            full = disk_full(e, folder if folder is not None else src)
+            if full is not None:
+                raise full from None
+            raise
     _record_store(getattr(trial_or_study, "study", trial_or_study), _store_path(store))
     return artifact_id
 

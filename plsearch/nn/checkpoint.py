@@ -12,12 +12,13 @@ A checkpoint is a dict of tensors and YAML-like values only::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from plsearch.outputs import atomic_file
 
 FORMAT = "plsearch-checkpoint-v1"
 
@@ -53,9 +54,8 @@ def save_checkpoint(
         "train_state": train_state or {},
         "versions": {"torch": str(torch.__version__), "plsearch": str(plsearch.__version__)},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:  # a full disk: DiskFullError, the old file kept, no .tmp left
+        torch.save(ckpt, tmp)
     return path
 
 

@@ -5,7 +5,9 @@ Why any at all: re-queueing another process's RUNNING trial writes to that trial
 ``Study`` has no public call for either (``Study.tell`` cannot set a trial's attrs, and
 ``optuna.storages.fail_stale_trials`` neither says which trials it failed nor re-enqueues their params). A trial's
 enqueued params, the study's recorded artifact store and a trial's artifacts need the storage handle or
-``system_attrs`` too, and the journal file's lock is Optuna's lock protocol with a lock of our own.
+``system_attrs`` too, and the journal file's lock is Optuna's lock protocol with a lock of our own. A database
+server that restarts under a search is ridden out by ``retrying_rdb_storage``: an ``RDBStorage`` whose storage
+calls (its public methods and the heartbeat's ``_get_stale_trial_ids``) retry while the connection is lost.
 
 What each function relies on (a private name, or a public storage method reached through the private handle) is
 pinned by ``tests/test_optuna_adapter.py`` against the installed Optuna, so an upgrade that moves one fails there
@@ -15,11 +17,13 @@ module imports no other plsearch module (the infer layer's artifacts reach it fr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "Heartbeat",
@@ -30,6 +34,8 @@ __all__ = [
     "frozen_trial",
     "has_storage",
     "journal_storage",
+    "lost_connection",
+    "retrying_rdb_storage",
     "set_study_system_attr",
     "set_user_attr_by_id",
     "stale_trial_ids",
@@ -146,6 +152,106 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+# ----------------------------------------------------------------------------- a lost database connection
+# The storage calls a search makes (each one session and one commit in RDBStorage, so a retried call either
+# took effect before or takes effect now), public and the private ones Optuna's cache in front of an RDBStorage
+# calls on it (``_get_trials``, ``_create_new_trial``, ``_set_trial_param``, ``_get_best_trial_id``) and the
+# heartbeat's stale ids.
+RETRIED_CALLS = (
+    "_get_trials",
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+def lost_connection(e: BaseException) -> bool:
+    """Is ``e`` (or what caused it: Optuna wraps a failed commit in ``StorageInternalError``) a connection to the
+    database that was lost or refused (server restarting, network), rather than a bad request?"""
+    import sqlalchemy.exc as sx
+
+    seen: BaseException | None = e
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, (sx.OperationalError, sx.InterfaceError)) or (
+            isinstance(seen, sx.DBAPIError) and seen.connection_invalidated
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retried(base: type, name: str) -> Callable[..., Any]:
+    @functools.wraps(getattr(base, name))
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline, wait = None, 0.5
+        while True:
+            try:
+                return getattr(base, name)(self, *args, **kwargs)
+            except Exception as e:
+                if not lost_connection(e):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.plsearch_patience
+                    log.warning("lost the connection to the database (%s); reconnecting", type(e).__name__)
+                if now >= deadline:
+                    raise self.plsearch_give_up(e) from None
+                time.sleep(min(wait, deadline - now))
+                wait = min(2 * wait, 5.0)
+
+    return call
+
+
+@functools.cache
+def _retrying_class() -> type:
+    import optuna
+
+    base = optuna.storages.RDBStorage
+    namespace: dict[str, Any] = {name: _retried(base, name) for name in RETRIED_CALLS}
+    namespace.update(plsearch_patience=60.0, plsearch_give_up=staticmethod(lambda e: e))
+    return type("RetryingRDBStorage", (base,), namespace)
+
+
+def retrying_rdb_storage(
+    url: str, *, patience: float, give_up: Callable[[BaseException], Exception], **kwargs: Any
+) -> Any:
+    """An ``RDBStorage`` (``kwargs`` as Optuna's) whose storage calls retry for up to ``patience`` seconds while
+    the database connection is lost (``lost_connection``), then raise ``give_up(error)``.
+
+    The engine should ping pooled connections (``pool_pre_ping``) so that one a restarted server dropped is
+    replaced before use instead of failing a call."""
+    storage = _retrying_class()(url, **kwargs)
+    storage.plsearch_patience, storage.plsearch_give_up = float(patience), give_up
+    return storage
 
 
 # ----------------------------------------------------------------------------- study system attrs

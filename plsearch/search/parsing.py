@@ -251,12 +251,73 @@ def parse_sampler(spec: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
         raise SearchSpaceError(f"sampler={spec!r} is not known; choose one of {', '.join(list_samplers())}")
     if not options:
         return spec, ()
-    allowed = sorted(set(inspect.signature(sampler_class(spec)).parameters) - {"self", "seed", "constraints_func"})
+    cls = sampler_class(spec)
+    params = inspect.signature(cls).parameters
+    allowed = sorted(set(params) - {"self", "seed", "constraints_func"})
     try:
         unknown_options(options, allowed, "sampler", f"sampler {spec}", ("name",))
     except ValueError as e:
         raise SearchSpaceError(str(e)) from None
+    options = {k: _sampler_option(spec, k, v, params[k]) for k, v in options.items()}
+    import warnings
+
+    try:  # the sampler's own checks, now rather than as a traceback when the study is created
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental" options
+            cls(seed=0, **options)
+    except Exception as e:  # noqa: BLE001 - a plug-in sampler may raise anything: one line naming it
+        raise SearchSpaceError(f"sampler {spec} refuses its options ({type(e).__name__}: {e}); fix sampler:") from None
     return spec, tuple(sorted(options.items()))
+
+
+# Lower bounds of the samplers' count options (the rest: >= 0); probabilities lie in [0, 1].
+_SAMPLER_MIN = {"n_ei_candidates": 1, "population_size": 2}
+
+
+def _sampler_option(sampler: str, name: str, value: Any, param: inspect.Parameter) -> Any:
+    """One sampler option checked like a config field, from the constructor's annotation (or its default's type):
+    ``int`` a whole number (counts >= 0), ``float`` a finite number (``*_prob`` in [0, 1]), ``bool`` true/false,
+    ``None`` where the annotation allows it; an option that takes a Python object (a callable, a sampler) has
+    no YAML form and is refused. Raises SearchSpaceError naming the option."""
+    ann = param.annotation
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", "") if ann is not inspect.Parameter.empty else ""
+    kinds = {t.strip() for t in text.split("|")} if text else set()
+    if not kinds and param.default is not inspect.Parameter.empty and param.default is not None:
+        kinds = {type(param.default).__name__}
+    key = f"sampler.{name}={value!r}"
+    if value is None and ("None" in kinds or param.default is None):
+        return None
+    plain = kinds - {"None"}
+    if not plain:
+        return value  # a plug-in's option without annotation or default: the constructor checks it
+    if plain == {"bool"}:
+        if not isinstance(value, bool):
+            raise SearchSpaceError(f"{key} must be true or false (sampler {sampler})")
+        return value
+    if plain == {"int"}:
+        lo = _SAMPLER_MIN.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise SearchSpaceError(f"{key} must be an integer >= {lo} (sampler {sampler})")
+        return value
+    if plain <= {"float", "int"}:
+        number = yaml_number(value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not abs(number) < float("inf"):
+            raise SearchSpaceError(f"{key} must be a finite number (sampler {sampler})")
+        if (name.endswith("prob") or name.endswith("_weight")) and not (
+            0 <= number <= (1 if name.endswith("prob") else float("inf"))
+        ):
+            raise SearchSpaceError(
+                f"{key} must be {'in [0, 1]' if name.endswith('prob') else '>= 0'} (sampler {sampler})"
+            )
+        return float(number)
+    if plain == {"str"}:
+        if not isinstance(value, str):
+            raise SearchSpaceError(f"{key} must be a string (sampler {sampler})")
+        return value
+    raise SearchSpaceError(
+        f"sampler.{name} takes a Python object ({text}), which a space file cannot give; leave it out, or "
+        f"register a sampler that sets it (plsearch.search.registries.register_sampler)"
+    )
 
 
 def sampler_class(name: str) -> type:
@@ -346,12 +407,20 @@ def run_imports(entries: Any, base_dir: Path | None) -> None:
         if not isinstance(entry, str) or not entry:
             raise SearchSpaceError(f"imports: {entry!r} must be a module name or a .py file")
         if not entry.endswith(".py"):
+            if entry in sys.modules:
+                continue
             try:
                 importlib.import_module(entry)
             except ImportError as e:
+                _forget(entry)
+                if getattr(e, "name", None) and not entry.startswith(str(e.name)):  # the plug-in's own import
+                    raise _plugin_error(entry, e) from e
                 raise SearchSpaceError(
                     f"imports: cannot import {entry!r} ({e}); check the name and PYTHONPATH"
                 ) from None
+            except Exception as e:  # noqa: BLE001 - a plug-in may raise anything at import
+                _forget(entry)
+                raise _plugin_error(entry, e) from e
             continue
         path = (Path(base_dir or ".") / entry).resolve()
         main = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -367,4 +436,36 @@ def run_imports(entries: Any, base_dir: Path | None) -> None:
             raise SearchSpaceError(f"imports: {path} cannot be loaded as a Python module; give a .py file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001 - a plug-in may raise anything at import
+            _forget(name)  # half-imported: not cached, so the next load tries (and fails) again
+            raise _plugin_error(entry, e) from e
+
+
+def _forget(module: str) -> None:
+    """Nothing of a plug-in whose import raised stays behind: not its module (nor its submodules) in
+    ``sys.modules``, not what it registered before it raised."""
+    import sys
+
+    from plsearch.config.registry import forget_module
+
+    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+        del sys.modules[name]
+    forget_module(module)
+
+
+def _plugin_error(entry: str, e: BaseException) -> SearchSpaceError:
+    """One line naming the plug-in and its error (the traceback: ``--debug`` or ``PLSEARCH_DEBUG=1``)."""
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:  # the plug-in's own line that raised, the last frame in a file of its
+        if Path(tb.tb_frame.f_code.co_filename).stem == Path(entry).stem or entry in tb.tb_frame.f_globals.get(
+            "__name__", ""
+        ):
+            where = f" (line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return SearchSpaceError(
+        f"imports: plug-in {entry!r} raised {type(e).__name__}: {' '.join(str(e).split()) or 'no message'}"
+        f"{where}; fix the plug-in (--debug or PLSEARCH_DEBUG=1 shows the traceback)"
+    )

@@ -26,8 +26,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from plsearch.search.storage import StorageSpec, claim_lock, open_storage, parse_storage
-from plsearch.search.study import SPACE_ATTR, SearchError, check_inputs, make_sampler, make_storage, open_study
+from plsearch.search.storage import StorageError, StorageSpec, claim_lock, open_storage, parse_storage
+from plsearch.search.study import (
+    SPACE_ATTR,
+    SearchError,
+    check_inputs,
+    make_sampler,
+    make_storage,
+    measurement,
+    open_study,
+)
 from plsearch.search.workers import owner_state, recover_stale, requeue, tally, worker_tag
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,7 +146,9 @@ def prepare(
     run_id = uuid.uuid4().hex[:8]
     parallel = spec.shared and (workers > 1 or worker_index is not None or spec.kind == "rdb")
     offset = int(run_id, 16) % 100_000 if parallel else 0  # workers started together sample differently
-    study = open_study(space, open_storage(spec, heartbeat=beat), name, space.seed + offset, parallel)
+    study = open_study(
+        space, open_storage(spec, heartbeat=beat), name, space.seed + offset, parallel, measurement(space, extra)
+    )
     from plsearch.infer.artifacts import ArtifactError, open_store
 
     try:
@@ -266,6 +276,8 @@ def run_trials(s: Search, on_trial: Callable[[dict], None] | None = None, write:
             raise
         except (DataError, DeviceError) as e:  # the user's setup, not the trial: stop here
             requeue(s.study, op.trial_id(trial), f"setup error: {e}")
+            raise
+        except StorageError:  # the database is gone: the trial stays RUNNING, re-queued as stale by the next run
             raise
         except Exception as e:  # a bug or an unexpected problem: record it, keep the study going
             log.exception("trial %d failed", trial.number)

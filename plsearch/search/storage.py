@@ -9,7 +9,9 @@ Specs (``--storage``, else the environment variable ``PLSEARCH_STORAGE``, else t
   which several processes on one machine share;
 - ``sqlite:///PATH.db``: one process only (SQLite locks up under several writers);
 - ``postgresql://USER[:PASSWORD]@HOST:PORT/DB`` (or ``mysql://``): ``RDBStorage``, shared by several
-  machines; the only kind with heartbeats. Connecting gives up after ``CONNECT_TIMEOUT`` seconds.
+  machines; the only kind with heartbeats. Connecting gives up after ``CONNECT_TIMEOUT`` seconds; a connection
+  lost later (the server restarts) is retried for ``RECONNECT_SECONDS``, then ``StorageError`` says "lost
+  connection to the database".
 
 ``redact`` hides passwords in anything shown (``user:***@host``); every message here goes through it.
 """
@@ -28,6 +30,7 @@ from plsearch.redaction import redact, redact_url, remember_secrets, url_secrets
 JOURNAL_SUFFIXES = (".journal", ".log")
 ENV = "PLSEARCH_STORAGE"
 CONNECT_TIMEOUT = 10
+RECONNECT_SECONDS = 60  # how long storage calls retry a lost connection (a server restarting) before giving up
 
 
 class StorageError(ValueError):
@@ -142,6 +145,12 @@ def open_storage(spec: StorageSpec, *, heartbeat: tuple[int, int] | None = None,
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat_interval is "experimental" since Optuna 2.9
+            if spec.kind == "rdb":  # a server restart is ridden out: calls retry, then one line
+                from plsearch.search.optuna_private import retrying_rdb_storage
+
+                return retrying_rdb_storage(
+                    spec.target, patience=RECONNECT_SECONDS, give_up=lambda e: lost_connection(spec, e), **kwargs
+                )
             return optuna.storages.RDBStorage(spec.target, **kwargs)
     except Exception as e:  # SQLAlchemy raises its own hierarchy; psycopg, ValueError, ImportError...
         raise StorageError(describe_error(spec, e)) from None
@@ -244,6 +253,19 @@ def describe_error(spec: StorageSpec, e: BaseException) -> str:
     else:
         why = f"{name}: {first}; check the storage"
     return redact(f"storage {shown}: {why}", spec.target)
+
+
+def lost_connection(spec: StorageSpec, e: BaseException) -> StorageError:
+    """The one-line error for a database connection lost for longer than ``RECONNECT_SECONDS``."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r"^\([\w.]+\)\s*", "", first)
+    return StorageError(
+        redact(
+            f"storage {spec.shown}: lost connection to the database for {RECONNECT_SECONDS}s ({first}); check "
+            "that the database server is running and rerun the same command to resume",
+            spec.target,
+        )
+    )
 
 
 @contextlib.contextmanager

@@ -12,6 +12,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
 
 SPACE_ATTR = "plsearch:space"
+MEASURE_ATTR = "plsearch:measurement"  # what every trial of the study is measured on (``measurement``)
+# Not part of a measurement: where and how fast it runs, and the training seed (a resume may change these).
+UNMEASURED = frozenset(
+    {"data.cache", "train.device", "train.num_threads", "train.compile", "train.eval_batch_size", "train.amp"}
+    | {"train.seed"}
+)
 
 
 class SearchError(ValueError):
@@ -67,8 +73,53 @@ def check_inputs(space: "SearchSpace", extra: Mapping[str, Any]) -> None:
             )
 
 
-def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, parallel: bool = False) -> Any:
-    """Create or load the study; refuse one whose objectives differ from the space's."""
+def measurement(space: "SearchSpace", extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``{path: value}`` of every config field the space does not search that decides what a trial measures:
+    the data and its split, the fidelity and training protocol, the fixed model fields (defaults, then the
+    space's fixed values, then ``extra``: --data, --set). Plain data, stored in the study at creation."""
+    from plsearch.config.gate import measurement as of_config
+    from plsearch.config.schema import RunConfig, qualify_key
+
+    values = of_config(RunConfig(), [f"{sec}.{k}" for sec, sub in RunConfig().to_dict().items() for k in sub])
+    searched = {a.path for a in space.axes}
+    for path, value in [*space.fixed, *extra.items()]:
+        values[qualify_key(path)] = value
+    if values.get("data.root"):
+        values["data.root"] = str(Path(values["data.root"]).resolve())
+    import json
+
+    kept = {k: v for k, v in values.items() if k not in UNMEASURED and k not in searched}
+    return dict(json.loads(json.dumps(kept)))  # as the storage will hand it back (tuples are lists)
+
+
+def _check_measurement(existing: Any, study_name: str, measure: Mapping[str, Any] | None) -> None:
+    """A resumed study measures as it did: refuse ``measure`` where it differs from the one stored."""
+    from plsearch.config.gate import changed_measurement
+
+    stored = existing.user_attrs.get(MEASURE_ATTR)
+    if measure is None or not isinstance(stored, Mapping):
+        return  # a study from before the measurement was stored: nothing to compare
+    diff = changed_measurement(stored, measure)
+    if diff:
+        path, old, new = diff
+        flag = "--data" if path == "data.root" else f"--set {path}"
+        raise SearchError(
+            f"study {study_name!r} measured every trial with {path}={old!r}, this run asks for {new!r}: a resumed "
+            f"search keeps its data, split and fidelity; drop {flag} (or restore the space file), or start a new "
+            "study with another --out"
+        )
+
+
+def open_study(
+    space: "SearchSpace",
+    storage: Any,
+    study_name: str,
+    seed: int,
+    parallel: bool = False,
+    measure: Mapping[str, Any] | None = None,
+) -> Any:
+    """Create or load the study; refuse one whose objectives differ from the space's, or which measured its
+    trials on other data, another split or another fidelity than ``measure`` (see ``measurement``)."""
     import optuna
 
     from plsearch.search.pruning import study_pruner
@@ -85,6 +136,7 @@ def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, p
                 f"{[d.name.lower() for d in existing.directions]}, the space asks for {space.metric_names} "
                 f"{space.directions}; pass another --study-name or --out"
             )
+        _check_measurement(existing, study_name, measure)
     except KeyError:
         pass
     # A resumed study gets a fresh sampler stream (seed + trials so far): the same seed would replay
@@ -105,5 +157,7 @@ def open_study(space: "SearchSpace", storage: Any, study_name: str, seed: int, p
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # set_metric_names is "experimental" since Optuna 3.2
             study.set_metric_names(space.metric_names)
+        if measure is not None:
+            study.set_user_attr(MEASURE_ATTR, dict(measure))
         study.set_user_attr(SPACE_ATTR, dict(space.raw))
     return study

@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plsearch.config.schema import RunConfig
+from plsearch.outputs import atomic_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from plsearch.search.space import SearchSpace
@@ -489,9 +489,8 @@ def append_rows(path: str | Path, new: Sequence[Mapping[str, Any]]) -> int:
 
 def _atomic_write(p: Path, data: bytes) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    with atomic_file(p) as tmp:  # a full disk: DiskFullError, the old table kept, no .tmp left
+        tmp.write_bytes(data)
 
 
 def revision(root: str | Path | None = None) -> str:
