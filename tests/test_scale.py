@@ -326,6 +326,17 @@ def test_devices_round_robin_and_storage_stays_off_the_command_line(tmp_path, mo
     assert "on cuda:0, cuda:1, cuda:0" in capsys.readouterr().out
 
 
+def test_a_worker_that_dies_on_an_error_fails_the_search_with_one_line(tmp_path, monkeypatch, capsys):
+    import plsearch.search.workers as workers
+
+    monkeypatch.setattr(workers, "launch", lambda commands, env, on_line, **kw: [0, 1, 0])  # worker 1 crashed
+    argv = ["--space", _space(tmp_path), "--out", str(tmp_path / "o"), "--workers", "3", "--no-plots"]
+    assert main([*argv, "--storage", str(tmp_path / "j.journal"), "--n-trials", "2"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]  # beside the progress lines
+    assert len(err) == 1 and "worker 1 stopped with an error" in err[0] and "0 of 2 trials" in err[0]
+    assert "rerun the same command" in err[0]
+
+
 @pytest.mark.parametrize(
     "text, shown",
     [

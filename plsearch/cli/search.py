@@ -415,6 +415,14 @@ def _run_workers(
                     f"worker {i} ended by signal {-code}; its trial is re-queued by the others or the next run",
                     flush=True,
                 )
+        crashed = [str(i) for i, code in enumerate(codes) if code > 0]
+        if crashed:  # a worker that died on an error (no `error:` line to relay): never a silent short search
+            write_outputs(s.study, out)
+            raise CLIError(
+                f"worker {', '.join(crashed)} stopped with an error before the search finished "
+                f"({tally(s.study)[0]} of {total} trials); its output is above: fix the cause and rerun the same "
+                "command to resume"
+            )
     else:
         print(f"timeout of {s.limit:g}s reached during the references; rerun to continue", flush=True)
     return finish(s, refs, _draw(args), ran[0])
