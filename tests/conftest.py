@@ -54,3 +54,36 @@ def _private_cache(tmp_path_factory):
     if "PLSEARCH_CACHE_DIR" not in os.environ:
         os.environ["PLSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("plsearch-cache"))
     yield
+
+
+# A tiny multi-worker search space whose second objective sleeps PLSEARCH_TEST_SLOW seconds a trial (so a
+# test can act while trials run): test_scale and test_safety_storage_faults share it.
+SLOW_METRIC = """
+import os, time
+from plsearch.search import register_metric
+
+@register_metric("slow", "minimize")
+def slow(ctx):
+    time.sleep(float(os.environ.get("PLSEARCH_TEST_SLOW", "0")))
+    return 0.0
+"""
+SPACE = """imports: [slow_metric.py]
+objectives: [val_dice, {metric: slow, direction: minimize}]
+sampler: random
+pruning: false
+references: []
+model.ocs: {low: 0.5, high: 1.0}
+model.steps: 1
+model.stages: 1
+model.depth: 2
+model.stem: 1
+fidelity: {model.base_width: 4, data.image_size: 16, data.synthetic_count: 8, train.epochs: 1, train.batch_size: 4,
+           train.max_steps_per_epoch: 1, train.eval_batch_size: 8, train.augment: false, train.patience: 0}
+"""
+
+
+def slow_space(tmp_path: Path, name: str = "scale") -> str:
+    """Write the slow-metric plug-in and the space into ``tmp_path``; return the space's path."""
+    (tmp_path / "slow_metric.py").write_text(SLOW_METRIC)
+    (tmp_path / f"{name}.yaml").write_text(SPACE)
+    return str(tmp_path / f"{name}.yaml")

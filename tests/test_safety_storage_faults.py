@@ -18,39 +18,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import slow_space
 from optuna.trial import TrialState
 
 from plsearch.search.storage import redact
 from plsearch.search.workers import counted
-
-SLOW_METRIC = """
-import os, time
-from plsearch.search import register_metric
-
-@register_metric("slow", "minimize")
-def slow(ctx):
-    time.sleep(float(os.environ.get("PLSEARCH_TEST_SLOW", "0")))
-    return 0.0
-"""
-SPACE = """imports: [slow_metric.py]
-objectives: [val_dice, {metric: slow, direction: minimize}]
-sampler: random
-pruning: false
-references: []
-model.ocs: {low: 0.5, high: 1.0}
-model.steps: 1
-model.stages: 1
-model.depth: 2
-model.stem: 1
-fidelity: {model.base_width: 4, data.image_size: 16, data.synthetic_count: 8, train.epochs: 1, train.batch_size: 4,
-           train.max_steps_per_epoch: 1, train.eval_batch_size: 8, train.augment: false, train.patience: 0}
-"""
-
-
-def _space(tmp_path: Path) -> str:
-    (tmp_path / "slow_metric.py").write_text(SLOW_METRIC)
-    (tmp_path / "faults.yaml").write_text(SPACE)
-    return str(tmp_path / "faults.yaml")
 
 
 def _postgres() -> tuple[str, str]:
@@ -85,7 +57,8 @@ def test_postgres_restart_under_three_workers_loses_no_trial(tmp_path):
     resumes, and exactly n_trials finish: none lost, none duplicated, none left RUNNING."""
     url, restart = _postgres()
     name, n = f"faults_{uuid.uuid4().hex[:8]}", 9
-    argv = [sys.executable, "-m", "plsearch.search", "--space", _space(tmp_path), "--out", str(tmp_path / "out")]
+    space = slow_space(tmp_path, "faults")
+    argv = [sys.executable, "-m", "plsearch.search", "--space", space, "--out", str(tmp_path / "out")]
     argv += ["--study-name", name, "--n-trials", str(n), "--workers", "3", "--no-plots", "--heartbeat", "1"]
     argv += ["--storage", url]
     env = dict(os.environ, PLSEARCH_TEST_SLOW="1")

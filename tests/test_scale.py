@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import slow_space
 from optuna.trial import TrialState
 
 from plsearch.cli.search import main
@@ -32,35 +33,6 @@ from plsearch.search.storage import (
     redact,
 )
 from plsearch.search.workers import HOST, counted, is_surplus, pid_alive, recover_stale, requeue
-
-SLOW_METRIC = """
-import os, time
-from plsearch.search import register_metric
-
-@register_metric("slow", "minimize")
-def slow(ctx):
-    time.sleep(float(os.environ.get("PLSEARCH_TEST_SLOW", "0")))
-    return 0.0
-"""
-SPACE = """imports: [slow_metric.py]
-objectives: [val_dice, {metric: slow, direction: minimize}]
-sampler: random
-pruning: false
-references: []
-model.ocs: {low: 0.5, high: 1.0}
-model.steps: 1
-model.stages: 1
-model.depth: 2
-model.stem: 1
-fidelity: {model.base_width: 4, data.image_size: 16, data.synthetic_count: 8, train.epochs: 1, train.batch_size: 4,
-           train.max_steps_per_epoch: 1, train.eval_batch_size: 8, train.augment: false, train.patience: 0}
-"""
-
-
-def _space(tmp_path: Path) -> str:
-    (tmp_path / "slow_metric.py").write_text(SLOW_METRIC)
-    (tmp_path / "scale.yaml").write_text(SPACE)
-    return str(tmp_path / "scale.yaml")
 
 
 def postgres_url() -> str:
@@ -147,7 +119,7 @@ def test_three_workers_finish_exactly_n_trials_when_one_is_killed(shared, tmp_pa
     storage, name, opener = shared
     monkeypatch.setenv("PLSEARCH_TEST_SLOW", "1")
     code: list[int] = []
-    argv = _argv(_space(tmp_path), tmp_path, storage, name, 4)
+    argv = _argv(slow_space(tmp_path), tmp_path, storage, name, 4)
     runner = threading.Thread(target=lambda: code.append(main(argv)))
     runner.start()
     try:
@@ -178,7 +150,7 @@ def test_heartbeat_fails_and_requeues_a_silent_trial_of_another_host(tmp_path):
     from plsearch.search import load_space, run_search
 
     url, name = postgres_url(), f"scale_{uuid.uuid4().hex[:8]}"
-    space = load_space(_space(tmp_path))
+    space = load_space(slow_space(tmp_path))
     try:
         storage = open_storage(parse_storage(url, tmp_path), heartbeat=(1, 2))
         study = optuna.create_study(study_name=name, storage=storage, directions=space.directions)
@@ -302,7 +274,7 @@ def test_devices_round_robin_and_storage_stays_off_the_command_line(tmp_path, mo
         main(
             [
                 "--space",
-                _space(tmp_path),
+                slow_space(tmp_path),
                 "--out",
                 str(tmp_path / "o"),
                 "--workers",
@@ -330,7 +302,7 @@ def test_a_worker_that_dies_on_an_error_fails_the_search_with_one_line(tmp_path,
     import plsearch.search.workers as workers
 
     monkeypatch.setattr(workers, "launch", lambda commands, env, on_line, **kw: [0, 1, 0])  # worker 1 crashed
-    argv = ["--space", _space(tmp_path), "--out", str(tmp_path / "o"), "--workers", "3", "--no-plots"]
+    argv = ["--space", slow_space(tmp_path), "--out", str(tmp_path / "o"), "--workers", "3", "--no-plots"]
     assert main([*argv, "--storage", str(tmp_path / "j.journal"), "--n-trials", "2"]) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]  # beside the progress lines
     assert len(err) == 1 and "worker 1 stopped with an error" in err[0] and "0 of 2 trials" in err[0]
@@ -372,7 +344,7 @@ def test_connection_errors_and_logs_never_show_the_password(tmp_path, monkeypatc
         raise Leaky(f"(psycopg.OperationalError) cannot connect to {target} with password Sup3r-s3cret")
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", leaky_storage)
-    assert main(["--space", _space(tmp_path), "--out", str(tmp_path / "o"), "--storage", url]) == 2
+    assert main(["--space", slow_space(tmp_path), "--out", str(tmp_path / "o"), "--storage", url]) == 2
     out = capsys.readouterr()
     assert "Sup3r-s3cret" not in out.out + out.err and "nobody:***@127.0.0.1" in out.err
     plsearch.cli.setup_logging()
